@@ -1,0 +1,1 @@
+"""Generation backends: an OpenAI-compatible API and vLLM's offline engine."""
