@@ -1,0 +1,31 @@
+# vqaflow: visual-question-answering data from a folder of images with VLMs.
+# shard the input -> generate per shard -> refine per shard -> merge.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/shard.smk"
+
+
+if config["backend"] == "vllm":
+
+    include: "workflow/rules/generate_vllm.smk"
+
+else:
+
+    include: "workflow/rules/generate.smk"
+
+
+include: "workflow/rules/refine.smk"
+include: "workflow/rules/merge.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,28 @@
+"""Snakemake script: merge the refined shards into the dataset, failed.jsonl and stats.json."""
+
+import json
+import sys
+
+sys.path.insert(0, snakemake.scriptdir)
+
+from vqaflow.dataset import merge
+from vqaflow.logs import run_logged
+from vqaflow.settings import output_keys
+
+
+def main() -> None:
+    stats = merge(
+        list(snakemake.input.refined),
+        list(snakemake.input.failed),
+        snakemake.output.dataset,
+        snakemake.output.failed,
+        snakemake.output.stats,
+        snakemake.params.output_format,
+        snakemake.params.pipeline,
+        output_keys({"keys": snakemake.params.keys}),
+    )
+    print(json.dumps(stats, indent=2))
+
+
+if __name__ == "__main__":
+    run_logged(snakemake.log[0], main)

@@ -1,0 +1,286 @@
+"""The OpenAI-compatible API backend: asynchronous requests with the official client.
+
+At most ``max_concurrency`` requests are in flight. Images are prepared in a thread pool
+ahead of the requests, so encoding never stalls the event loop. Every attempt that fails
+for a reason retrying can fix (429, 5xx, timeouts, dropped connections, empty answers)
+is retried with exponential backoff and full jitter, honouring ``Retry-After``. A bad
+key or an unknown model stops the whole run at once; a request the server rejects
+(400, 413, 422) fails only its record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import openai
+
+from .. import images
+from ..prompts import Prompt
+from .base import FatalBackendError, GenerationTask, OnOutcome, Outcome
+from .ratelimit import RateLimiter
+
+IMAGE_TOKEN_ESTIMATE = 800
+PREPARE_THREADS = 4
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The ``api:`` section of the config (the key itself is never part of it)."""
+
+    model: str
+    key_env: str = "OPENAI_API_KEY"
+    base_url: str | None = None
+    max_concurrency: int = 64
+    timeout_s: float = 120.0
+    max_retries: int = 8
+    backoff_s: float = 1.0
+    backoff_max_s: float = 60.0
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The ``generation:`` section plus structured output (seed is per task)."""
+
+    temperature: float | None = 0.7
+    top_p: float | None = 0.9
+    max_tokens: int = 1024
+    response_format: dict | None = None
+
+
+class _RecordFailure(Exception):
+    """The record cannot be answered; the run goes on."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+class _Retryable(Exception):
+    """The attempt failed in a way another attempt may fix."""
+
+    def __init__(self, kind: str, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+def api_key(key_env: str) -> str:
+    """Read the API key from the environment; a clear error names the variable."""
+    key = os.environ.get(key_env)
+    if not key:
+        raise FatalBackendError(
+            f"no API key: set the environment variable {key_env} (the config's api.key_env)"
+        )
+    return key
+
+
+def _retry_after(error: openai.APIStatusError) -> float | None:
+    value = error.response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _status_message(error: openai.APIStatusError) -> str:
+    body = error.body if isinstance(error.body, dict) else {}
+    message = body.get("message") or body.get("error", {}).get("message") if body else None
+    return f"HTTP {error.status_code}: {message or error.message}"
+
+
+def classify(error: Exception) -> Exception:
+    """Map a client exception to fatal, retryable or record failure."""
+    if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
+        return FatalBackendError(
+            f"the API refused the key ({_status_message(error)}); check the key and api.base_url"
+        )
+    if isinstance(error, openai.NotFoundError):
+        return FatalBackendError(
+            f"unknown model or endpoint ({_status_message(error)}); check api.model and api.base_url"
+        )
+    if isinstance(error, openai.RateLimitError):
+        return _Retryable("rate_limited", _status_message(error), _retry_after(error))
+    if isinstance(error, openai.APITimeoutError):
+        return _Retryable("timeout", "request timed out")
+    if isinstance(error, openai.APIConnectionError):
+        return _Retryable("connection", f"connection error: {error}")
+    if isinstance(error, openai.APIStatusError):
+        if error.status_code >= 500 or error.status_code in (408, 409):
+            return _Retryable("server_error", _status_message(error), _retry_after(error))
+        return _RecordFailure("rejected", _status_message(error))
+    return error
+
+
+def messages_for(prompt: Prompt, image_urls: list[str]) -> list[dict]:
+    """Chat messages: one content part per image in the first user turn, then the text."""
+    messages: list[dict] = []
+    if prompt.system:
+        messages.append({"role": "system", "content": prompt.system})
+    images_pending = True
+    for role, text in prompt.turns:
+        if role == "user" and images_pending and image_urls:
+            parts = [{"type": "image_url", "image_url": {"url": url}} for url in image_urls]
+            parts.append({"type": "text", "text": text})
+            messages.append({"role": role, "content": parts})
+            images_pending = False
+        else:
+            messages.append({"role": role, "content": text})
+    return messages
+
+
+def _estimate_tokens(task: GenerationTask, sampling: Sampling) -> int:
+    text = sum(len(t) for _, t in task.prompt.turns) + len(task.prompt.system or "")
+    return text // 4 + IMAGE_TOKEN_ESTIMATE * len(task.prompt.images) + sampling.max_tokens
+
+
+class ApiBackend:
+    """Generates answers through any OpenAI-compatible chat-completions endpoint."""
+
+    def __init__(self, settings: ApiSettings, sampling: Sampling, max_pixels: int):
+        self.settings = settings
+        self.sampling = sampling
+        self.max_pixels = max_pixels
+
+    def identity(self) -> dict:
+        return {
+            "backend": "api",
+            "base_url": self.settings.base_url,
+            "model": self.settings.model,
+            "sampling": asdict(self.sampling),
+        }
+
+    def run(self, tasks: list[GenerationTask], on_outcome: OnOutcome) -> None:
+        key = api_key(self.settings.key_env)
+        asyncio.run(self._run(tasks, on_outcome, key))
+
+    async def _run(self, tasks: list[GenerationTask], on_outcome: OnOutcome, key: str) -> None:
+        settings = self.settings
+        client = openai.AsyncOpenAI(
+            api_key=key, base_url=settings.base_url, max_retries=0, timeout=settings.timeout_s
+        )
+        limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
+        ready: asyncio.Queue = asyncio.Queue(maxsize=2 * settings.max_concurrency)
+        loop = asyncio.get_running_loop()
+        first_done = asyncio.Event()
+        with ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
+
+            async def prepare_all() -> None:
+                pending: asyncio.Queue = asyncio.Queue()
+                for task in tasks:
+                    pending.put_nowait(task)
+
+                async def preparer() -> None:
+                    while not pending.empty():
+                        task = pending.get_nowait()
+                        try:
+                            urls = [
+                                await loop.run_in_executor(pool, images.data_url, ref, self.max_pixels)
+                                for ref in task.prompt.images
+                            ]
+                            await ready.put((task, urls, None))
+                        except images.ImageError as err:
+                            await ready.put((task, None, str(err)))
+
+                await asyncio.gather(*(preparer() for _ in range(PREPARE_THREADS)))
+                for _ in range(settings.max_concurrency):
+                    await ready.put(None)
+
+            async def worker(index: int) -> None:
+                if index:
+                    await first_done.wait()
+                while (item := await ready.get()) is not None:
+                    task, urls, image_error = item
+                    if image_error is not None:
+                        on_outcome(Outcome(task.id, error=image_error, error_kind="image"))
+                    else:
+                        on_outcome(await self._answer(client, limiter, task, urls))
+                    first_done.set()
+
+            workers = [asyncio.create_task(worker(i)) for i in range(settings.max_concurrency)]
+            producer = asyncio.create_task(prepare_all())
+            try:
+                await asyncio.gather(producer, *workers)
+            finally:
+                for job in (producer, *workers):
+                    job.cancel()
+                await asyncio.gather(producer, *workers, return_exceptions=True)
+                await client.close()
+
+    async def _answer(
+        self, client: openai.AsyncOpenAI, limiter: RateLimiter, task: GenerationTask, urls: list[str]
+    ) -> Outcome:
+        """One record: attempts with backoff until an answer, a record failure or a fatal error."""
+        settings, sampling = self.settings, self.sampling
+        request = {
+            "model": settings.model,
+            "messages": messages_for(task.prompt, urls),
+            "max_tokens": sampling.max_tokens,
+        }
+        for name in ("temperature", "top_p", "response_format"):
+            if getattr(sampling, name) is not None:
+                request[name] = getattr(sampling, name)
+        if task.seed is not None:
+            request["seed"] = task.seed
+        tokens = _estimate_tokens(task, sampling)
+        errors: list[str] = []
+        for attempt in range(1, settings.max_retries + 2):
+            await limiter.acquire(tokens)
+            started = time.monotonic()
+            try:
+                response = await client.chat.completions.create(**request)
+                return self._outcome(task, response, attempt, time.monotonic() - started)
+            except Exception as raw:  # classified below; unknown errors propagate
+                error = raw if isinstance(raw, _Retryable) else classify(raw)
+                if isinstance(error, FatalBackendError):
+                    raise error from None
+                if isinstance(error, _RecordFailure):
+                    return Outcome(task.id, error=str(error), error_kind=error.kind,
+                                   generation={"attempts": attempt})
+                if not isinstance(error, _Retryable):
+                    raise
+            errors.append(f"{error.kind}: {error}")
+            if attempt <= settings.max_retries:
+                await asyncio.sleep(self._backoff(attempt, error.retry_after))
+        return Outcome(
+            task.id,
+            error=f"gave up after {len(errors)} attempts; last: {errors[-1]}",
+            error_kind="retries_exhausted",
+            generation={"attempts": len(errors)},
+        )
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Full-jitter exponential backoff, at least the server's Retry-After."""
+        ceiling = min(self.settings.backoff_max_s, self.settings.backoff_s * 2 ** (attempt - 1))
+        delay = random.uniform(0, ceiling)
+        return max(delay, retry_after) if retry_after is not None else delay
+
+    def _outcome(self, task: GenerationTask, response, attempt: int, latency: float) -> Outcome:
+        choice = response.choices[0] if response.choices else None
+        content = choice.message.content if choice and choice.message else None
+        if not content or not content.strip():
+            raise _Retryable("empty_answer", "the server returned an empty answer")
+        usage = response.usage
+        return Outcome(
+            task.id,
+            answer=content,
+            generation={
+                "backend": "api",
+                "model": response.model or self.settings.model,
+                "finish_reason": choice.finish_reason,
+                "prompt_tokens": usage.prompt_tokens if usage else None,
+                "completion_tokens": usage.completion_tokens if usage else None,
+                "latency_s": round(latency, 3),
+                "attempts": attempt,
+            },
+        )

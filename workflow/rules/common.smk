@@ -1,0 +1,75 @@
+import os
+import sys
+
+from snakemake.utils import validate
+
+sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
+
+from vqaflow.records import count_records, shard_names
+from vqaflow.settings import key_env
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+RUN = config["run"]
+OUT = f"results/{RUN}"
+SHARDS = shard_names(count_records(config["input"]), config["shard_size"])
+
+
+wildcard_constraints:
+    shard=r"shard-\d+",
+
+
+def out(path):
+    """A path under results/<run>/."""
+    return f"{OUT}/{path}"
+
+
+def api_params():
+    """The api section as the job sees it: base URL and key variable resolved, no key."""
+    api = dict(config["api"])
+    api["base_url"] = api["base_url"] or os.environ.get("OPENAI_BASE_URL")
+    api["key_env"] = key_env(config)
+    return api
+
+
+def prompt_params():
+    """Everything that turns records into prompts."""
+    return {
+        "pipeline": config["pipeline"],
+        "keys": config["keys"],
+        "system_prompt": config["system_prompt"],
+        "prompt": config["prompt"],
+        "images": config["images"],
+        "generation": config["generation"],
+        "structured_output": config["structured_output"],
+    }
+
+
+def final_outputs():
+    return [
+        out(f"dataset.{config['output_format']}"),
+        out("failed.jsonl"),
+        out("stats.json"),
+        out("checks/failed_fraction.txt"),
+    ]
+
+
+if config["backend"] == "api" and key_env(config) in os.environ:
+
+    envvars:
+        key_env(config),
+
+
+onstart:
+    if config["backend"] == "api" and not os.environ.get(key_env(config)):
+        raise WorkflowError(
+            f"No API key: set the environment variable {key_env(config)} "
+            "(or name another one in the config's api.key_env) and run again."
+        )
+
+
+onsuccess:
+    stats_path = out("stats.json")
+    if os.path.exists(stats_path):
+        print(f"vqaflow run {RUN!r}: " + open(stats_path).read().strip(), file=sys.stderr)

@@ -1,0 +1,33 @@
+rule merge_dataset:
+    input:
+        refined=expand(out("refined/{shard}.jsonl"), shard=SHARDS),
+        failed=expand(out("generated/{shard}.failed.jsonl"), shard=SHARDS),
+    output:
+        dataset=out(f"dataset.{config['output_format']}"),
+        failed=out("failed.jsonl"),
+        stats=out("stats.json"),
+    log:
+        out("logs/merge_dataset.log"),
+    params:
+        pipeline=config["pipeline"],
+        output_format=config["output_format"],
+        keys=config["keys"],
+    conda:
+        "../../envs/vqaflow.yaml"
+    script:
+        "../../scripts/merge_dataset.py"
+
+
+rule check_failed_fraction:
+    input:
+        out("stats.json"),
+    output:
+        out("checks/failed_fraction.txt"),
+    log:
+        out("logs/check_failed_fraction.log"),
+    params:
+        max_failed_fraction=config["max_failed_fraction"],
+    conda:
+        "../../envs/vqaflow.yaml"
+    script:
+        "../../scripts/check_failed_fraction.py"
