@@ -19,7 +19,7 @@ def main() -> None:
         snakemake.output.stats,
         snakemake.params.output_format,
         snakemake.params.pipeline,
-        output_keys({"keys": snakemake.params.keys}),
+        output_keys({"keys": snakemake.params.columns}),
     )
     print(json.dumps(stats, indent=2))
 

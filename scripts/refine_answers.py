@@ -15,7 +15,7 @@ def main() -> None:
         snakemake.output[0],
         snakemake.params.pipeline,
         snakemake.params.structured_output,
-        output_keys({"keys": snakemake.params.keys}),
+        output_keys({"keys": snakemake.params.columns}),
     )
     print(f"{snakemake.input[0]}: refined {count} records")
 

@@ -9,7 +9,7 @@ from vqaflow.records import Keys, write_shards
 
 
 def main() -> None:
-    keys = snakemake.params.keys
+    keys = snakemake.params.columns
     count = write_shards(
         snakemake.input[0],
         list(snakemake.output),

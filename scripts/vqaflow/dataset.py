@@ -5,23 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import refine
-from .records import read_jsonl
+from .records import OutputKeys, read_jsonl
 
 OUTPUT_FORMATS = ("jsonl", "json", "parquet")
-
-
-@dataclass(frozen=True)
-class OutputKeys:
-    """Where results go in each output record."""
-
-    answer: str = "vqa"
-    refined: str = "context_vqa"
-    qas: str = "qas"
-    id: str = "id"
 
 
 def refine_record(line: dict, pipeline: str, structured: bool, keys: OutputKeys) -> dict:

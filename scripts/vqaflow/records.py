@@ -29,6 +29,16 @@ class Keys:
     id: str = "id"
 
 
+@dataclass(frozen=True)
+class OutputKeys:
+    """Where results go in each output record."""
+
+    answer: str = "vqa"
+    refined: str = "context_vqa"
+    qas: str = "qas"
+    id: str = "id"
+
+
 def input_format(path: str | Path) -> str:
     """The format of an input file by its extension: json, jsonl or parquet."""
     suffix = Path(path).suffix.lower()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-from .dataset import OutputKeys
 from .generate import PromptSettings
-from .records import Keys
+from .records import Keys, OutputKeys
 
 KEY_ENV_FALLBACKS = ("OPENAI_API_KEY", "DF_API_KEY")
 

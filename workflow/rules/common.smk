@@ -8,12 +8,15 @@ sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
 from vqaflow.records import count_records, shard_names
 from vqaflow.settings import key_env
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 RUN = config["run"]
 OUT = f"results/{RUN}"
 SHARDS = shard_names(count_records(config["input"]), config["shard_size"])
+
+
+if "api_slots" not in workflow.global_resources:
+    workflow.register_resource("api_slots", config["api"]["max_total_concurrency"])
 
 
 wildcard_constraints:
@@ -72,4 +75,5 @@ onstart:
 onsuccess:
     stats_path = out("stats.json")
     if os.path.exists(stats_path):
-        print(f"vqaflow run {RUN!r}: " + open(stats_path).read().strip(), file=sys.stderr)
+        with open(stats_path) as stats:
+            print(f"vqaflow run {RUN!r}: {stats.read().strip()}", file=sys.stderr)

@@ -6,15 +6,17 @@ rule generate_api:
         failed=out("generated/{shard}.failed.jsonl"),
     log:
         out("logs/generate_api/{shard}.log"),
+    conda:
+        "../../envs/vqaflow.yaml"
+    resources:
+        api_slots=min(
+            config["api"]["max_concurrency"], config["api"]["max_total_concurrency"]
+        ),
+        mem_mb=config["api"]["mem_mb"],
+        runtime=config["api"]["runtime"],
     params:
         journal=lambda wildcards: out(f"journal/{wildcards.shard}.jsonl"),
         prompts=prompt_params(),
         api=api_params(),
-    resources:
-        api_slots=config["api"]["max_concurrency"],
-        mem_mb=config["api"]["mem_mb"],
-        runtime=config["api"]["runtime"],
-    conda:
-        "../../envs/vqaflow.yaml"
     script:
         "../../scripts/generate_api.py"

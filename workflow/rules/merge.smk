@@ -8,12 +8,12 @@ rule merge_dataset:
         stats=out("stats.json"),
     log:
         out("logs/merge_dataset.log"),
+    conda:
+        "../../envs/vqaflow.yaml"
     params:
         pipeline=config["pipeline"],
         output_format=config["output_format"],
-        keys=config["keys"],
-    conda:
-        "../../envs/vqaflow.yaml"
+        columns=config["keys"],
     script:
         "../../scripts/merge_dataset.py"
 
@@ -25,9 +25,9 @@ rule check_failed_fraction:
         out("checks/failed_fraction.txt"),
     log:
         out("logs/check_failed_fraction.log"),
-    params:
-        max_failed_fraction=config["max_failed_fraction"],
     conda:
         "../../envs/vqaflow.yaml"
+    params:
+        max_failed_fraction=config["max_failed_fraction"],
     script:
         "../../scripts/check_failed_fraction.py"

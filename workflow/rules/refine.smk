@@ -5,11 +5,11 @@ rule refine_answers:
         out("refined/{shard}.jsonl"),
     log:
         out("logs/refine_answers/{shard}.log"),
+    conda:
+        "../../envs/vqaflow.yaml"
     params:
         pipeline=config["pipeline"],
         structured_output=config["structured_output"],
-        keys=config["keys"],
-    conda:
-        "../../envs/vqaflow.yaml"
+        columns=config["keys"],
     script:
         "../../scripts/refine_answers.py"

@@ -5,10 +5,10 @@ rule split_input:
         expand(out("shards/{shard}.jsonl"), shard=SHARDS),
     log:
         out("logs/split_input.log"),
-    params:
-        shard_size=config["shard_size"],
-        keys=config["keys"],
     conda:
         "../../envs/vqaflow.yaml"
+    params:
+        shard_size=config["shard_size"],
+        columns=config["keys"],
     script:
         "../../scripts/split_input.py"
