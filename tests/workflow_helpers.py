@@ -1,0 +1,93 @@
+"""Running the real workflow with `snakemake` in a subprocess, in a fresh working directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEFILE = REPO / "Snakefile"
+DEMO_IMAGES = REPO / "demo" / "images"
+TEST_KEY = "test-key"
+
+
+def make_workdir(tmp_path: Path, n_images: int = 5) -> Path:
+    """A working directory holding a copy of the demo images under ./images."""
+    workdir = tmp_path / "run"
+    (workdir / "images").mkdir(parents=True)
+    for source in sorted(DEMO_IMAGES.iterdir())[:n_images]:
+        shutil.copy(source, workdir / "images" / source.name)
+    return workdir
+
+
+def image_names(workdir: Path) -> list[str]:
+    return sorted(p.name for p in (workdir / "images").iterdir())
+
+
+def write_config(workdir: Path, base_url: str, **overrides) -> Path:
+    """A config for the test server; nested dicts in ``overrides`` update sections."""
+    config = {
+        "run": "test",
+        "input": "records.jsonl",
+        "pipeline": "context_vqa",
+        "shard_size": 4,
+        "api": {
+            "base_url": base_url, "model": "test-vlm", "max_concurrency": 8,
+            "backoff_s": 0.01, "timeout_s": 10,
+        },
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key].update(value)
+        else:
+            config[key] = value
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def write_records(workdir: Path, records: list[dict], name: str = "records.jsonl") -> Path:
+    path = workdir / name
+    if name.endswith(".json"):
+        path.write_text(json.dumps(records, indent=2))
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def snakemake(
+    workdir: Path, *args: str, env: dict | None = None, key: str | None = TEST_KEY,
+    timeout: float = 300, check: bool = True,
+) -> subprocess.CompletedProcess:
+    """Run snakemake on the workflow from ``workdir``; returns the completed process."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "DF_API_KEY", "OPENAI_BASE_URL")}
+    if key is not None:
+        environment["OPENAI_API_KEY"] = key
+    environment.update(env or {})
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
+        "--configfile", str(workdir / "config.yaml"), "--cores", "4", *args,
+    ]
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+def read_output(workdir: Path, name: str, run: str = "test") -> list[dict]:
+    path = workdir / "results" / run / name
+    if name.endswith(".jsonl"):
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if name.endswith(".parquet"):
+        import polars as pl
+
+        return pl.read_parquet(path).to_dicts()
+    return json.loads(path.read_text())
