@@ -7,7 +7,6 @@ sys.path.insert(0, snakemake.scriptdir)
 from vqaflow.backends.api import ApiBackend, ApiSettings, Sampling
 from vqaflow.generate import generate_shard
 from vqaflow.logs import run_logged
-from vqaflow.refine import answer_schema
 from vqaflow.settings import prompt_settings
 
 
@@ -16,6 +15,8 @@ def main() -> None:
     generation = prompts["generation"]
     response_format = None
     if prompts["structured_output"]:
+        from vqaflow.refine import answer_schema
+
         response_format = {
             "type": "json_schema",
             "json_schema": {

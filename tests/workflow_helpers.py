@@ -63,7 +63,7 @@ def write_records(workdir: Path, records: list[dict], name: str = "records.jsonl
 
 def snakemake(
     workdir: Path, *args: str, env: dict | None = None, key: str | None = TEST_KEY,
-    timeout: float = 300, check: bool = True,
+    timeout: float = 300, check: bool = True, configfile: Path | None = None,
 ) -> subprocess.CompletedProcess:
     """Run snakemake on the workflow from ``workdir``; returns the completed process."""
     environment = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "DF_API_KEY", "OPENAI_BASE_URL")}
@@ -72,7 +72,7 @@ def snakemake(
     environment.update(env or {})
     command = [
         sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
-        "--configfile", str(workdir / "config.yaml"), "--cores", "4", *args,
+        "--configfile", str(configfile or workdir / "config.yaml"), "--cores", "4", *args,
     ]
     result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:

@@ -99,11 +99,12 @@ def _status_message(error: openai.APIStatusError) -> str:
     return f"HTTP {error.status_code}: {message or error.message}"
 
 
-def classify(error: Exception) -> Exception:
+def classify(error: Exception, key_env: str = "OPENAI_API_KEY") -> Exception:
     """Map a client exception to fatal, retryable or record failure."""
     if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
         return FatalBackendError(
-            f"the API refused the key ({_status_message(error)}); check the key and api.base_url"
+            f"the API refused the key ({_status_message(error)}); "
+            f"check the key in {key_env} and api.base_url"
         )
     if isinstance(error, openai.NotFoundError):
         return FatalBackendError(
@@ -241,7 +242,7 @@ class ApiBackend:
                 response = await client.chat.completions.create(**request)
                 return self._outcome(task, response, attempt, time.monotonic() - started)
             except Exception as raw:  # classified below; unknown errors propagate
-                error = raw if isinstance(raw, _Retryable) else classify(raw)
+                error = raw if isinstance(raw, _Retryable) else classify(raw, settings.key_env)
                 if isinstance(error, FatalBackendError):
                     raise error from None
                 if isinstance(error, _RecordFailure):

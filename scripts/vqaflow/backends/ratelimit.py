@@ -6,13 +6,18 @@ import asyncio
 import time
 
 
+BURST_SECONDS = 6.0
+
+
 class _Bucket:
-    """A token bucket refilled continuously at ``per_minute / 60`` per second."""
+    """A token bucket refilled continuously at ``per_minute / 60`` per second, holding
+    at most :data:`BURST_SECONDS` worth, so a fresh job cannot spend a minute's budget
+    in one burst."""
 
     def __init__(self, per_minute: float):
         self.rate = per_minute / 60.0
-        self.capacity = per_minute
-        self.level = per_minute
+        self.capacity = max(1.0, self.rate * BURST_SECONDS)
+        self.level = self.capacity
         self.stamp = time.monotonic()
 
     def wait_time(self, amount: float) -> float:

@@ -1,0 +1,255 @@
+"""An OpenAI-compatible chat-completions server for tests and benchmarks.
+
+It speaks the real protocol over real sockets on 127.0.0.1 and can be told to be slow
+and unreliable: a fixed latency, and shares of 429s (with ``Retry-After``), 500s,
+dropped connections and empty answers. It checks the bearer key (401) and the model
+(404), answers 400 ``context_length_exceeded`` for any message containing
+``[[context-overflow]]`` and stops at ``finish_reason: length`` for ``[[truncate]]``.
+
+Answers are deterministic: they describe the images the request carried (count and
+decoded sizes), so tests can see every image arrived as its own content part. A record
+is recognised by a ``rec-<n>`` tag in its prompt; ``stats`` counts answers per tag.
+
+In a test::
+
+    with ChatServer(latency=0.01, faults={"429": 0.1}) as server:
+        server.base_url  # "http://127.0.0.1:PORT/v1"
+
+From a shell (benchmarks, the SLURM test)::
+
+    python tests/chat_server.py --port 0 --latency 0.5 --ready-file url.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import random
+import re
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from aiohttp import web
+from PIL import Image
+
+TEST_KEY = "test-key"
+MODEL = "test-vlm"
+TAG = re.compile(r"\brec-\d+\b")
+OVERFLOW = "[[context-overflow]]"
+TRUNCATE = "[[truncate]]"
+
+
+def _error(status: int, message: str, code: str, headers: dict | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _parts(messages: list[dict]) -> tuple[str, list[str]]:
+    """All text of a request and its image URLs, one per content part."""
+    texts, urls = [], []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+            continue
+        for part in content or []:
+            if part.get("type") == "text":
+                texts.append(part["text"])
+            elif part.get("type") == "image_url":
+                urls.append(part["image_url"]["url"])
+    return "\n".join(texts), urls
+
+
+def _image_size(url: str) -> str:
+    if not url.startswith("data:"):
+        return "remote"
+    data = base64.b64decode(url.split(",", 1)[1])
+    with Image.open(io.BytesIO(data)) as image:
+        return f"{image.width}x{image.height} {image.format}"
+
+
+def default_answer(text: str, sizes: list[str], seed: int | None, structured: bool) -> str:
+    """A deterministic answer in the shape the prompt asks for."""
+    tag = (TAG.search(text) or [None])[0] or "untagged"
+    described = ", ".join(sizes) if sizes else "no image"
+    facts = f"The subject of {tag} was recorded with {len(sizes)} image(s): {described}."
+    qas = [
+        {"question": f"How many images does {tag} have?", "answer": str(len(sizes))},
+        {"question": f"Which seed produced {tag}?", "answer": str(seed)},
+    ]
+    if structured:
+        body = {"qas": qas}
+        if "Wikipedia" in text:
+            body = {"context": f"{facts} It was produced with seed {seed}.", **body}
+        return json.dumps(body)
+    if "Wikipedia" in text:
+        pairs = "\n".join(
+            f"{n}. **Question:** {qa['question']}\n   **Answer:** {qa['answer']}"
+            for n, qa in enumerate(qas, 1)
+        )
+        return (
+            f"**Wikipedia Article:**\n\n{facts} It was produced with seed {seed}.\n\n"
+            f"**Question Answer Pairs:**\n\n{pairs}\n"
+        )
+    return "\n".join(f"Q: {qa['question']}\nA: {qa['answer']}" for qa in qas)
+
+
+class ChatServer:
+    """The server, run on its own event loop in a background thread."""
+
+    def __init__(
+        self, latency: float = 0.0, faults: dict[str, float] | None = None, key: str = TEST_KEY,
+        models: tuple[str, ...] = (MODEL,), script: dict[str, str] | None = None,
+        retry_after: float = 0.05, port: int = 0, seed: int = 0,
+    ):
+        self.latency, self.key, self.models = latency, key, models
+        self.faults = {"429": 0.0, "500": 0.0, "drop": 0.0, "empty": 0.0, **(faults or {})}
+        self.script = script or {}
+        self.retry_after = retry_after
+        self.port = port
+        self.random = random.Random(seed)
+        self.stats: dict = {
+            "requests": 0, "statuses": Counter(), "answered": Counter(), "in_flight": 0,
+            "max_in_flight": 0, "image_sizes": [],
+        }
+        self._started = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _count(self, status: str) -> None:
+        self.stats["statuses"][status] += 1
+
+    def _fault(self) -> str | None:
+        roll = self.random.random()
+        for name in ("429", "500", "drop", "empty"):
+            if roll < self.faults[name]:
+                return name
+            roll -= self.faults[name]
+        return None
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        self.stats["requests"] += 1
+        self.stats["in_flight"] += 1
+        self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self.stats["in_flight"])
+        try:
+            return await self._chat(request)
+        finally:
+            self.stats["in_flight"] -= 1
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != f"Bearer {self.key}":
+            self._count("401")
+            return _error(401, "Incorrect API key provided.", "invalid_api_key")
+        body = await request.json()
+        if body.get("model") not in self.models:
+            self._count("404")
+            return _error(404, f"The model `{body.get('model')}` does not exist.", "model_not_found")
+        text, urls = _parts(body["messages"])
+        if OVERFLOW in text:
+            self._count("400")
+            return _error(400, "This model's maximum context length is 4096 tokens.", "context_length_exceeded")
+        await asyncio.sleep(self.latency)
+        fault = self._fault()
+        if fault == "429":
+            self._count("429")
+            return _error(429, "Rate limit reached.", "rate_limit_exceeded",
+                          headers={"Retry-After": str(self.retry_after)})
+        if fault == "500":
+            self._count("500")
+            return _error(500, "The server had an error.", "server_error")
+        if fault == "drop":
+            self._count("drop")
+            request.transport.abort()
+            return web.Response()
+        sizes = [_image_size(url) for url in urls]
+        self.stats["image_sizes"].extend(sizes)
+        tag = (TAG.search(text) or [None])[0]
+        structured = (body.get("response_format") or {}).get("type") == "json_schema"
+        content = self.script.get(tag) or default_answer(text, sizes, body.get("seed"), structured)
+        finish = "stop"
+        if fault == "empty":
+            self._count("empty")
+            content = ""
+        else:
+            self._count("200")
+            if tag:
+                self.stats["answered"][tag] += 1
+        if TRUNCATE in text:
+            content, finish = content[: len(content) * 2 // 3], "length"
+        return web.json_response({
+            "id": f"chatcmpl-{self.stats['requests']}", "object": "chat.completion",
+            "created": int(time.time()), "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": finish,
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": len(text) // 4 + 85 * len(urls),
+                      "completion_tokens": len(content) // 4,
+                      "total_tokens": len(text) // 4 + 85 * len(urls) + len(content) // 4},
+        })
+
+    async def stats_view(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats_snapshot())
+
+    def stats_snapshot(self) -> dict:
+        return {**self.stats, "statuses": dict(self.stats["statuses"]),
+                "answered": dict(self.stats["answered"])}
+
+    def _app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024**2)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_get("/stats", self.stats_view)
+        return app
+
+    async def _serve(self) -> web.AppRunner:
+        runner = web.AppRunner(self._app(), access_log=None, handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self.port, backlog=1024)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        return runner
+
+    def _thread(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._runner = self._loop.run_until_complete(self._serve())
+        self._started.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    def __enter__(self) -> ChatServer:
+        self._worker = threading.Thread(target=self._thread, daemon=True)
+        self._worker.start()
+        self._started.wait(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._worker.join(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--key", default=TEST_KEY)
+    parser.add_argument("--ready-file", type=Path, help="write the base URL here when serving")
+    for fault in ("429", "500", "drop", "empty"):
+        parser.add_argument(f"--fault-{fault}", type=float, default=0.0, help=f"share of {fault} faults")
+    args = parser.parse_args()
+    faults = {name: getattr(args, f"fault_{name}") for name in ("429", "500", "drop", "empty")}
+    with ChatServer(args.latency, faults, key=args.key, port=args.port) as server:
+        if args.ready_file:
+            args.ready_file.write_text(server.base_url + "\n")
+        print(server.base_url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

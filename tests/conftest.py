@@ -1,0 +1,25 @@
+"""Shared fixtures: the local chat-completions server and a fresh working directory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from chat_server import ChatServer  # noqa: E402
+from workflow_helpers import make_workdir  # noqa: E402
+
+
+@pytest.fixture
+def server():
+    """A fast, reliable server; tests needing faults or latency start their own."""
+    with ChatServer() as running:
+        yield running
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return make_workdir(tmp_path)
