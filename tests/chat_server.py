@@ -8,7 +8,8 @@ dropped connections and empty answers. It checks the bearer key (401) and the mo
 
 Answers are deterministic: they describe the images the request carried (count and
 decoded sizes), so tests can see every image arrived as its own content part. A record
-is recognised by a ``rec-<n>`` tag in its prompt; ``stats`` counts answers per tag.
+is recognised by a ``rec-<n>`` tag in its prompt; ``stats`` counts chat requests,
+model listings, statuses (of both) and answers per tag.
 
 In a test::
 
@@ -114,7 +115,7 @@ class ChatServer:
         self.port = port
         self.random = random.Random(seed)
         self.stats: dict = {
-            "requests": 0, "statuses": Counter(), "answered": Counter(), "in_flight": 0,
+            "requests": 0, "listings": 0, "statuses": Counter(), "answered": Counter(), "in_flight": 0,
             "max_in_flight": 0, "image_sizes": [],
         }
         self._started = threading.Event()
@@ -194,6 +195,15 @@ class ChatServer:
                       "total_tokens": len(text) // 4 + 85 * len(urls) + len(content) // 4},
         })
 
+    async def list_models(self, request: web.Request) -> web.Response:
+        self.stats["listings"] += 1
+        if request.headers.get("Authorization") != f"Bearer {self.key}":
+            self._count("401")
+            return _error(401, "Incorrect API key provided.", "invalid_api_key")
+        self._count("200")
+        data = [{"id": model, "object": "model", "created": 0, "owned_by": "tests"} for model in self.models]
+        return web.json_response({"object": "list", "data": data})
+
     async def stats_view(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats_snapshot())
 
@@ -204,6 +214,7 @@ class ChatServer:
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024**2)
         app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_get("/v1/models", self.list_models)
         app.router.add_get("/stats", self.stats_view)
         return app
 
@@ -226,7 +237,8 @@ class ChatServer:
     def __enter__(self) -> ChatServer:
         self._worker = threading.Thread(target=self._thread, daemon=True)
         self._worker.start()
-        self._started.wait(10)
+        if not self._started.wait(10):
+            raise RuntimeError("the chat server did not start")
         return self
 
     def __exit__(self, *exc) -> None:

@@ -50,8 +50,9 @@ def test_answers_carry_generation_details():
 
 def test_concurrency_is_capped_and_reached():
     with ChatServer(latency=0.05) as server:
-        run(server, tasks(60), max_concurrency=6)
+        outcomes = run(server, tasks(60), max_concurrency=6)
         assert server.stats["max_in_flight"] == 6
+    assert all(o.ok for o in outcomes.values())
 
 
 def test_retry_after_is_honoured_then_retries_run_out():
@@ -59,7 +60,7 @@ def test_retry_after_is_honoured_then_retries_run_out():
         started = time.monotonic()
         outcomes = run(server, tasks(1), max_retries=2)
         elapsed = time.monotonic() - started
-        assert server.stats["requests"] == 3
+        assert server.stats["statuses"]["429"] == 3
     outcome = outcomes["r0"]
     assert outcome.error_kind == "retries_exhausted" and "429" in outcome.error
     assert outcome.generation["attempts"] == 3
@@ -88,7 +89,14 @@ def test_bad_key_is_fatal_after_one_request(monkeypatch):
     with ChatServer() as server:
         with pytest.raises(FatalBackendError, match="MY_KEY"):
             run(server, tasks(50), key_env="MY_KEY")
-        assert server.stats["requests"] == 1
+        assert server.stats["statuses"] == {"401": 1}, "only the model listing was sent"
+
+
+def test_unlisted_model_costs_one_request():
+    with ChatServer(models=("other-vlm",)) as server:
+        with pytest.raises(FatalBackendError, match="unknown model"):
+            run(server, tasks(50), max_concurrency=16)
+        assert server.stats["statuses"] == {"200": 1, "404": 1}
 
 
 def test_missing_key_names_the_variable(monkeypatch):

@@ -63,8 +63,24 @@ def test_transparency_kept_as_png(tmp_path):
 
 
 def test_line_art_as_png(tmp_path):
-    header, _ = decode(images.data_url(save(Image.new("RGB", (300, 200), "white"), tmp_path / "a.jpg")))
+    header, _ = decode(images.data_url(save(Image.new("RGB", (300, 200), "white"), tmp_path / "a.bmp")))
     assert header == "data:image/png;base64"
+
+
+def test_small_upright_jpeg_goes_out_unchanged(tmp_path):
+    path = save(noisy((400, 300)), tmp_path / "small.jpg", quality=80)
+    header, payload = images.data_url(path).split(",", 1)
+    assert header == "data:image/jpeg;base64"
+    assert base64.b64decode(payload) == (tmp_path / "small.jpg").read_bytes()
+
+
+def test_rotated_or_oversized_jpeg_is_prepared(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = save(noisy((200, 100)), tmp_path / "rot.jpg", exif=exif)
+    assert decode(images.data_url(rotated))[1].size == (100, 200)
+    large = save(noisy((400, 300)), tmp_path / "large.jpg")
+    assert decode(images.data_url(large, max_pixels=10_000))[1].size == (115, 86)
 
 
 def test_urls_pass_through_and_data_urls_decode(tmp_path):

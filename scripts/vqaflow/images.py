@@ -12,10 +12,12 @@ import hashlib
 import io
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 1024 * 1024
 JPEG_QUALITY = 90
+MAX_AS_IS_BYTES = 1_500_000
+SENDABLE_MODES = {"JPEG": {"RGB", "L"}, "PNG": {"RGB", "RGBA", "L"}}
 
 
 class ImageError(ValueError):
@@ -80,23 +82,28 @@ def _normalise_mode(image: Image.Image) -> Image.Image:
     return image
 
 
-def load(ref: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode and prepare a local image or data URL.
-
-    Applies EXIF orientation, converts palette, CMYK, 16-bit and alpha modes to RGB
-    (RGBA only where transparency is real), and downscales to at most ``max_pixels``
-    keeping the aspect ratio (never upscales).
-    """
+def _decode(ref: str) -> tuple[bytes, Image.Image]:
+    """The file's bytes and the decoded image (decoding fully finds corrupt files)."""
     data = read_bytes(ref)
-    name = ref if not is_data_url(ref) else "data URL"
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
-        image = ImageOps.exif_transpose(image)
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image format Pillow can decode") from None
+        raise ImageError(f"{_name(ref)}: not an image format Pillow can decode") from None
     except (OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"{name}: corrupt image: {err}") from None
+        raise ImageError(f"{_name(ref)}: corrupt image: {err}") from None
+    return data, image
+
+
+def _name(ref: str) -> str:
+    return "data URL" if is_data_url(ref) else ref
+
+
+def _prepare(ref: str, image: Image.Image, max_pixels: int) -> Image.Image:
+    try:
+        image = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{_name(ref)}: corrupt EXIF data: {err}") from None
     image = _normalise_mode(image)
     width, height = image.size
     if width * height > max_pixels:
@@ -104,6 +111,29 @@ def load(ref: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         size = (max(1, int(width * scale)), max(1, int(height * scale)))
         image = image.resize(size, Image.Resampling.LANCZOS)
     return image
+
+
+def load(ref: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode and prepare a local image or data URL.
+
+    Applies EXIF orientation, converts palette, CMYK, 16-bit and alpha modes to RGB
+    (RGBA only where transparency is real), and downscales to at most ``max_pixels``
+    keeping the aspect ratio (never upscales).
+    """
+    return _prepare(ref, _decode(ref)[1], max_pixels)
+
+
+def _sendable_mime(data: bytes, image: Image.Image, max_pixels: int) -> str | None:
+    """The MIME type when the file can go out unchanged: a JPEG or PNG already in a
+    plain mode, upright, within ``max_pixels`` and :data:`MAX_AS_IS_BYTES`."""
+    modes = SENDABLE_MODES.get(image.format)
+    if modes is None or image.mode not in modes or len(data) > MAX_AS_IS_BYTES:
+        return None
+    if image.width * image.height > max_pixels:
+        return None
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        return None
+    return Image.MIME[image.format]
 
 
 def _is_line_art(image: Image.Image) -> bool:
@@ -123,8 +153,13 @@ def encode(image: Image.Image) -> tuple[bytes, str]:
 
 
 def data_url(ref: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
-    """What the API receives for an image: a prepared data URL, or the http(s) URL."""
+    """What the API receives for an image: the http(s) URL; the file's own bytes when
+    they can go out unchanged (no re-encoding loss, no encoding time); else the
+    prepared image."""
     if is_url(ref):
         return ref
-    data, mime = encode(load(ref, max_pixels))
+    data, image = _decode(ref)
+    mime = _sendable_mime(data, image, max_pixels)
+    if mime is None:
+        data, mime = encode(_prepare(ref, image, max_pixels))
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"

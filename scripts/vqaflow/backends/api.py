@@ -1,6 +1,6 @@
 """The OpenAI-compatible API backend: asynchronous requests with the official client.
 
-At most ``max_concurrency`` requests are in flight. Images are prepared in a thread pool
+At most ``max_concurrency`` requests are in flight; a model listing checks the key first. Images are prepared in a thread pool
 ahead of the requests, so encoding never stalls the event loop. Every attempt that fails
 for a reason retrying can fix (429, 5xx, timeouts, dropped connections, empty answers)
 is retried with exponential backoff and full jitter, honouring ``Retry-After``. A bad
@@ -14,6 +14,7 @@ import asyncio
 import email.utils
 import os
 import random
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -27,6 +28,12 @@ from .ratelimit import RateLimiter
 
 IMAGE_TOKEN_ESTIMATE = 800
 PREPARE_THREADS = 4
+# httpx's connection pool scans all its connections per request; smaller pools cost
+# about a third less CPU per request at 64+ requests in flight (docs/benchmarks.md).
+WORKERS_PER_CLIENT = 16
+# Workers start this far apart, so responses do not all arrive in one burst that the
+# event loop then handles serially while every other worker waits (docs/benchmarks.md).
+RAMP_S = 0.002
 
 
 @dataclass(frozen=True)
@@ -167,13 +174,20 @@ class ApiBackend:
 
     async def _run(self, tasks: list[GenerationTask], on_outcome: OnOutcome, key: str) -> None:
         settings = self.settings
-        client = openai.AsyncOpenAI(
-            api_key=key, base_url=settings.base_url, max_retries=0, timeout=settings.timeout_s
-        )
+        tls = ssl.create_default_context()  # one for all clients: each costs ~30 ms to build
+        clients = [
+            openai.AsyncOpenAI(
+                api_key=key, base_url=settings.base_url, max_retries=0, timeout=settings.timeout_s,
+                http_client=openai.DefaultAsyncHttpxClient(verify=tls, timeout=settings.timeout_s),
+            )
+            for _ in range(-(-settings.max_concurrency // WORKERS_PER_CLIENT))
+        ]
         limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
         ready: asyncio.Queue = asyncio.Queue(maxsize=2 * settings.max_concurrency)
         loop = asyncio.get_running_loop()
         first_done = asyncio.Event()
+        if await self._model_listed(clients[0]):
+            first_done.set()
         with ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
 
             async def prepare_all() -> None:
@@ -200,11 +214,13 @@ class ApiBackend:
             async def worker(index: int) -> None:
                 if index:
                     await first_done.wait()
+                    await asyncio.sleep(index * RAMP_S)
                 while (item := await ready.get()) is not None:
                     task, urls, image_error = item
                     if image_error is not None:
                         on_outcome(Outcome(task.id, error=image_error, error_kind="image"))
                     else:
+                        client = clients[index // WORKERS_PER_CLIENT]
                         on_outcome(await self._answer(client, limiter, task, urls))
                     first_done.set()
 
@@ -216,7 +232,22 @@ class ApiBackend:
                 for job in (producer, *workers):
                     job.cancel()
                 await asyncio.gather(producer, *workers, return_exceptions=True)
-                await client.close()
+                await asyncio.gather(*(client.close() for client in clients))
+
+    async def _model_listed(self, client: openai.AsyncOpenAI) -> bool:
+        """Check the key with a cheap model listing before any generation request.
+
+        A refused key is fatal here. When the listing names the model, every worker
+        starts at once; otherwise (no listing, model not listed) the first request goes
+        alone, so a wrong model or endpoint costs one request, not ``max_concurrency``.
+        """
+        try:
+            page = await client.with_options(timeout=min(10.0, self.settings.timeout_s)).models.list()
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as err:
+            raise classify(err, self.settings.key_env) from None
+        except openai.APIError:
+            return False
+        return any(model.id == self.settings.model for model in page.data)
 
     async def _answer(
         self, client: openai.AsyncOpenAI, limiter: RateLimiter, task: GenerationTask, urls: list[str]
