@@ -30,7 +30,7 @@ def refine_record(line: dict, pipeline: str, structured: bool, keys: OutputKeys)
     if pipeline == "context_vqa":
         context = parsed.context or ""
         record[keys.refined] = {"context": context, "qas": parsed.qas}
-        parse["grounded"] = [refine.is_grounded(qa["answer"], context) for qa in parsed.qas]
+        parse["grounded"] = refine.grounding(parsed.qas, context)
     else:
         record[keys.qas] = parsed.qas
     record["parse"] = parse

@@ -46,7 +46,11 @@ CHATTER = re.compile(
     r"i'm sorry|i am sorry|i cannot|i can't|as an ai)\b",
     re.IGNORECASE,
 )
-EMPHASIS = re.compile(r"(\*\*|__|\*|`|~~|(?<!\w)_(?=\S)|(?<=\S)_(?!\w))")
+EMPHASIS_MARKS = frozenset("*_`~")
+MARKUP = str.maketrans("", "", "*_`#~")
+MARKUP_STARTS = frozenset("#*_|-•+>0123456789<`(")
+LABEL_MARKS = (":", "：", " -", " –", " —")
+UNDERSCORE = re.compile(r"(?<!\w)_(?=\S)|(?<=\S)_(?!\w)")
 BULLET = re.compile(r"^\s*(?:[-*•+>]|\d+[.)]|\(\d+\)|#{1,6})\s+")
 NUMBERED = re.compile(r"^\s*(?:[-*•+]\s*)?(?:\d+[.):]|\(\d+\))\s*")
 LABEL_PREFIX = re.compile(
@@ -55,6 +59,15 @@ LABEL_PREFIX = re.compile(
 )
 INLINE_ANSWER = re.compile(r"(?<=[?？.])\s*[-–—]?\s*(?:\*\*|__)?\s*(?:answer|a)\s*\d*\s*[:：]\s*(?:\*\*|__)?\s*",
                            re.IGNORECASE)
+HEADING = re.compile(r"^\s*#{1,6}\s*")
+LABEL_NUMBER = re.compile(r"^\d+[.)]\s*")
+LABEL_REMARK = re.compile(r"\s*\(.*\)$")
+INLINE_LABEL = re.compile(
+    r"^\s*(?:#{1,6}\s*)?(?:\*\*|__|_|\*)?([^:*_]{1,60}?)(?:\*\*|__|_|\*)?\s*(?:[:：]|\s[-–—])"
+    r"\s*(?:\*\*|__|_|\*)?\s*(.+)$"
+)
+WORD = re.compile(r"\w+")
+ANSWER_PARTS = re.compile(r",|;|\band\b")
 THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 
@@ -72,36 +85,40 @@ class Parse:
 
 def _clean(text: str) -> str:
     """Markdown emphasis removed, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text).replace("：", ":")
-    return " ".join(EMPHASIS.sub("", text).split())
+    return " ".join(_plain(text).split())
+
+
+def _plain(text: str) -> str:
+    """Markdown emphasis removed: ``**``, ``__``, ``*``, backticks, ``~~`` and ``_`` at word edges."""
+    if not EMPHASIS_MARKS.intersection(text):
+        return text
+    text = text.replace("**", "").replace("__", "").replace("`", "").replace("~~", "").replace("*", "")
+    return UNDERSCORE.sub("", text) if "_" in text else text
 
 
 def _label_key(text: str) -> str:
     """A line reduced to compare with the label tables ("**Wikipedia Article:**" -> "wikipedia article")."""
-    text = _clean(re.sub(r"^\s*#{1,6}\s*", "", text)).strip().rstrip(":").strip()
-    text = re.sub(r"^\d+[.)]\s*", "", text)
-    text = re.sub(r"\s*\(.*\)$", "", text)
+    text = " ".join(text.translate(MARKUP).split()).rstrip(":： ")
+    if text[:1].isdigit():
+        text = LABEL_NUMBER.sub("", text)
+    if text.endswith(")"):
+        text = LABEL_REMARK.sub("", text)
     return text.lower().strip(" .-–—")
 
 
 def _split_label(line: str) -> tuple[str | None, str]:
     """("article" | "qa" | "title" | None, rest of the line) for a section label line."""
-    key = _label_key(line)
-    for kind, labels in LABEL_KINDS:
-        if key in labels:
+    if len(line) <= 80:
+        kind = LABEL_KIND.get(_label_key(line))
+        if kind is not None:
             return kind, ""
-    match = re.match(
-        r"^\s*(?:#{1,6}\s*)?(?:\*\*|__|_|\*)?([^:*_]{1,60}?)(?:\*\*|__|_|\*)?\s*(?:[:：]|\s[-–—])\s*(?:\*\*|__|_|\*)?\s*(.+)$",
-        line,
-    )
+    head = line[:90]
+    match = INLINE_LABEL.match(line) if any(mark in head for mark in (":", "：", " -", " –", " —")) else None
     if match:
-        key = _label_key(match.group(1))
-        for kind, labels in LABEL_KINDS:
-            if key in labels:
-                rest = match.group(2)
-                if kind == "article" and _is_title(line, rest):
-                    return kind, ""
-                return kind, rest
+        kind = LABEL_KIND.get(_label_key(match.group(1)))
+        if kind is not None:
+            rest = match.group(2)
+            return kind, "" if kind == "article" and _is_title(line, rest) else rest
     return None, line
 
 
@@ -112,8 +129,12 @@ def _is_title(line: str, rest: str) -> bool:
     return bold or (len(rest) < 80 and not re.search(r"[.!?]$", rest))
 
 
-LABEL_KINDS = (("article", ARTICLE_LABELS), ("qa", QA_LABELS), ("title", TITLE_LABELS),
-               ("answers", ANSWERS_LABELS))
+LABEL_KIND = {
+    label: kind
+    for kind, labels in (("article", ARTICLE_LABELS), ("qa", QA_LABELS), ("title", TITLE_LABELS),
+                         ("answers", ANSWERS_LABELS))
+    for label in labels
+}
 
 
 # -- line classification ---------------------------------------------------------------------------
@@ -139,6 +160,18 @@ def _question_answer(text: str, bare: bool = False) -> tuple[str, str]:
     return text, ""
 
 
+def _is_paragraph(stripped: str) -> bool:
+    """A long line of prose: no markup, label, question shape or chatter at its start."""
+    return (
+        len(stripped) > 120
+        and stripped[0] not in MARKUP_STARTS
+        and not any(mark in stripped[:60] for mark in LABEL_MARKS)
+        and not stripped.endswith(("?", "？"))
+        and not LABEL_PREFIX.match(stripped)
+        and not CHATTER.match(stripped)
+    )
+
+
 def classify(raw: str) -> Line:
     """What one line of a free-text answer is."""
     stripped = raw.strip()
@@ -148,12 +181,14 @@ def classify(raw: str) -> Line:
         return Line("separator")
     if stripped.startswith("|") and stripped.count("|") >= 3:
         return Line("table", stripped)
+    if _is_paragraph(stripped):
+        return Line("text", stripped)  # the common case, decided early
     kind, rest = _split_label(stripped)
     if kind == "title":
         return Line("title")
     if kind is not None:
         return Line(f"label-{kind}", rest)
-    plain = EMPHASIS.sub("", stripped).replace("：", ":").strip()
+    plain = _plain(stripped).replace("：", ":").strip()
     heading = re.match(r"^#{1,6}\s*", plain)
     if heading:
         plain = plain[heading.end():]
@@ -407,18 +442,28 @@ def parse_structured(text: str, pipeline: str) -> Parse:
 
 
 def _words(text: str) -> list[str]:
-    text = unicodedata.normalize("NFKC", text).lower()
-    return re.findall(r"\w+", text)
+    return WORD.findall(unicodedata.normalize("NFKC", text).lower())
+
+
+def _phrase(text: str) -> str:
+    return " " + " ".join(_words(text)) + " "
+
+
+def grounding(qas: list[dict], context: str) -> list[bool]:
+    """:func:`is_grounded` for every pair's answer against one context."""
+    haystack = _phrase(context)
+    return [_found(qa["answer"], haystack) for qa in qas]
 
 
 def is_grounded(answer: str, context: str) -> bool:
     """Whether the answer is found in the context (case, punctuation and spacing ignored;
     every part of a comma-separated multiple answer must be found)."""
-    haystack = " " + " ".join(_words(context)) + " "
-    parts = [p for p in re.split(r",|;|\band\b", answer) if _words(p)]
-    if not parts:
-        return False
-    return all(" " + " ".join(_words(part)) + " " in haystack for part in parts)
+    return _found(answer, _phrase(context))
+
+
+def _found(answer: str, haystack: str) -> bool:
+    parts = [phrase for part in ANSWER_PARTS.split(answer) if (phrase := _phrase(part)).strip()]
+    return bool(parts) and all(phrase in haystack for phrase in parts)
 
 
 def answer_schema(pipeline: str) -> dict:
