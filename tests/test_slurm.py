@@ -61,3 +61,19 @@ def test_workflow_runs_on_slurm(workdir):
 
     assert secret not in output and secret not in shown.stdout
     assert not [p for p in workdir.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+@pytest.mark.vllm
+def test_vllm_rule_is_submitted_with_a_gpu(workdir, tiny_model):
+    from test_workflow_vllm import ENGINE_ENV, vllm_config
+
+    write_records(workdir, tagged_records(workdir, 2))
+    vllm_config(workdir, tiny_model)
+    # the profile's 8 CPUs per GPU do not fit this 2-CPU node
+    fit = ("--set-resources", "generate_vllm:cpus_per_gpu=1")
+    result = snakemake(workdir, *SLURM_ARGS, *fit, key=None, env=ENGINE_ENV, timeout=900)
+    calls = sbatch_calls(result.stdout + result.stderr)
+    vllm_call = calls["rule_generate_vllm_wildcards_shard-00000"]
+    assert "--gpus=1" in vllm_call and "--cpus-per-gpu=1" in vllm_call
+    assert "--gpus" not in calls["rule_merge_dataset"]
+    assert [r["id"] for r in read_output(workdir, "dataset.jsonl")] == ["r000", "r001"]
