@@ -11,6 +11,7 @@ from . import refine
 from .records import OutputKeys, read_jsonl
 
 OUTPUT_FORMATS = ("jsonl", "json", "parquet")
+PARQUET_ROW_GROUP = 5000  # rows held in memory while the Parquet dataset is written
 
 
 def refine_record(line: dict, pipeline: str, structured: bool, keys: OutputKeys) -> dict:
@@ -73,8 +74,13 @@ def _write_dataset(jsonl: Path, dataset_path: Path, output_format: str) -> None:
     else:
         import polars as pl
 
-        frame = pl.read_ndjson(jsonl, infer_schema_length=None) if jsonl.stat().st_size else pl.DataFrame()
-        frame.write_parquet(dataset_path)
+        if jsonl.stat().st_size:
+            # streamed: the schema is inferred from every record, then rows flow to the file
+            pl.scan_ndjson(jsonl, infer_schema_length=None, low_memory=True).sink_parquet(
+                dataset_path, engine="streaming", row_group_size=PARQUET_ROW_GROUP
+            )
+        else:
+            pl.DataFrame().write_parquet(dataset_path)
         jsonl.unlink()
 
 

@@ -77,15 +77,21 @@ def _iter_json_array(path: Path) -> Iterator[tuple[str, Any]]:
         yield f"{path}: record {position}", item
 
 
+PARQUET_BATCH = 10_000  # rows read at a time from a Parquet input
+
+
 def _iter_parquet(path: Path) -> Iterator[tuple[str, Any]]:
     import polars as pl
 
     try:
-        frame = pl.read_parquet(path)
+        scan = pl.scan_parquet(path)
+        rows = scan.select(pl.len()).collect().item()
     except Exception as err:  # polars raises several kinds for a bad file
         raise InputError(f"{path}: cannot read Parquet: {err}") from None
-    for position, row in enumerate(frame.iter_rows(named=True)):
-        yield f"{path}: row {position}", json.loads(json.dumps(row, default=str))
+    for offset in range(0, rows, PARQUET_BATCH):
+        batch = scan.slice(offset, PARQUET_BATCH).collect()
+        for position, row in enumerate(batch.iter_rows(named=True), offset):
+            yield f"{path}: row {position}", json.loads(json.dumps(row, default=str))
 
 
 def _check_record(where: str, record: Any, keys: Keys) -> None:

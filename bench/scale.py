@@ -1,0 +1,147 @@
+"""The workflow's own steps at scale: shard, refine and merge N records; plan 1,000 shards.
+
+Synthetic inputs reuse the demo images; refinement reads stored raw answers (no model).
+Each step runs in a fresh process, so its wall time and peak RSS are its own.
+
+    python bench/scale.py --records 10000 100000 1000000 --output bench/results-scale.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+
+from vqaflow import dataset, records  # noqa: E402
+
+ANSWER = (
+    "**Wikipedia Article:**\n\nThe lighthouse at {n} stands on a rocky cape above the harbour. "
+    "Its lamp was electrified in 1921 and it is still in service.\n\n**Question Answer Pairs:**\n\n"
+    "1. **Question:** Where does the lighthouse stand?\n   **Answer:** on a rocky cape\n"
+    "2. **Question:** When was its lamp electrified?\n   **Answer:** 1921\n"
+)
+GENERATION = {"backend": "api", "model": "bench", "finish_reason": "stop", "prompt_tokens": 900,
+              "completion_tokens": 120, "latency_s": 1.2, "attempts": 1}
+
+
+def make_input(path: Path, count: int) -> None:
+    images = [f"demo/images/{p.name}" for p in sorted((REPO / "demo/images").iterdir())]
+    with path.open("w") as out:
+        for n in range(count):
+            out.write(json.dumps({
+                "id": f"{n:08d}", "image": [images[n % len(images)]], "source": "bench",
+                "conversation": [{"from": "human", "value": "<image>\nWrite a Wikipedia article."}],
+            }) + "\n")
+
+
+def step_shard(workdir: Path, shard_size: int) -> dict:
+    source = workdir / "input.jsonl"
+    names = records.shard_names(records.count_records(source), shard_size)
+    paths = [workdir / "shards" / f"{name}.jsonl" for name in names]
+    return {"records": records.write_shards(source, paths, shard_size), "shards": len(paths)}
+
+
+def make_generated(workdir: Path) -> None:
+    """What generation would have written: the shard lines plus a raw answer."""
+    (workdir / "generated").mkdir()
+    for shard in sorted((workdir / "shards").iterdir()):
+        with (workdir / "generated" / shard.name).open("w") as out:
+            for line in records.read_jsonl(shard):
+                line.update(answer=ANSWER.format(n=line["id"]), generation=GENERATION)
+                out.write(json.dumps(line) + "\n")
+        (workdir / "generated" / shard.name.replace(".jsonl", ".failed.jsonl")).write_text("")
+
+
+def step_refine(workdir: Path) -> dict:
+    (workdir / "refined").mkdir()
+    count = 0
+    for shard in sorted((workdir / "generated").glob("shard-?????.jsonl")):
+        count += dataset.refine_shard(shard, workdir / "refined" / shard.name, "context_vqa")
+    return {"records": count}
+
+
+def step_merge(workdir: Path, output_format: str) -> dict:
+    refined = sorted((workdir / "refined").iterdir())
+    failed = sorted((workdir / "generated").glob("*.failed.jsonl"))
+    stats = dataset.merge(refined, failed, workdir / f"dataset.{output_format}", workdir / "failed.jsonl",
+                          workdir / "stats.json", output_format, "context_vqa")
+    return {"records": stats["records_ok"]}
+
+
+def step_plan(workdir: Path, shards: int) -> dict:
+    config = workdir / "plan.yaml"
+    config.write_text(f"run: plan\ninput: input.jsonl\npipeline: context_vqa\nshard_size: "
+                      f"{-(-records.count_records(workdir / 'input.jsonl') // shards)}\n")
+    subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "all", "--snakefile",
+                    str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config),
+                    "--cores", "2"], check=True, capture_output=True)
+    return {"shards": shards}
+
+
+STEPS = {"shard": step_shard, "refine": step_refine, "merge": step_merge, "plan": step_plan}
+
+
+def run_step(name: str, workdir: Path, *args: str) -> dict:
+    """Run one step in a fresh process; its wall time and peak RSS."""
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, __file__, "--step", name, str(workdir), *args],
+                            check=True, capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    return {"step": " ".join((name, *args)), "seconds": round(elapsed, 2), "peak_rss_mb_so_far": rss,
+            **json.loads(result.stdout.splitlines()[-1])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--shard-size", type=int, default=500)
+    parser.add_argument("--output", type=Path)
+    parser.add_argument("--step", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.step:
+        name, workdir, *rest = args.step
+        conversions = {"shard": int, "plan": int, "merge": str}
+        extra = [conversions[name](value) for value in rest]
+        peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # noqa: E731
+        result = STEPS[name](Path(workdir), *extra)
+        print(json.dumps({**result, "peak_rss_mb": peak()}))
+        return
+    rows = []
+    for count in args.records:
+        with tempfile.TemporaryDirectory(dir=REPO / "bench") as tmp:
+            workdir = Path(tmp)
+            os.symlink(REPO / "demo", workdir / "demo")
+            make_input(workdir / "input.jsonl", count)
+            rows.append({"records": count, **run_step("shard", workdir, str(args.shard_size))})
+            make_generated(workdir)
+            rows.append({"records": count, **run_step("refine", workdir)})
+            for output_format in ("jsonl", "parquet"):
+                rows.append({"records": count, **run_step("merge", workdir, output_format)})
+            if count == max(args.records):
+                rows.append({"records": count, **run_step("plan", workdir, "1000")})
+            for row in rows[-5:]:
+                print(json.dumps(row), flush=True)
+    result = {"machine": f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+              "rows": rows}
+    print("| records | step | seconds | records/s | peak RSS MB |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        rate = round(row["records"] / row["seconds"]) if row["step"] != "plan 1000" else "-"
+        print(f"| {row['records']} | {row['step']} | {row['seconds']} | {rate} | {row['peak_rss_mb']} |")
+    if args.output:
+        args.output.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
