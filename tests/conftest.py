@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+TESTS = Path(__file__).resolve().parent
+sys.path[:0] = [str(TESTS), str(TESTS.parent / "scripts")]  # this checkout's vqaflow, installed or not
 
 from chat_server import ChatServer  # noqa: E402
 from workflow_helpers import make_workdir  # noqa: E402

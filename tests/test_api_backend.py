@@ -7,9 +7,9 @@ import time
 import pytest
 
 from chat_server import ChatServer
-from vqaflow.backends.api import ApiBackend, ApiSettings, Sampling, messages_for
+from vqaflow.backends.api import ApiBackend, ApiSettings, Sampling
 from vqaflow.backends.base import FatalBackendError, GenerationTask
-from vqaflow.prompts import Prompt
+from vqaflow.prompts import Prompt, chat_messages
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +115,8 @@ def test_unreadable_image_fails_its_record(tmp_path):
 
 def test_each_image_is_its_own_content_part():
     prompt = Prompt("Be brief.", (("user", "Compare."), ("assistant", "Ok."), ("user", "More.")), ())
-    messages = messages_for(prompt, ["data:a", "data:b"])
+    parts = [{"type": "image_url", "image_url": {"url": url}} for url in ("data:a", "data:b")]
+    messages = chat_messages(prompt, parts)
     assert messages[0] == {"role": "system", "content": "Be brief."}
     assert [p["type"] for p in messages[1]["content"]] == ["image_url", "image_url", "text"]
     assert messages[2:] == [{"role": "assistant", "content": "Ok."}, {"role": "user", "content": "More."}]

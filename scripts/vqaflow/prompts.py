@@ -125,3 +125,19 @@ def build_prompt(
         turns = [("user", prompt or DEFAULT_PROMPTS[pipeline])]
     system = record_system or system_prompt or DEFAULT_SYSTEM_PROMPTS[pipeline]
     return Prompt(system=system, turns=tuple(turns), images=record_images(record, keys))
+
+
+def chat_messages(prompt: Prompt, image_parts: list[dict]) -> list[dict]:
+    """Chat messages for a prompt: the image parts (one per image) open the first user
+    turn, before its text; the system prompt, if any, comes first."""
+    messages: list[dict] = []
+    if prompt.system:
+        messages.append({"role": "system", "content": prompt.system})
+    pending = bool(image_parts)
+    for role, text in prompt.turns:
+        if role == "user" and pending:
+            messages.append({"role": role, "content": [*image_parts, {"type": "text", "text": text}]})
+            pending = False
+        else:
+            messages.append({"role": role, "content": text})
+    return messages

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import openai
 
 from .. import images
-from ..prompts import Prompt
+from ..prompts import chat_messages
 from .base import FatalBackendError, GenerationTask, OnOutcome, Outcome
 from .ratelimit import RateLimiter
 
@@ -128,23 +128,6 @@ def classify(error: Exception, key_env: str = "OPENAI_API_KEY") -> Exception:
             return _Retryable("server_error", _status_message(error), _retry_after(error))
         return _RecordFailure("rejected", _status_message(error))
     return error
-
-
-def messages_for(prompt: Prompt, image_urls: list[str]) -> list[dict]:
-    """Chat messages: one content part per image in the first user turn, then the text."""
-    messages: list[dict] = []
-    if prompt.system:
-        messages.append({"role": "system", "content": prompt.system})
-    images_pending = True
-    for role, text in prompt.turns:
-        if role == "user" and images_pending and image_urls:
-            parts = [{"type": "image_url", "image_url": {"url": url}} for url in image_urls]
-            parts.append({"type": "text", "text": text})
-            messages.append({"role": role, "content": parts})
-            images_pending = False
-        else:
-            messages.append({"role": role, "content": text})
-    return messages
 
 
 def _estimate_tokens(task: GenerationTask, sampling: Sampling) -> int:
@@ -256,7 +239,7 @@ class ApiBackend:
         settings, sampling = self.settings, self.sampling
         request = {
             "model": settings.model,
-            "messages": messages_for(task.prompt, urls),
+            "messages": chat_messages(task.prompt, [{"type": "image_url", "image_url": {"url": u}} for u in urls]),
             "max_tokens": sampling.max_tokens,
         }
         for name in ("temperature", "top_p", "response_format"):

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from .. import images
-from ..prompts import Prompt
+from ..prompts import chat_messages
 from .api import Sampling
 from .base import GenerationTask, OnOutcome, Outcome
 
@@ -34,24 +34,11 @@ class VllmSettings:
     engine_args: dict = field(default_factory=dict)
 
 
-def conversation_for(prompt: Prompt, pictures: list) -> list[dict]:
-    """Chat messages with every picture as its own part in the first user turn."""
-    messages: list[dict] = []
-    if prompt.system:
-        messages.append({"role": "system", "content": prompt.system})
-    pending = True
-    for role, text in prompt.turns:
-        if role == "user" and pending and pictures:
-            parts = [
-                {"type": "image_url", "image_url": {"url": picture}} if isinstance(picture, str)
-                else {"type": "image_pil", "image_pil": picture}
-                for picture in pictures
-            ]
-            messages.append({"role": role, "content": [*parts, {"type": "text", "text": text}]})
-            pending = False
-        else:
-            messages.append({"role": role, "content": text})
-    return messages
+def image_part(picture) -> dict:
+    """A prepared PIL image, or an http(s) URL for vLLM to fetch."""
+    if isinstance(picture, str):
+        return {"type": "image_url", "image_url": {"url": picture}}
+    return {"type": "image_pil", "image_pil": picture}
 
 
 class VllmBackend:
@@ -129,7 +116,7 @@ class VllmBackend:
                 except images.ImageError as err:
                     on_outcome(Outcome(task.id, error=str(err), error_kind="image"))
                     continue
-                ready.append((task, conversation_for(task.prompt, pictures)))
+                ready.append((task, chat_messages(task.prompt, [image_part(p) for p in pictures])))
             if ready:
                 self._generate(llm, ready, on_outcome)
 
