@@ -31,8 +31,6 @@ def main() -> None:
         max_tokens=generation["max_tokens"],
         response_format=response_format,
     )
-    for resource_only in ("mem_mb", "runtime", "max_total_concurrency"):
-        api.pop(resource_only)
     settings = prompt_settings(prompts)
     backend = ApiBackend(ApiSettings(**api), sampling, settings.max_pixels)
     generate_shard(

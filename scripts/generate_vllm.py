@@ -20,8 +20,6 @@ def main() -> None:
         top_p=generation["top_p"],
         max_tokens=generation["max_tokens"],
     )
-    for resource_only in ("mem_mb", "runtime"):
-        engine.pop(resource_only)
     schema = answer_schema(prompts["pipeline"]) if prompts["structured_output"] else None
     settings = prompt_settings(prompts)
     backend = VllmBackend(VllmSettings(**engine), sampling, settings.max_pixels, schema)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import polars as pl
 import pytest
@@ -140,3 +143,19 @@ def test_unknown_config_key_is_named(workdir, server):
     result = snakemake(workdir, check=False)
     assert result.returncode != 0
     assert "max_concurency" in result.stderr
+
+
+def test_workflow_runs_as_a_snakemake_module(workdir, server):
+    write_records(workdir, tagged_records(workdir, 3))
+    write_config(workdir, server.base_url, run="as_module")
+    (workdir / "Snakefile").write_text(
+        'configfile: "config.yaml"\n\n\n'
+        f'module vqaflow:\n    snakefile:\n        "{REPO / "Snakefile"}"\n    config:\n        config\n\n\n'
+        "use rule * from vqaflow as vqaflow_*\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2"], cwd=workdir, capture_output=True, text=True,
+        env={**os.environ, "OPENAI_API_KEY": "test-key"}, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r["id"] for r in read_output(workdir, "dataset.jsonl", run="as_module")] == ["r000", "r001", "r002"]

@@ -60,7 +60,8 @@ def _concat(paths: list[str | Path], target: Path) -> None:
                 shutil.copyfileobj(handle, out)
 
 
-def _write_dataset(jsonl: Path, dataset_path: Path, output_format: str) -> None:
+def write_records_as(jsonl: Path, dataset_path: Path, output_format: str) -> None:
+    """Turn a JSONL of records into ``dataset_path`` in ``output_format`` (the JSONL goes)."""
     if output_format == "jsonl":
         jsonl.replace(dataset_path)
     elif output_format == "json":
@@ -131,7 +132,7 @@ def merge(
     dataset_path = Path(dataset_path)
     merged = dataset_path.with_name(dataset_path.name + ".merging.jsonl")
     _concat(refined_paths, merged)
-    _write_dataset(merged, dataset_path, output_format)
+    write_records_as(merged, dataset_path, output_format)
     _concat(failed_paths, Path(failed_out))
     failed = list(read_jsonl(failed_out))
     stats = summarise(refined_paths, failed, pipeline, keys)

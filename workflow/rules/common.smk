@@ -3,7 +3,7 @@ import sys
 
 from snakemake.utils import validate
 
-sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
+sys.path.insert(0, os.path.join(workflow.current_basedir, "..", "..", "scripts"))
 
 from vqaflow.records import count_records, shard_names
 from vqaflow.settings import key_env
@@ -28,12 +28,28 @@ def out(path):
     return f"{OUT}/{path}"
 
 
+NOT_SHAPING = (
+    "mem_mb",
+    "runtime",
+    "max_total_concurrency",
+    "price_input_per_mtok",
+    "price_output_per_mtok",
+)
+
+
 def api_params():
-    """The api section as the job sees it: base URL and key variable resolved, no key."""
-    api = dict(config["api"])
+    """The api section as the job sees it: base URL and key variable resolved, no key,
+    nothing that is only for the scheduler or the report (so changing it reruns nothing).
+    """
+    api = {k: v for k, v in config["api"].items() if k not in NOT_SHAPING}
     api["base_url"] = api["base_url"] or os.environ.get("OPENAI_BASE_URL")
     api["key_env"] = key_env(config)
     return api
+
+
+def vllm_params():
+    """The vllm section without the scheduler's resources."""
+    return {k: v for k, v in config["vllm"].items() if k not in NOT_SHAPING}
 
 
 def prompt_params():
@@ -55,6 +71,9 @@ def final_outputs():
         out("failed.jsonl"),
         out("stats.json"),
         out("checks/failed_fraction.txt"),
+        out("export/conversations.json"),
+        out("export/dataset.parquet"),
+        out("report/summary.html"),
     ]
 
 

@@ -15,6 +15,6 @@ rule generate_vllm:
     params:
         journal=lambda wildcards: out(f"journal/{wildcards.shard}.jsonl"),
         prompts=prompt_params(),
-        vllm=config["vllm"],
+        vllm=vllm_params(),
     script:
         "../../scripts/generate_vllm.py"

@@ -1,0 +1,17 @@
+rule export_training:
+    input:
+        expand(out("refined/{shard}.jsonl"), shard=SHARDS),
+    output:
+        conversations=out("export/conversations.json"),
+        table=out("export/dataset.parquet"),
+    log:
+        out("logs/export_training.log"),
+    conda:
+        "../../envs/vqaflow.yaml"
+    params:
+        pipeline=config["pipeline"],
+        columns=config["keys"],
+        image_root=config["images"]["root"],
+        filters=config["export"],
+    script:
+        "../../scripts/export_training.py"

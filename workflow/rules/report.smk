@@ -1,0 +1,49 @@
+rule report_run:
+    input:
+        refined=expand(out("refined/{shard}.jsonl"), shard=SHARDS),
+        stats=out("stats.json"),
+    output:
+        summary=report(
+            out("report/summary.html"),
+            caption="../report/summary.rst",
+            category="1. Summary",
+        ),
+        qa_pairs=report(
+            out("report/qa_pairs.png"),
+            caption="../report/qa_pairs.rst",
+            category="2. Plots",
+        ),
+        lengths=report(
+            out("report/lengths.png"),
+            caption="../report/lengths.rst",
+            category="2. Plots",
+        ),
+        latency=report(
+            out("report/latency.png"),
+            caption="../report/latency.rst",
+            category="2. Plots",
+        ),
+        failures=report(
+            out("report/failures.png"),
+            caption="../report/failures.rst",
+            category="2. Plots",
+        ),
+        samples=report(
+            out("report/samples.html"),
+            caption="../report/samples.rst",
+            category="3. Samples",
+        ),
+    log:
+        out("logs/report_run.log"),
+    conda:
+        "../../envs/vqaflow.yaml"
+    params:
+        pipeline=config["pipeline"],
+        columns=config["keys"],
+        image_root=config["images"]["root"],
+        prices=[
+            config["api"]["price_input_per_mtok"],
+            config["api"]["price_output_per_mtok"],
+        ],
+    script:
+        "../../scripts/report_run.py"
