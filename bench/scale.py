@@ -15,8 +15,10 @@ import platform
 import resource
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,11 +26,11 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from vqaflow import dataset, records  # noqa: E402
 
-ANSWER = (
-    "**Wikipedia Article:**\n\nThe lighthouse at {n} stands on a rocky cape above the harbour. "
-    "Its lamp was electrified in 1921 and it is still in service.\n\n**Question Answer Pairs:**\n\n"
-    "1. **Question:** Where does the lighthouse stand?\n   **Answer:** on a rocky cape\n"
-    "2. **Question:** When was its lamp electrified?\n   **Answer:** 1921\n"
+ANSWER = (  # every content line differs between records, as in real answers; labels repeat
+    "**Wikipedia Article:**\n\nThe lighthouse at cape {n} stands on a rocky point above the harbour. "
+    "Its lamp was electrified in {year} and it is still in service.\n\n**Question Answer Pairs:**\n\n"
+    "1. **Question:** Where does the lighthouse at cape {n} stand?\n   **Answer:** on a rocky point\n"
+    "2. **Question:** When was the lamp of cape {n} electrified?\n   **Answer:** {year}\n"
 )
 GENERATION = {"backend": "api", "model": "bench", "finish_reason": "stop", "prompt_tokens": 900,
               "completion_tokens": 120, "latency_s": 1.2, "attempts": 1}
@@ -57,17 +59,22 @@ def make_generated(workdir: Path) -> None:
     for shard in sorted((workdir / "shards").iterdir()):
         with (workdir / "generated" / shard.name).open("w") as out:
             for line in records.read_jsonl(shard):
-                line.update(answer=ANSWER.format(n=line["id"]), generation=GENERATION)
+                line.update(answer=ANSWER.format(n=line["id"], year=1800 + line["index"] % 200), generation=GENERATION)
                 out.write(json.dumps(line) + "\n")
         (workdir / "generated" / shard.name.replace(".jsonl", ".failed.jsonl")).write_text("")
 
 
-def step_refine(workdir: Path) -> dict:
+def _refine_one(shard: Path) -> int:
+    return dataset.refine_shard(shard, shard.parent.parent / "refined" / shard.name, "context_vqa")
+
+
+def step_refine(workdir: Path, processes: int) -> dict:
+    """Refine every shard, ``processes`` shards at a time, as `snakemake --cores N` runs
+    refine_answers jobs side by side."""
     (workdir / "refined").mkdir()
-    count = 0
-    for shard in sorted((workdir / "generated").glob("shard-?????.jsonl")):
-        count += dataset.refine_shard(shard, workdir / "refined" / shard.name, "context_vqa")
-    return {"records": count}
+    shards = sorted((workdir / "generated").glob("shard-?????.jsonl"))
+    with ProcessPoolExecutor(processes) as pool:
+        return {"records": sum(pool.map(_refine_one, shards, chunksize=8)), "processes": processes}
 
 
 def step_merge(workdir: Path, output_format: str) -> dict:
@@ -97,8 +104,7 @@ def run_step(name: str, workdir: Path, *args: str) -> dict:
     result = subprocess.run([sys.executable, __file__, "--step", name, str(workdir), *args],
                             check=True, capture_output=True, text=True)
     elapsed = time.monotonic() - started
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
-    return {"step": " ".join((name, *args)), "seconds": round(elapsed, 2), "peak_rss_mb_so_far": rss,
+    return {"step": " ".join((name, *args)), "seconds": round(elapsed, 2),
             **json.loads(result.stdout.splitlines()[-1])}
 
 
@@ -111,11 +117,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.step:
         name, workdir, *rest = args.step
-        conversions = {"shard": int, "plan": int, "merge": str}
+        conversions = {"shard": int, "plan": int, "merge": str, "refine": int}
         extra = [conversions[name](value) for value in rest]
-        peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # noqa: E731
         result = STEPS[name](Path(workdir), *extra)
-        print(json.dumps({**result, "peak_rss_mb": peak()}))
+        # the largest process of the step: itself, or a child (refine workers, snakemake -n)
+        peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+        print(json.dumps({**result, "peak_rss_mb": peak // 1024}))
         return
     rows = []
     for count in args.records:
@@ -125,19 +132,21 @@ def main() -> None:
             make_input(workdir / "input.jsonl", count)
             rows.append({"records": count, **run_step("shard", workdir, str(args.shard_size))})
             make_generated(workdir)
-            rows.append({"records": count, **run_step("refine", workdir)})
+            for processes in (1, 2):
+                shutil.rmtree(workdir / "refined", ignore_errors=True)
+                rows.append({"records": count, **run_step("refine", workdir, str(processes))})
             for output_format in ("jsonl", "parquet"):
                 rows.append({"records": count, **run_step("merge", workdir, output_format)})
             if count == max(args.records):
                 rows.append({"records": count, **run_step("plan", workdir, "1000")})
-            for row in rows[-5:]:
+            for row in rows[-6:]:
                 print(json.dumps(row), flush=True)
     result = {"machine": f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
               "rows": rows}
     print("| records | step | seconds | records/s | peak RSS MB |")
     print("|---|---|---|---|---|")
     for row in rows:
-        rate = round(row["records"] / row["seconds"]) if row["step"] != "plan 1000" else "-"
+        rate = "-" if row["step"].startswith("plan") else round(row["records"] / row["seconds"])
         print(f"| {row['records']} | {row['step']} | {row['seconds']} | {rate} | {row['peak_rss_mb']} |")
     if args.output:
         args.output.write_text(json.dumps(result, indent=2) + "\n")

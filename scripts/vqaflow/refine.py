@@ -18,6 +18,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 ARTICLE_LABELS = {
     "article", "wikipedia article", "wikipedia style article", "wikipedia-style article", "wiki article",
@@ -172,8 +173,9 @@ def _is_paragraph(stripped: str) -> bool:
     )
 
 
+@lru_cache(maxsize=4096)
 def classify(raw: str) -> Line:
-    """What one line of a free-text answer is."""
+    """What one line of a free-text answer is (cached: labels and separators repeat)."""
     stripped = raw.strip()
     if not stripped:
         return Line("blank")
