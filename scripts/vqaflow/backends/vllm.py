@@ -2,7 +2,8 @@
 
 The engine is built once per job and fed chunks of ``chunk_size`` records, so the journal
 advances as each chunk finishes. Images are prepared with :mod:`vqaflow.images` (EXIF,
-modes, ``max_pixels``) and passed as PIL images, one content part per image. Each record
+modes, ``max_pixels``) in a thread pool, the next chunk's while the engine runs the current
+one, and passed as PIL images, one content part per image. Each record
 samples with its own seed. A record whose image cannot be used, or that the engine rejects
 (a prompt longer than ``max_model_len``), fails alone.
 """
@@ -10,12 +11,15 @@ samples with its own seed. A record whose image cannot be used, or that the engi
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from .. import images
 from ..prompts import chat_messages
 from .api import Sampling
 from .base import GenerationTask, OnOutcome, Outcome
+
+PREPARE_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -103,22 +107,34 @@ class VllmBackend:
     def run(self, tasks: list[GenerationTask], on_outcome: OnOutcome) -> None:
         if self._llm is None:  # built on first use, sized for the first tasks' images
             self._llm = self.engine(max((len(task.prompt.images) for task in tasks), default=1))
-        llm = self._llm
         size = self.settings.chunk_size
-        for start in range(0, len(tasks), size):
-            ready = []
-            for task in tasks[start:start + size]:
-                try:
-                    pictures = [
-                        ref if images.is_url(ref) else images.load(ref, self.max_pixels)
-                        for ref in task.prompt.images
-                    ]
-                except images.ImageError as err:
-                    on_outcome(Outcome(task.id, error=str(err), error_kind="image"))
-                    continue
-                ready.append((task, chat_messages(task.prompt, [image_part(p) for p in pictures])))
-            if ready:
-                self._generate(llm, ready, on_outcome)
+        chunks = [tasks[start:start + size] for start in range(0, len(tasks), size)]
+        with ThreadPoolExecutor(PREPARE_THREADS) as pool:
+            upcoming = pool.submit(self._prepare_chunk, pool, chunks[0]) if chunks else None
+            for index in range(len(chunks)):
+                ready, failures = upcoming.result()
+                if index + 1 < len(chunks):  # the next chunk's images decode while this one runs
+                    upcoming = pool.submit(self._prepare_chunk, pool, chunks[index + 1])
+                for outcome in failures:
+                    on_outcome(outcome)
+                if ready:
+                    self._generate(self._llm, ready, on_outcome)
+
+    def _prepare_chunk(self, pool: ThreadPoolExecutor, chunk: list[GenerationTask]):
+        """The chunk's conversations (images decoded in parallel) and its image failures."""
+        ready, failures = [], []
+        for task, prepared in zip(chunk, pool.map(self._pictures, chunk)):
+            if isinstance(prepared, images.ImageError):
+                failures.append(Outcome(task.id, error=str(prepared), error_kind="image"))
+            else:
+                ready.append((task, chat_messages(task.prompt, [image_part(p) for p in prepared])))
+        return ready, failures
+
+    def _pictures(self, task: GenerationTask) -> list | images.ImageError:
+        try:
+            return [ref if images.is_url(ref) else images.load(ref, self.max_pixels) for ref in task.prompt.images]
+        except images.ImageError as err:
+            return err
 
     def _generate(self, llm, ready: list[tuple[GenerationTask, list[dict]]], on_outcome: OnOutcome) -> None:
         """One chunk in one engine call; if the engine rejects the chunk, each record alone."""
