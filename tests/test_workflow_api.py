@@ -150,7 +150,7 @@ def test_workflow_runs_as_a_snakemake_module(workdir, server):
     write_config(workdir, server.base_url, run="as_module")
     (workdir / "Snakefile").write_text(
         'configfile: "config.yaml"\n\n\n'
-        f'module vqaflow:\n    snakefile:\n        "{REPO / "workflow/Snakefile"}"\n    config:\n        config\n\n\n'
+        f'module vqaflow:\n    snakefile:\n        "{REPO / "Snakefile"}"\n    config:\n        config\n\n\n'
         "use rule * from vqaflow as vqaflow_*\n"
     )
     result = subprocess.run(
