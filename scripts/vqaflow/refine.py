@@ -19,6 +19,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 ARTICLE_LABELS = {
     "article", "wikipedia article", "wikipedia style article", "wikipedia-style article", "wiki article",
@@ -47,10 +48,9 @@ CHATTER = re.compile(
     r"i'm sorry|i am sorry|i cannot|i can't|as an ai)\b",
     re.IGNORECASE,
 )
-EMPHASIS_MARKS = frozenset("*_`~")
+EMPHASIS_PRESENT = re.compile(r"[*_`~]")
 MARKUP = str.maketrans("", "", "*_`#~")
 MARKUP_STARTS = frozenset("#*_|-•+>0123456789<`(")
-LABEL_MARKS = (":", "：", " -", " –", " —")
 UNDERSCORE = re.compile(r"(?<!\w)_(?=\S)|(?<=\S)_(?!\w)")
 BULLET = re.compile(r"^\s*(?:[-*•+>]|\d+[.)]|\(\d+\)|#{1,6})\s+")
 NUMBERED = re.compile(r"^\s*(?:[-*•+]\s*)?(?:\d+[.):]|\(\d+\))\s*")
@@ -60,6 +60,8 @@ LABEL_PREFIX = re.compile(
 )
 INLINE_ANSWER = re.compile(r"(?<=[?？.])\s*[-–—]?\s*(?:\*\*|__)?\s*(?:answer|a)\s*\d*\s*[:：]\s*(?:\*\*|__)?\s*",
                            re.IGNORECASE)
+SEPARATOR = re.compile(r"[-*_=~]{3,}")
+LABEL_MARK = re.compile(r":|：| [-–—]")
 HEADING = re.compile(r"^\s*#{1,6}\s*")
 LABEL_NUMBER = re.compile(r"^\d+[.)]\s*")
 LABEL_REMARK = re.compile(r"\s*\(.*\)$")
@@ -91,7 +93,7 @@ def _clean(text: str) -> str:
 
 def _plain(text: str) -> str:
     """Markdown emphasis removed: ``**``, ``__``, ``*``, backticks, ``~~`` and ``_`` at word edges."""
-    if not EMPHASIS_MARKS.intersection(text):
+    if not EMPHASIS_PRESENT.search(text):
         return text
     text = text.replace("**", "").replace("__", "").replace("`", "").replace("~~", "").replace("*", "")
     return UNDERSCORE.sub("", text) if "_" in text else text
@@ -109,13 +111,12 @@ def _label_key(text: str) -> str:
 
 def _split_label(line: str) -> tuple[str | None, str]:
     """("article" | "qa" | "title" | None, rest of the line) for a section label line."""
-    if len(line) <= 80:
+    if len(line) <= 80 and "?" not in line:  # a label alone never asks
         kind = LABEL_KIND.get(_label_key(line))
         if kind is not None:
             return kind, ""
-    head = line[:90]
-    match = INLINE_LABEL.match(line) if any(mark in head for mark in (":", "：", " -", " –", " —")) else None
-    if match:
+    match = INLINE_LABEL.match(line) if LABEL_MARK.search(line, 0, 90) else None
+    if match and "?" not in match.group(1):
         kind = LABEL_KIND.get(_label_key(match.group(1)))
         if kind is not None:
             rest = match.group(2)
@@ -140,8 +141,9 @@ LABEL_KIND = {
 
 # -- line classification ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Line:
+class Line(NamedTuple):
+    """A classified line: its kind, its text and, for a question, an answer on the same line."""
+
     kind: str  # blank separator label-article label-qa title heading question answer item table chatter text
     text: str = ""
     extra: str = ""
@@ -166,7 +168,7 @@ def _is_paragraph(stripped: str) -> bool:
     return (
         len(stripped) > 120
         and stripped[0] not in MARKUP_STARTS
-        and not any(mark in stripped[:60] for mark in LABEL_MARKS)
+        and not LABEL_MARK.search(stripped, 0, 60)
         and not stripped.endswith(("?", "？"))
         and not LABEL_PREFIX.match(stripped)
         and not CHATTER.match(stripped)
@@ -179,7 +181,7 @@ def classify(raw: str) -> Line:
     stripped = raw.strip()
     if not stripped:
         return Line("blank")
-    if re.fullmatch(r"[-*_=~]{3,}", stripped.replace(" ", "")):
+    if stripped[0] in "-*_=~" and SEPARATOR.fullmatch(stripped.replace(" ", "")):
         return Line("separator")
     if stripped.startswith("|") and stripped.count("|") >= 3:
         return Line("table", stripped)
