@@ -11,6 +11,7 @@ from . import refine
 from .records import OutputKeys, read_jsonl
 
 OUTPUT_FORMATS = ("jsonl", "json", "parquet")
+encode_json = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per record
 PARQUET_ROW_GROUP = 5000  # rows held in memory while the Parquet dataset is written
 
 
@@ -47,7 +48,7 @@ def refine_shard(
     count = 0
     with Path(output_path).open("w", encoding="utf-8") as out:
         for line in read_jsonl(generated_path):
-            out.write(json.dumps(refine_record(line, pipeline, structured, keys), ensure_ascii=False))
+            out.write(encode_json(refine_record(line, pipeline, structured, keys)))
             out.write("\n")
             count += 1
     return count

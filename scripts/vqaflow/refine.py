@@ -446,7 +446,9 @@ def parse_structured(text: str, pipeline: str) -> Parse:
 
 
 def _words(text: str) -> list[str]:
-    return WORD.findall(unicodedata.normalize("NFKC", text).lower())
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    return WORD.findall(text.lower())
 
 
 def _phrase(text: str) -> str:
