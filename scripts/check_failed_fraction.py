@@ -3,8 +3,6 @@
 import json
 import sys
 
-sys.path.insert(0, snakemake.scriptdir)
-
 from vqaflow.logs import run_logged
 
 
@@ -15,6 +13,11 @@ def main() -> None:
         f"{stats['records_failed']} of {stats['records_in']} records failed "
         f"({fraction:.1%}; max_failed_fraction is {limit:.1%}); see failed.jsonl"
     )
+    if stats.get("failures_transient"):
+        message += (
+            f"; {stats['failures_transient']} of them may succeed on another attempt: "
+            "run the same command again"
+        )
     if fraction > limit:
         print(f"vqaflow: {message}", file=sys.__stderr__)
         raise SystemExit(f"too many failed records: {message}")

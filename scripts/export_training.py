@@ -1,13 +1,11 @@
 """Snakemake script: export the refined records as LLaVA conversations and a Parquet table."""
 
 import json
-import sys
 
-sys.path.insert(0, snakemake.scriptdir)
-
+from vqaflow.columns import Columns
 from vqaflow.export import ExportFilters, export
 from vqaflow.logs import run_logged
-from vqaflow.settings import output_keys
+from vqaflow.pipelines import pipeline
 
 
 def main() -> None:
@@ -15,9 +13,8 @@ def main() -> None:
         list(snakemake.input),
         snakemake.output.conversations,
         snakemake.output.table,
-        snakemake.params.pipeline,
-        output_keys({"keys": snakemake.params.columns}),
-        snakemake.params.columns["image"],
+        pipeline(snakemake.params.pipeline),
+        Columns.from_config(snakemake.params.columns),
         snakemake.params.image_root,
         ExportFilters(**snakemake.params.filters),
     )

@@ -1,13 +1,11 @@
 """Snakemake script: merge the refined shards into the dataset, failed.jsonl and stats.json."""
 
 import json
-import sys
 
-sys.path.insert(0, snakemake.scriptdir)
-
+from vqaflow.columns import Columns
 from vqaflow.dataset import merge
 from vqaflow.logs import run_logged
-from vqaflow.settings import output_keys
+from vqaflow.pipelines import pipeline
 
 
 def main() -> None:
@@ -18,8 +16,8 @@ def main() -> None:
         snakemake.output.failed,
         snakemake.output.stats,
         snakemake.params.output_format,
-        snakemake.params.pipeline,
-        output_keys({"keys": snakemake.params.columns}),
+        pipeline(snakemake.params.pipeline),
+        Columns.from_config(snakemake.params.columns),
     )
     print(json.dumps(stats, indent=2))
 

@@ -1,22 +1,23 @@
-"""Snakemake script: validate the input and split it into JSONL shards."""
+"""Snakemake script: validate the input, split it into JSONL shards, and move stored answers
+to the journals of the shards now holding their records."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
+from vqaflow.columns import Columns
+from vqaflow.journal import relocate
 from vqaflow.logs import run_logged
-from vqaflow.records import Keys, write_shards
+from vqaflow.records import write_shards
 
 
 def main() -> None:
-    keys = snakemake.params.columns
-    count = write_shards(
+    shard_of = write_shards(
         snakemake.input[0],
         list(snakemake.output),
         snakemake.params.shard_size,
-        Keys(image=keys["image"], conversation=keys["conversation"], id=keys["id"]),
+        Columns.from_config(snakemake.params.columns),
     )
-    print(f"{snakemake.input[0]}: {count} records in {len(snakemake.output)} shards")
+    print(f"{snakemake.input[0]}: {len(shard_of)} records in {len(snakemake.output)} shards")
+    moved = relocate(snakemake.params.journal, shard_of)
+    if moved:
+        print(f"moved {moved} stored answers to the journals of their new shards")
 
 
 if __name__ == "__main__":

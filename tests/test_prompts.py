@@ -1,12 +1,16 @@
 import pytest
 
-from vqaflow.prompts import (
-    DEFAULT_PROMPTS,
-    IMAGE_QA_SYSTEM_PROMPT,
-    SKVQA_PROMPT,
-    PromptError,
-    build_prompt,
-)
+from vqaflow.columns import Columns
+from vqaflow.pipelines import IMAGE_QA_SYSTEM_PROMPT, PIPELINES, SKVQA_PROMPT
+from vqaflow.prompts import PromptError, PromptSettings
+from vqaflow.prompts import build_prompt as build
+
+COLUMNS = Columns("id", "image", "conversation", "vqa", "context_vqa", "qas")
+
+
+def build_prompt(record, record_id, pipeline, system_prompt=None, prompt=None):
+    settings = PromptSettings(PIPELINES[pipeline], COLUMNS, system_prompt, prompt, ".", 1 << 20, 0)
+    return build(record, record_id, settings)
 
 
 def test_dataflow_mm_record():
@@ -40,7 +44,7 @@ def test_defaults_when_no_conversation():
     assert "8: The answer should not contain 'and', 'or'" in SKVQA_PROMPT
     qa = build_prompt({"image": "a.png"}, "r0", "image_qa")
     assert qa.system == IMAGE_QA_SYSTEM_PROMPT
-    assert qa.turns == (("user", DEFAULT_PROMPTS["image_qa"]),)
+    assert qa.turns == (("user", PIPELINES["image_qa"].prompt),)
 
 
 def test_config_overrides():
@@ -51,3 +55,9 @@ def test_config_overrides():
 def test_bad_turn_names_the_record():
     with pytest.raises(PromptError, match="record 'r9': conversation turn 0"):
         build_prompt({"conversation": [{"speaker": "x"}]}, "r9", "image_qa")
+
+
+def test_image_only_turn_gets_the_default_prompt():
+    record = {"image": "a.png", "conversation": [{"from": "human", "value": "<image>\n"}]}
+    assert build_prompt(record, "r0", "image_vqa").turns == (("user", PIPELINES["image_vqa"].prompt),)
+    assert build_prompt(record, "r0", "image_vqa", prompt="P").turns == (("user", "P"),)

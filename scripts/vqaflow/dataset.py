@@ -8,50 +8,36 @@ from collections import Counter
 from pathlib import Path
 
 from . import refine
-from .records import OutputKeys, read_jsonl
+from .columns import Columns
+from .jsonl import encode, read_jsonl, write_jsonl
+from .pipelines import Pipeline
 
 OUTPUT_FORMATS = ("jsonl", "json", "parquet")
-encode_json = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per record
 PARQUET_ROW_GROUP = 5000  # rows held in memory while the Parquet dataset is written
 
 
-def refine_record(line: dict, pipeline: str, structured: bool, keys: OutputKeys) -> dict:
+def refine_record(line: dict, pipeline: Pipeline, columns: Columns) -> dict:
     """The output record: the input record unchanged plus answer, parse and generation."""
-    answer = line["answer"]
-    generation = line["generation"]
-    if structured:
-        parsed = refine.parse_structured(answer, pipeline)
-    elif pipeline == "context_vqa":
-        parsed = refine.parse_context_vqa(answer)
-    else:
-        parsed = refine.parse_qa_pairs(answer)
+    answer, generation = line["answer"], line["generation"]
+    parsed = refine.parse_answer(answer, pipeline.want_article, generation.get("finish_reason"))
     record = dict(line["record"])
-    record.setdefault(keys.id, line["id"])
-    record[keys.answer] = answer
-    parse = {"status": parsed.status, "truncated": generation.get("finish_reason") == "length"}
-    if pipeline == "context_vqa":
-        context = parsed.context or ""
-        record[keys.refined] = {"context": context, "qas": parsed.qas}
-        parse["grounded"] = refine.grounding(parsed.qas, context)
-    else:
-        record[keys.qas] = parsed.qas
+    if record.get(columns.id) is None:
+        record[columns.id] = line["id"]
+    record[columns.answer] = answer
+    pipeline.store(record, columns, parsed.context, parsed.qas)
+    parse = {"status": parsed.status, "issues": list(parsed.issues), "truncated": parsed.truncated}
+    if pipeline.want_article:
+        parse["grounded"] = refine.grounding(parsed.qas, parsed.context or "")
     record["parse"] = parse
     record["generation"] = generation
     return record
 
 
-def refine_shard(
-    generated_path: str | Path, output_path: str | Path, pipeline: str,
-    structured: bool = False, keys: OutputKeys = OutputKeys(),
-) -> int:
+def refine_shard(generated_path: str | Path, output_path: str | Path, pipeline: Pipeline,
+                 columns: Columns) -> int:
     """Refine every generated record of a shard into a JSONL of output records."""
-    count = 0
-    with Path(output_path).open("w", encoding="utf-8") as out:
-        for line in read_jsonl(generated_path):
-            out.write(encode_json(refine_record(line, pipeline, structured, keys)))
-            out.write("\n")
-            count += 1
-    return count
+    rows = (refine_record(line, pipeline, columns) for line in read_jsonl(generated_path))
+    return write_jsonl(output_path, rows)
 
 
 def _concat(paths: list[str | Path], target: Path) -> None:
@@ -70,7 +56,7 @@ def write_records_as(jsonl: Path, dataset_path: Path, output_format: str) -> Non
             out.write("[")
             for position, record in enumerate(read_jsonl(jsonl)):
                 out.write(",\n" if position else "\n")
-                out.write(json.dumps(record, ensure_ascii=False, indent=None))
+                out.write(encode(record))
             out.write("\n]\n")
         jsonl.unlink()
     else:
@@ -86,26 +72,28 @@ def write_records_as(jsonl: Path, dataset_path: Path, output_format: str) -> Non
         jsonl.unlink()
 
 
-def summarise(
-    refined_paths: list[str | Path], failed: list[dict], pipeline: str, keys: OutputKeys = OutputKeys()
-) -> dict:
-    """Counts for stats.json: records, QA pairs, parse statuses, grounding, tokens, failures."""
+def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pipeline,
+              columns: Columns) -> dict:
+    """Counts for stats.json: records, QA pairs, parse statuses and issues, grounding,
+    repairs, tokens, failures."""
     statuses: Counter = Counter()
-    ok = qa_pairs = truncated = grounded = judged = prompt_tokens = completion_tokens = 0
+    issues: Counter = Counter()
+    ok = qa_pairs = truncated = repaired = grounded = judged = prompt_tokens = completion_tokens = 0
     for path in refined_paths:
         for record in read_jsonl(path):
             ok += 1
             parse = record["parse"]
             statuses[parse["status"]] += 1
+            issues.update(parse["issues"])
             truncated += parse["truncated"]
             flags = parse.get("grounded", [])
             grounded += sum(flags)
             judged += len(flags)
             generation = record["generation"]
+            repaired += bool(generation.get("repaired"))
             prompt_tokens += generation.get("prompt_tokens") or 0
             completion_tokens += generation.get("completion_tokens") or 0
-            qas = record[keys.refined]["qas"] if pipeline == "context_vqa" else record[keys.qas]
-            qa_pairs += len(qas)
+            qa_pairs += len(pipeline.qas(record, columns))
     total = ok + len(failed)
     stats = {
         "records_in": total,
@@ -114,11 +102,14 @@ def summarise(
         "failed_fraction": round(len(failed) / total, 6) if total else 0.0,
         "qa_pairs": qa_pairs,
         "parse_status": {s: statuses.get(s, 0) for s in ("ok", "partial", "none")},
+        "parse_issues": dict(sorted(issues.items())),
         "truncated": truncated,
+        "repaired": repaired,
         "failures_by_kind": dict(Counter(f["kind"] for f in failed)),
+        "failures_transient": sum(bool(f.get("transient")) for f in failed),
         "tokens": {"prompt": prompt_tokens, "completion": completion_tokens},
     }
-    if pipeline == "context_vqa":
+    if pipeline.want_article:
         stats["grounded_answers"] = grounded
         stats["grounded_fraction"] = round(grounded / judged, 6) if judged else 0.0
     return stats
@@ -126,8 +117,8 @@ def summarise(
 
 def merge(
     refined_paths: list[str | Path], failed_paths: list[str | Path], dataset_path: str | Path,
-    failed_out: str | Path, stats_path: str | Path, output_format: str, pipeline: str,
-    keys: OutputKeys = OutputKeys(),
+    failed_out: str | Path, stats_path: str | Path, output_format: str, pipeline: Pipeline,
+    columns: Columns,
 ) -> dict:
     """Concatenate shards in input order into the dataset, failed.jsonl and stats.json."""
     dataset_path = Path(dataset_path)
@@ -136,6 +127,6 @@ def merge(
     write_records_as(merged, dataset_path, output_format)
     _concat(failed_paths, Path(failed_out))
     failed = list(read_jsonl(failed_out))
-    stats = summarise(refined_paths, failed, pipeline, keys)
+    stats = summarise(refined_paths, failed, pipeline, columns)
     Path(stats_path).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     return stats

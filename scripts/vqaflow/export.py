@@ -7,22 +7,24 @@ the article (context_vqa), drop repeated questions within a record.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import images
+from .columns import Columns
 from .dataset import write_records_as
-from .records import OutputKeys, read_jsonl
+from .jsonl import encode, read_jsonl
+from .pipelines import Pipeline
+from .prompts import record_images
 
 
 @dataclass(frozen=True)
 class ExportFilters:
     """The ``export:`` section of the config."""
 
-    drop_unparsed: bool = True
-    drop_ungrounded: bool = False
-    dedupe_questions: bool = True
+    drop_unparsed: bool
+    drop_ungrounded: bool
+    dedupe_questions: bool
 
 
 @dataclass(frozen=True)
@@ -35,25 +37,21 @@ class Example:
     qas: list[dict]
 
 
-def select(record: dict, pipeline: str, keys: OutputKeys, image_key: str, image_root: str,
+def select(record: dict, pipeline: Pipeline, columns: Columns, image_root: str,
            filters: ExportFilters) -> Example | None:
     """The record as an :class:`Example` after the filters, or None when nothing is left."""
     parse = record["parse"]
     if filters.drop_unparsed and parse["status"] == "none":
         return None
-    if pipeline == "context_vqa":
-        context, qas = record[keys.refined]["context"], record[keys.refined]["qas"]
-        if filters.drop_ungrounded:
-            qas = [qa for qa, grounded in zip(qas, parse.get("grounded", [])) if grounded]
-    else:
-        context, qas = None, record[keys.qas]
+    context, qas = pipeline.context(record, columns), pipeline.qas(record, columns)
+    if filters.drop_ungrounded and "grounded" in parse:
+        qas = [qa for qa, grounded in zip(qas, parse["grounded"]) if grounded]
     if filters.dedupe_questions:
         qas = _unique_questions(qas)
     if not qas:
         return None
-    refs = record.get(image_key) or []
-    refs = [refs] if isinstance(refs, str) else refs
-    return Example(str(record[keys.id]), [images.resolve(ref, image_root) for ref in refs], context, qas)
+    refs = record_images(record, columns)
+    return Example(str(record[columns.id]), [images.resolve(ref, image_root) for ref in refs], context, qas)
 
 
 def _unique_questions(qas: list[dict]) -> list[dict]:
@@ -91,8 +89,7 @@ def table_row(example: Example) -> dict:
 
 
 def export(refined_paths: list[str | Path], conversations_path: str | Path, parquet_path: str | Path,
-           pipeline: str, keys: OutputKeys, image_key: str, image_root: str,
-           filters: ExportFilters) -> dict:
+           pipeline: Pipeline, columns: Columns, image_root: str, filters: ExportFilters) -> dict:
     """Write both exports; returns how many records and pairs went in and were dropped."""
     conversations_path, parquet_path = Path(conversations_path), Path(parquet_path)
     staged = {target: target.with_name(target.name + ".staging.jsonl")
@@ -103,13 +100,13 @@ def export(refined_paths: list[str | Path], conversations_path: str | Path, parq
         for path in refined_paths:
             for record in read_jsonl(path):
                 counts["records_in"] += 1
-                example = select(record, pipeline, keys, image_key, image_root, filters)
+                example = select(record, pipeline, columns, image_root, filters)
                 if example is None:
                     continue
                 counts["records_out"] += 1
                 counts["qa_pairs_out"] += len(example.qas)
-                chats.write(json.dumps(conversation(example), ensure_ascii=False) + "\n")
-                rows.write(json.dumps(table_row(example), ensure_ascii=False) + "\n")
+                chats.write(encode(conversation(example)) + "\n")
+                rows.write(encode(table_row(example)) + "\n")
     write_records_as(staged[conversations_path], conversations_path, "json")
     write_records_as(staged[parquet_path], parquet_path, "parquet")
     return counts

@@ -1,34 +1,44 @@
-"""Generation of one shard: prompts, journal look-up, backend call, shard outputs."""
+"""Generation of one shard: prompts, stored answers, backend calls, a repair pass, outputs.
+
+Every record ends as an answer or a failure of its own: a record that cannot be prepared
+(bad image, bad conversation, anything unexpected) fails alone, and the backends turn
+every request-level problem into that record's outcome. Answers and permanent failures go
+to the shard's journal as they arrive, so a rerun asks only for what is missing; failures
+another attempt may fix are marked ``transient`` and retried by the next run.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from . import images
+from . import images, refine
 from .backends.base import Backend, GenerationTask, Outcome
 from .journal import JournalWriter, read_journal
-from .prompts import Prompt, PromptError, build_prompt
-from .records import Keys, read_jsonl
+from .jsonl import encode, read_jsonl
+from .prompts import Prompt, PromptError, PromptSettings, build_prompt
+
+# failures that another attempt cannot fix; every other kind is retried by the next run
+PERMANENT_KINDS = frozenset({"rejected", "image", "prompt"})
+PREPARE_THREADS = 8
+PARSE_RANK = {"none": 0, "partial": 1, "ok": 2}
 
 
 @dataclass(frozen=True)
-class PromptSettings:
-    """How records become prompts (from the config)."""
+class RepairSettings:
+    """The ``repair:`` section: cut-off or unreadable answers are asked once more."""
 
-    pipeline: str
-    keys: Keys = Keys()
-    system_prompt: str | None = None
-    prompt: str | None = None
-    image_root: str = "."
-    max_pixels: int = images.DEFAULT_MAX_PIXELS
-    seed: int | None = None
+    enabled: bool
+    max_tokens_factor: float
+    structured_output: bool
 
 
 def task_seed(seed: int | None, record_id: str) -> int | None:
@@ -51,24 +61,100 @@ def fingerprint(identity: dict, task: GenerationTask, image_digests: list[str], 
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _prepare(line: dict, settings: PromptSettings) -> tuple[GenerationTask, list[str]]:
+def repair_fingerprint(identity: dict, fp: str) -> str:
+    """The fingerprint of the repair of the request fingerprinted ``fp``."""
+    return hashlib.sha256(f"{json.dumps(identity, sort_keys=True)}:{fp}".encode()).hexdigest()[:32]
+
+
+def prepare(line: dict, settings: PromptSettings) -> tuple[GenerationTask, list[str]]:
     """Build a record's task and fingerprint its images (raises on a bad record)."""
     record_id = line["id"]
-    prompt = build_prompt(
-        line["record"], record_id, settings.pipeline, settings.keys,
-        settings.system_prompt, settings.prompt,
-    )
+    prompt = build_prompt(line["record"], record_id, settings)
     resolved = tuple(images.resolve(ref, settings.image_root) for ref in prompt.images)
     digests = [images.digest(ref) for ref in resolved]
     prompt = Prompt(system=prompt.system, turns=prompt.turns, images=resolved)
     return GenerationTask(record_id, prompt, task_seed(settings.seed, record_id)), digests
 
 
-def _failure(line: dict, error: str, kind: str, generation: dict | None = None) -> dict:
-    entry = {"id": line["id"], "index": line["index"], "error": error, "kind": kind}
-    if generation:
-        entry["attempts"] = generation.get("attempts")
-    return entry
+def _safe_prepare(line: dict, settings: PromptSettings):
+    """``prepare``, with any problem turned into ``(kind, reason)``."""
+    try:
+        return prepare(line, settings), None
+    except PromptError as err:
+        return None, ("prompt", str(err))
+    except images.ImageError as err:
+        return None, ("image", str(err))
+    except Exception as err:  # one record's bug must not stop its shard
+        return None, ("internal", f"{type(err).__name__}: {err}")
+
+
+def _failure(line: dict, error: str, kind: str, attempts: int | None = None) -> dict:
+    return {
+        "id": line["id"], "index": line["index"], "error": error, "kind": kind, "attempts": attempts,
+        "transient": kind not in PERMANENT_KINDS,
+        "failed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _parse_rank(entry: dict, want_article: bool) -> tuple[int, int]:
+    parsed = refine.parse_answer(entry["answer"], want_article, entry["generation"].get("finish_reason"))
+    return PARSE_RANK[parsed.status], len(parsed.qas)
+
+
+def _needs_repair(entry: dict, want_article: bool) -> bool:
+    """Cut off by ``max_tokens``, or nothing could be read from it."""
+    if entry["generation"].get("finish_reason") == "length":
+        return True
+    return _parse_rank(entry, want_article)[0] == PARSE_RANK["none"]
+
+
+class _ShardRun:
+    """One shard's records, what the journal holds, and what comes back."""
+
+    def __init__(self, lines: list[dict], journal_path: str | Path, retry_rejected: bool):
+        self.lines = {line["id"]: line for line in lines}
+        self.journal = read_journal(journal_path)
+        self.journal_path = journal_path
+        self.retry_rejected = retry_rejected
+        self.answers: dict[str, dict] = {}
+        self.failures: dict[str, dict] = {}
+
+    def stored(self, record_id: str, fp: str) -> dict | None:
+        """The journal's entry for this request, unless it is a rejection to retry."""
+        entry = self.journal.get(record_id, {}).get(fp)
+        if entry is not None and "error" in entry and self.retry_rejected:
+            return None
+        return entry
+
+    def ask(self, backend: Backend, tasks: list[tuple[GenerationTask, str]], what: str,
+            on_answer) -> None:
+        """Run ``tasks`` through ``backend``; answers and permanent failures are journaled."""
+        if not tasks:
+            return
+        fps = {task.id: fp for task, fp in tasks}
+        progress = tqdm(total=len(tasks), desc=what, file=sys.stderr, mininterval=5, unit="rec")
+        with JournalWriter(self.journal_path) as writer:
+
+            def on_outcome(outcome: Outcome) -> None:
+                fp = fps[outcome.id]
+                attempts = outcome.generation.get("attempts")
+                if outcome.ok:
+                    entry = {"id": outcome.id, "fp": fp, "answer": outcome.answer,
+                             "generation": outcome.generation}
+                    writer.append(entry)
+                    on_answer(entry)
+                else:
+                    kind = outcome.error_kind or "error"
+                    if kind in PERMANENT_KINDS:
+                        writer.append({"id": outcome.id, "fp": fp, "error": outcome.error,
+                                       "kind": kind, "attempts": attempts})
+                    on_answer(None, _failure(self.lines[outcome.id], outcome.error, kind, attempts))
+                progress.update(1)
+
+            try:
+                backend.run([task for task, _ in tasks], on_outcome)
+            finally:
+                progress.close()
 
 
 def generate_shard(
@@ -78,76 +164,91 @@ def generate_shard(
     journal_path: str | Path,
     settings: PromptSettings,
     backend: Backend,
+    repair: RepairSettings,
+    retry_rejected: bool = False,
 ) -> dict:
     """Generate the answers of one shard, resuming from its journal.
 
     Writes every answered record (in shard order) to ``output_path`` and every record
     that could not be answered to ``failed_path``; returns counts for the log.
     """
+    shard = Path(shard_path).stem
     lines = list(read_jsonl(shard_path))
+    run = _ShardRun(lines, journal_path, retry_rejected)
     identity = backend.identity()
-    failures: dict[str, dict] = {}
-    tasks: dict[str, tuple[GenerationTask, str]] = {}
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
         prepared = list(pool.map(lambda line: _safe_prepare(line, settings), lines))
+    tasks: dict[str, tuple[GenerationTask, str]] = {}
     for line, (result, error) in zip(lines, prepared):
         if error is not None:
-            failures[line["id"]] = _failure(line, error[1], error[0])
+            run.failures[line["id"]] = _failure(line, error[1], error[0])
+            continue
+        task, digests = result
+        fp = fingerprint(identity, task, digests, settings.max_pixels)
+        tasks[task.id] = (task, fp)
+        entry = run.stored(task.id, fp)
+        if entry is not None and "answer" in entry:
+            run.answers[task.id] = entry
+        elif entry is not None:
+            run.failures[task.id] = _failure(line, entry["error"], entry["kind"], entry.get("attempts"))
+    pending = [tasks[rid] for rid in tasks if rid not in run.answers and rid not in run.failures]
+    _tell(f"{shard}: {len(lines)} records, {len(run.answers)} stored, {len(pending)} to ask, "
+          f"{len(run.failures)} failed before asking")
+
+    def keep(entry: dict | None, failure: dict | None = None) -> None:
+        if entry is not None:
+            run.answers[entry["id"]] = entry
         else:
-            task, digests = result
-            tasks[task.id] = (task, fingerprint(identity, task, digests, settings.max_pixels))
+            run.failures[failure["id"]] = failure
 
-    journal = read_journal(journal_path)
-    answers = {
-        rid: entry for rid, (_, fp) in tasks.items()
-        if (entry := journal.get(rid)) is not None and entry["fp"] == fp
-    }
-    pending = [task for rid, (task, _) in tasks.items() if rid not in answers]
-    print(
-        f"{shard_path}: {len(lines)} records, {len(answers)} from the journal, "
-        f"{len(pending)} to generate, {len(failures)} rejected before generation",
-        file=sys.stderr,
-    )
-    by_id = {line["id"]: line for line in lines}
-    progress = tqdm(total=len(pending), desc="generate", file=sys.stderr, mininterval=5, unit="rec")
-
-    with JournalWriter(journal_path) as writer:
-
-        def on_outcome(outcome: Outcome) -> None:
-            if outcome.ok:
-                entry = {
-                    "id": outcome.id, "fp": tasks[outcome.id][1],
-                    "answer": outcome.answer, "generation": outcome.generation,
-                }
-                writer.append(entry)
-                answers[outcome.id] = entry
-            else:
-                failures[outcome.id] = _failure(
-                    by_id[outcome.id], outcome.error, outcome.error_kind or "error",
-                    outcome.generation,
-                )
-            progress.update(1)
-            progress.set_postfix(failed=len(failures), refresh=False)
-
-        try:
-            if pending:
-                backend.run(pending, on_outcome)
-        finally:
-            progress.close()
-
-    _write_outputs(lines, answers, failures, output_path, failed_path)
-    summary = {"records": len(lines), "answered": len(answers), "failed": len(failures)}
-    print(f"{shard_path}: done {json.dumps(summary)}", file=sys.stderr)
+    run.ask(backend, pending, "generate", keep)
+    repaired = _repair(run, tasks, settings, backend, repair) if repair.enabled else 0
+    _write_outputs(lines, run.answers, run.failures, output_path, failed_path)
+    summary = {"records": len(lines), "answered": len(run.answers), "failed": len(run.failures),
+               "repaired": repaired}
+    _tell(f"{shard}: done {json.dumps(summary)}")
     return summary
 
 
-def _safe_prepare(line: dict, settings: PromptSettings):
-    try:
-        return _prepare(line, settings), None
-    except PromptError as err:
-        return None, ("prompt", str(err))
-    except images.ImageError as err:
-        return None, ("image", str(err))
+def _repair(run: _ShardRun, tasks: dict, settings: PromptSettings, backend: Backend,
+            repair: RepairSettings) -> int:
+    """Ask cut-off or unreadable answers once more with more tokens (and optionally the JSON
+    schema); keep whichever answer parses better. Returns the number of records improved."""
+    want_article = settings.pipeline.want_article
+    schema = settings.pipeline.answer_schema() if repair.structured_output else None
+    fixer = backend.repairer(math.ceil(backend.sampling.max_tokens * repair.max_tokens_factor), schema)
+    identity = fixer.identity()
+    candidates = {rid: entry for rid, entry in run.answers.items()
+                  if not entry["generation"].get("repaired") and _needs_repair(entry, want_article)}
+    repairs: dict[str, dict] = {}
+    pending = []
+    for rid in candidates:
+        task, _ = tasks[rid]
+        fp = repair_fingerprint(identity, tasks[rid][1])
+        entry = run.stored(rid, fp)
+        if entry is not None and "answer" in entry:
+            repairs[rid] = entry
+        elif entry is None:
+            pending.append((task, fp))
+
+    def keep(entry: dict | None, failure: dict | None = None) -> None:
+        if entry is not None:
+            repairs[entry["id"]] = entry
+
+    run.ask(fixer, pending, "repair", keep)
+    improved = 0
+    for rid, entry in repairs.items():
+        if _parse_rank(entry, want_article) > _parse_rank(candidates[rid], want_article):
+            run.answers[rid] = {**entry, "generation": {**entry["generation"], "repaired": True}}
+            improved += 1
+    return improved
+
+
+def _tell(message: str) -> None:
+    """One line to the log and one to the terminal."""
+    print(message, file=sys.stderr)
+    if sys.stderr is not sys.__stderr__:
+        print(f"vqaflow: {message}", file=sys.__stderr__, flush=True)
 
 
 def _write_outputs(lines, answers, failures, output_path, failed_path) -> None:
@@ -158,9 +259,10 @@ def _write_outputs(lines, answers, failures, output_path, failed_path) -> None:
             rid = line["id"]
             if rid in answers:
                 entry = answers[rid]
-                row = {**line, "answer": entry["answer"], "generation": entry["generation"]}
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                generation = {"repaired": False, **entry["generation"]}
+                out.write(encode({**line, "answer": entry["answer"], "generation": generation}))
+                out.write("\n")
             elif rid in failures:
-                bad.write(json.dumps(failures[rid], ensure_ascii=False) + "\n")
+                bad.write(encode(failures[rid]) + "\n")
             else:
                 raise RuntimeError(f"record {rid!r} got no outcome from the backend")

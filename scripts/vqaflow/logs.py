@@ -1,8 +1,9 @@
-"""Running a rule script with its output in the rule's log."""
+"""Running a rule script with its output, and any traceback, in the rule's log."""
 
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 
@@ -13,8 +14,9 @@ from .records import InputError
 def run_logged(log_path: str, main: Callable[[], object]) -> None:
     """Run ``main`` with stdout and stderr going to the log.
 
-    Errors meant for the user (bad input, a fatal backend error) are also printed to
-    the job's own stderr, so the cause shows on the terminal, not only in the log.
+    Errors meant for the user (bad input, a fatal backend error) are written to the log
+    and, in one line, to the job's own stderr, so the cause shows on the terminal. Any
+    other error leaves its full traceback in the log and its last line on the terminal.
     """
     with open(log_path, "w", encoding="utf-8") as log, redirect_stdout(log), redirect_stderr(log):
         try:
@@ -22,4 +24,12 @@ def run_logged(log_path: str, main: Callable[[], object]) -> None:
         except (InputError, FatalBackendError) as err:
             print(f"ERROR: {err}", file=log)
             print(f"vqaflow: {err}", file=sys.__stderr__)
+            raise SystemExit(1) from None
+        except SystemExit as done:
+            if done.code not in (None, 0):
+                print(f"ERROR: {done.code}", file=log)
+            raise
+        except BaseException as err:
+            traceback.print_exc(file=log)
+            print(f"vqaflow: {type(err).__name__}: {err} (traceback in {log_path})", file=sys.__stderr__)
             raise SystemExit(1) from None

@@ -1,54 +1,12 @@
-"""The pipelines' default prompts and the conversion of a record into a prompt."""
+"""Turning a record into what is sent: system prompt, chat turns and images."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from .records import Keys
-
-PIPELINES = ("context_vqa", "image_vqa", "image_qa")
-
-SKVQA_PROMPT = (
-    "Write a Wikipedia article related to this image without directly referring to the "
-    "image. Then write question answer pairs. The question answer pairs should satisfy the "
-    "following criteria.\n"
-    "1: The question should refer to the image.\n"
-    "2: The question should avoid mentioning the name of the object in the image.\n"
-    "3: The question should be answered by reasoning over the Wikipedia article.\n"
-    "4: The question should sound natural and concise.\n"
-    "5: The answer should be extracted from the Wikipedia article.\n"
-    "6: The answer should not be any objects in the image.\n"
-    "7: The answer should be a single word or phrase and list all correct answers "
-    "separated by commas.\n"
-    "8: The answer should not contain 'and', 'or', rather you can split them into "
-    "multiple answers."
-)
-
-IMAGE_QA_SYSTEM_PROMPT = (
-    "You are a image question-answer generator. Your task is to generate a "
-    "question-answer pair for the given image content."
-)
-
-DEFAULT_SYSTEM_PROMPTS: dict[str, str] = {
-    "context_vqa": "You are a helpful assistant.",
-    "image_vqa": "You are a helpful assistant.",
-    "image_qa": IMAGE_QA_SYSTEM_PROMPT,
-}
-
-DEFAULT_PROMPTS: dict[str, str] = {
-    "context_vqa": SKVQA_PROMPT,
-    "image_vqa": (
-        "Write question answer pairs about the content of this image: the objects, their "
-        "attributes, counts, positions, any visible text and the scene as a whole. Each "
-        "question must be answerable from the image alone. Write each pair as\n"
-        "Question: ...\nAnswer: ..."
-    ),
-    "image_qa": (
-        "Generate one question-answer pair about this image. Write it as\n"
-        "Question: ...\nAnswer: ..."
-    ),
-}
+from .columns import Columns
+from .pipelines import Pipeline
 
 _ROLES = {
     "human": "user",
@@ -66,6 +24,19 @@ class PromptError(ValueError):
 
 
 @dataclass(frozen=True)
+class PromptSettings:
+    """How records become prompts (built from the validated config)."""
+
+    pipeline: Pipeline
+    columns: Columns
+    system_prompt: str | None
+    prompt: str | None
+    image_root: str
+    max_pixels: int
+    seed: int | None
+
+
+@dataclass(frozen=True)
 class Prompt:
     """What is sent for one record: a system prompt, chat turns and images.
 
@@ -78,18 +49,18 @@ class Prompt:
     images: tuple[str, ...]
 
 
-def record_images(record: dict, keys: Keys) -> tuple[str, ...]:
+def record_images(record: dict, columns: Columns) -> tuple[str, ...]:
     """The image references of a record: none, one path or a list of paths."""
-    value = record.get(keys.image)
+    value = record.get(columns.image)
     if value is None or value == "":
         return ()
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def _turns(record: dict, keys: Keys, record_id: str) -> tuple[str | None, list[tuple[str, str]]]:
+def _turns(record: dict, columns: Columns, record_id: str) -> tuple[str | None, list[tuple[str, str]]]:
     system = None
     turns: list[tuple[str, str]] = []
-    for position, turn in enumerate(record.get(keys.conversation) or []):
+    for position, turn in enumerate(record.get(columns.conversation) or []):
         speaker = turn.get("from", turn.get("role"))
         text = turn.get("value", turn.get("content"))
         role = _ROLES.get(str(speaker).lower())
@@ -106,25 +77,22 @@ def _turns(record: dict, keys: Keys, record_id: str) -> tuple[str | None, list[t
     return system, turns
 
 
-def build_prompt(
-    record: dict,
-    record_id: str,
-    pipeline: str,
-    keys: Keys = Keys(),
-    system_prompt: str | None = None,
-    prompt: str | None = None,
-) -> Prompt:
+def build_prompt(record: dict, record_id: str, settings: PromptSettings) -> Prompt:
     """Turn a record into a :class:`Prompt`.
 
-    The user text is the record's conversation when it has a user turn, otherwise
-    ``prompt`` (the config's override), otherwise the pipeline's default. A system turn
-    in the conversation wins over ``system_prompt``, which wins over the default.
+    The user text is the record's conversation when it has a user turn with text,
+    otherwise the config's ``prompt``, otherwise the pipeline's default; a user turn that
+    holds only ``<image>`` gets that default text too. A system turn in the conversation
+    wins over the config's ``system_prompt``, which wins over the pipeline's default.
     """
-    record_system, turns = _turns(record, keys, record_id)
+    record_system, turns = _turns(record, settings.columns, record_id)
+    default = settings.prompt or settings.pipeline.prompt
     if not any(role == "user" for role, _ in turns):
-        turns = [("user", prompt or DEFAULT_PROMPTS[pipeline])]
-    system = record_system or system_prompt or DEFAULT_SYSTEM_PROMPTS[pipeline]
-    return Prompt(system=system, turns=tuple(turns), images=record_images(record, keys))
+        turns = [("user", default)]
+    else:
+        turns = [(role, text or default if role == "user" else text) for role, text in turns]
+    system = record_system or settings.system_prompt or settings.pipeline.system_prompt
+    return Prompt(system=system, turns=tuple(turns), images=record_images(record, settings.columns))
 
 
 def chat_messages(prompt: Prompt, image_parts: list[dict]) -> list[dict]:

@@ -9,34 +9,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .columns import Columns
+from .jsonl import encode
 
 SHARD_FORMATS = (".json", ".jsonl", ".parquet")
 
 
 class InputError(ValueError):
     """The input file cannot be used; the message names the file and the place."""
-
-
-@dataclass(frozen=True)
-class Keys:
-    """Column names of the records (DataFlow-MM's by default)."""
-
-    image: str = "image"
-    conversation: str = "conversation"
-    id: str = "id"
-
-
-@dataclass(frozen=True)
-class OutputKeys:
-    """Where results go in each output record."""
-
-    answer: str = "vqa"
-    refined: str = "context_vqa"
-    qas: str = "qas"
-    id: str = "id"
 
 
 def input_format(path: str | Path) -> str:
@@ -94,7 +77,7 @@ def _iter_parquet(path: Path) -> Iterator[tuple[str, Any]]:
             yield f"{path}: row {position}", json.loads(json.dumps(row, default=str))
 
 
-def _check_record(where: str, record: Any, keys: Keys) -> None:
+def _check_record(where: str, record: Any, keys: Columns) -> None:
     if not isinstance(record, dict):
         raise InputError(f"{where}: a record must be a JSON object, got {type(record).__name__}")
     image = record.get(keys.image)
@@ -109,7 +92,7 @@ def _check_record(where: str, record: Any, keys: Keys) -> None:
             raise InputError(f"{where}: {keys.conversation!r} must be a list of turns")
 
 
-def iter_records(path: str | Path, keys: Keys = Keys()) -> Iterator[tuple[str, dict]]:
+def iter_records(path: str | Path, keys: Columns) -> Iterator[tuple[str, dict]]:
     """Yield ``(record_id, record)`` in input order, validating as it goes.
 
     Records without an id get ``row-<position>``. Duplicate ids, records that are not
@@ -159,12 +142,12 @@ def shard_names(n_records: int, shard_size: int) -> list[str]:
 
 
 def write_shards(
-    input_path: str | Path, shard_paths: list[str | Path], shard_size: int, keys: Keys = Keys()
-) -> int:
+    input_path: str | Path, shard_paths: list[str | Path], shard_size: int, keys: Columns
+) -> dict[str, str]:
     """Split the input into JSONL shards of ``shard_size`` records, in input order.
 
-    Each shard line is ``{"id": ..., "index": ..., "record": {...}}``. Returns the
-    number of records. Raises :class:`InputError` before writing anything final if
+    Each shard line is ``{"id": ..., "index": ..., "record": {...}}``. Returns the shard
+    (file stem) of every record id, in input order. Raises :class:`InputError` before writing anything final if
     the input is malformed or its size no longer matches the planned shards.
     """
     paths = [Path(p) for p in shard_paths]
@@ -172,7 +155,7 @@ def write_shards(
     for p in paths:
         p.parent.mkdir(parents=True, exist_ok=True)
     handles = [p.open("w", encoding="utf-8") for p in tmp_paths]
-    count = 0
+    shard_of: dict[str, str] = {}
     try:
         for index, (record_id, record) in enumerate(iter_records(input_path, keys)):
             shard = index // shard_size
@@ -182,11 +165,12 @@ def write_shards(
                     f"{shard_size}); the file changed during planning"
                 )
             line = {"id": record_id, "index": index, "record": record}
-            handles[shard].write(json.dumps(line, ensure_ascii=False) + "\n")
-            count = index + 1
+            handles[shard].write(encode(line) + "\n")
+            shard_of[record_id] = paths[shard].stem
     finally:
         for handle in handles:
             handle.close()
+    count = len(shard_of)
     if count <= (len(paths) - 1) * shard_size:
         for tmp in tmp_paths:
             tmp.unlink(missing_ok=True)
@@ -195,12 +179,4 @@ def write_shards(
         )
     for tmp, final in zip(tmp_paths, paths):
         tmp.replace(final)
-    return count
-
-
-def read_jsonl(path: str | Path) -> Iterator[dict]:
-    """Yield the objects of a JSONL file the workflow wrote itself."""
-    with Path(path).open("rb") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
+    return shard_of

@@ -82,6 +82,8 @@ class Parse:
     context: str | None
     qas: list[dict] = field(default_factory=list)
     status: str = "none"
+    issues: tuple[str, ...] = ()
+    truncated: bool = False
 
 
 # -- text helpers ---------------------------------------------------------------------------------
@@ -485,3 +487,11 @@ def answer_schema(pipeline: str) -> dict:
         properties = {"context": {"type": "string"}, **properties}
     return {"type": "object", "properties": properties, "required": list(properties),
             "additionalProperties": False}
+
+
+def parse_answer(text: str, want_article: bool, finish_reason: str | None = None) -> Parse:
+    """Read an answer: the article (when wanted) and the pairs."""
+    parsed = parse_context_vqa(text) if want_article else parse_qa_pairs(text)
+    truncated = finish_reason == "length"
+    status = "partial" if truncated and parsed.status == "ok" else parsed.status
+    return Parse(parsed.context, parsed.qas, status, ("truncated",) if truncated else (), truncated)

@@ -9,22 +9,25 @@ import json
 from pathlib import Path
 
 from . import images
-from .records import OutputKeys, read_jsonl
+from .columns import Columns
+from .jsonl import read_jsonl
+from .pipelines import Pipeline
+from .prompts import record_images
 
 SAMPLE_SIZE = 12
 THUMBNAIL = (256, 256)
 
 
-def collect(refined_paths: list[str | Path], pipeline: str, keys: OutputKeys) -> dict:
+def collect(refined_paths: list[str | Path], pipeline: Pipeline, columns: Columns) -> dict:
     """Per-record figures for the plots: pairs, answer and article lengths, latencies."""
     figures: dict[str, list] = {"qa_pairs": [], "answer_chars": [], "article_chars": [], "latency_s": []}
     for path in refined_paths:
         for record in read_jsonl(path):
-            qas = record[keys.refined]["qas"] if pipeline == "context_vqa" else record[keys.qas]
-            figures["qa_pairs"].append(len(qas))
-            figures["answer_chars"].append(len(record[keys.answer]))
-            if pipeline == "context_vqa":
-                figures["article_chars"].append(len(record[keys.refined]["context"]))
+            figures["qa_pairs"].append(len(pipeline.qas(record, columns)))
+            figures["answer_chars"].append(len(record[columns.answer]))
+            context = pipeline.context(record, columns)
+            if context is not None:
+                figures["article_chars"].append(len(context))
             latency = record["generation"].get("latency_s")
             if latency is not None:
                 figures["latency_s"].append(latency)
@@ -129,7 +132,7 @@ def _thumbnail(ref: str, image_root: str) -> str:
     return f'<img src="data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
-def samples_html(refined_paths: list[str | Path], pipeline: str, keys: OutputKeys, image_key: str,
+def samples_html(refined_paths: list[str | Path], pipeline: Pipeline, columns: Columns,
                  image_root: str, size: int = SAMPLE_SIZE) -> str:
     """The first ``size`` records of the run: thumbnails, article and pairs, for eyeballing."""
     cards = []
@@ -137,15 +140,14 @@ def samples_html(refined_paths: list[str | Path], pipeline: str, keys: OutputKey
         for record in read_jsonl(path):
             if len(cards) == size:
                 break
-            refs = record.get(image_key) or []
-            refs = [refs] if isinstance(refs, str) else refs
-            qas = record[keys.refined]["qas"] if pipeline == "context_vqa" else record[keys.qas]
-            article = (f"<p>{html.escape(record[keys.refined]['context'])}</p>"
-                       if pipeline == "context_vqa" else "")
+            refs = record_images(record, columns)
+            qas = pipeline.qas(record, columns)
+            context = pipeline.context(record, columns)
+            article = f"<p>{html.escape(context)}</p>" if context is not None else ""
             pairs = "".join(f"<li><b>{html.escape(qa['question'])}</b> {html.escape(qa['answer'])}</li>"
                             for qa in qas)
             cards.append(
-                f"<section><h3>{html.escape(str(record[keys.id]))} "
+                f"<section><h3>{html.escape(str(record[columns.id]))} "
                 f"<small>parse: {record['parse']['status']}</small></h3>"
                 f"{''.join(_thumbnail(ref, image_root) for ref in refs)}{article}<ol>{pairs}</ol></section>"
             )

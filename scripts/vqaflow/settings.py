@@ -1,11 +1,15 @@
-"""Settings objects built from the validated config (shared by Snakefile and scripts)."""
+"""Settings objects built from the validated config (shared by the Snakefile and scripts).
+
+Standard library only: the Snakefile's helpers import this module.
+"""
 
 from __future__ import annotations
 
 import os
 
-from .generate import PromptSettings
-from .records import Keys, OutputKeys
+from .columns import Columns
+from .pipelines import pipeline
+from .prompts import PromptSettings
 
 KEY_ENV_FALLBACKS = ("OPENAI_API_KEY", "DF_API_KEY")
 
@@ -19,23 +23,14 @@ def key_env(config: dict) -> str:
     return next((name for name in KEY_ENV_FALLBACKS if os.environ.get(name)), KEY_ENV_FALLBACKS[0])
 
 
-def record_keys(config: dict) -> Keys:
-    keys = config["keys"]
-    return Keys(image=keys["image"], conversation=keys["conversation"], id=keys["id"])
-
-
-def output_keys(config: dict) -> OutputKeys:
-    keys = config["keys"]
-    return OutputKeys(answer=keys["answer"], refined=keys["refined"], qas=keys["qas"], id=keys["id"])
-
-
-def prompt_settings(config: dict, max_pixels: int | None = None) -> PromptSettings:
+def prompt_settings(config: dict) -> PromptSettings:
+    """How records become prompts, from the config (or the rules' ``prompts`` params)."""
     return PromptSettings(
-        pipeline=config["pipeline"],
-        keys=record_keys(config),
-        system_prompt=config.get("system_prompt"),
-        prompt=config.get("prompt"),
+        pipeline=pipeline(config["pipeline"]),
+        columns=Columns.from_config(config["keys"]),
+        system_prompt=config["system_prompt"],
+        prompt=config["prompt"],
         image_root=config["images"]["root"],
-        max_pixels=max_pixels or config["images"]["max_pixels"],
+        max_pixels=config["images"]["max_pixels"],
         seed=config["generation"]["seed"],
     )

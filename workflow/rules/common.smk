@@ -1,3 +1,5 @@
+import hashlib
+import json
 import os
 import sys
 
@@ -53,7 +55,7 @@ def vllm_params():
 
 
 def prompt_params():
-    """Everything that turns records into prompts."""
+    """Everything that turns records into requests and decides what is asked again."""
     return {
         "pipeline": config["pipeline"],
         "keys": config["keys"],
@@ -62,7 +64,26 @@ def prompt_params():
         "images": config["images"],
         "generation": config["generation"],
         "structured_output": config["structured_output"],
+        "repair": config["repair"],
+        "retry_rejected": config["retry_rejected"],
     }
+
+
+def retry_token(wildcards):
+    """Changes when a shard's last run left failures that another attempt may fix, so that
+    running the same command again retries them (a params change reruns the job); otherwise
+    the token that run was given, so a finished shard is left alone."""
+    failed = out(f"generated/{wildcards.shard}.failed.jsonl")
+    if os.path.exists(failed):
+        with open(failed, "rb") as handle:
+            transient = [line for line in handle if json.loads(line).get("transient")]
+        if transient:
+            return hashlib.sha256(b"".join(transient)).hexdigest()[:16]
+    stamp = out(f"generated/{wildcards.shard}.retry")
+    if os.path.exists(stamp):
+        with open(stamp, encoding="utf-8") as handle:
+            return handle.read().strip()
+    return ""
 
 
 def final_outputs():

@@ -4,6 +4,7 @@ rule generate_api:
     output:
         answers=out("generated/{shard}.jsonl"),
         failed=out("generated/{shard}.failed.jsonl"),
+        retry=out("generated/{shard}.retry"),
     log:
         out("logs/generate_api/{shard}.log"),
     conda:
@@ -17,6 +18,7 @@ rule generate_api:
     params:
         journal=lambda wildcards: out(f"journal/{wildcards.shard}.jsonl"),
         prompts=prompt_params(),
+        retry_token=retry_token,
         api=api_params(),
     script:
         "../../scripts/generate_api.py"

@@ -4,6 +4,7 @@ rule generate_vllm:
     output:
         answers=out("generated/{shard}.jsonl"),
         failed=out("generated/{shard}.failed.jsonl"),
+        retry=out("generated/{shard}.retry"),
     log:
         out("logs/generate_vllm/{shard}.log"),
     conda:
@@ -15,6 +16,7 @@ rule generate_vllm:
     params:
         journal=lambda wildcards: out(f"journal/{wildcards.shard}.jsonl"),
         prompts=prompt_params(),
+        retry_token=retry_token,
         vllm=vllm_params(),
     script:
         "../../scripts/generate_vllm.py"

@@ -9,7 +9,6 @@ rule refine_answers:
         "../../envs/vqaflow.yaml"
     params:
         pipeline=config["pipeline"],
-        structured_output=config["structured_output"],
         columns=config["keys"],
     script:
         "../../scripts/refine_answers.py"

@@ -9,6 +9,7 @@ rule split_input:
         "../../envs/vqaflow.yaml"
     params:
         shard_size=config["shard_size"],
+        journal=out("journal"),
         columns=config["keys"],
     script:
         "../../scripts/split_input.py"

@@ -17,14 +17,14 @@ import random
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import openai
 from openai.types.chat import ChatCompletion
 
 from .. import images
 from ..prompts import chat_messages
-from .base import FatalBackendError, GenerationTask, OnOutcome, Outcome
+from .base import FatalBackendError, GenerationTask, OnOutcome, Outcome, Sampling
 from .ratelimit import RateLimiter
 
 IMAGE_TOKEN_ESTIMATE = 800
@@ -49,18 +49,11 @@ class ApiSettings:
     max_retries: int = 8
     backoff_s: float = 1.0
     backoff_max_s: float = 60.0
+    max_empty_retries: int = 2
+    connect_timeout_s: float = 10.0
+    dead_after_s: float = 60.0
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """The ``generation:`` section plus structured output (seed is per task)."""
-
-    temperature: float | None = 0.7
-    top_p: float | None = 0.9
-    max_tokens: int = 1024
-    response_format: dict | None = None
 
 
 class _RecordFailure(Exception):
@@ -143,6 +136,11 @@ class ApiBackend:
         self.settings = settings
         self.sampling = sampling
         self.max_pixels = max_pixels
+
+    def repairer(self, max_tokens: int, json_schema: dict | None) -> ApiBackend:
+        sampling = replace(self.sampling, max_tokens=max_tokens,
+                           json_schema=json_schema or self.sampling.json_schema)
+        return ApiBackend(self.settings, sampling, self.max_pixels)
 
     def identity(self) -> dict:
         return {
@@ -243,9 +241,14 @@ class ApiBackend:
             "messages": chat_messages(task.prompt, [{"type": "image_url", "image_url": {"url": u}} for u in urls]),
             "max_tokens": sampling.max_tokens,
         }
-        for name in ("temperature", "top_p", "response_format"):
+        for name in ("temperature", "top_p"):
             if getattr(sampling, name) is not None:
                 request[name] = getattr(sampling, name)
+        if sampling.json_schema is not None:
+            request["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": sampling.json_schema, "strict": True},
+            }
         if task.seed is not None:
             request["seed"] = task.seed
         tokens = _estimate_tokens(task, sampling)

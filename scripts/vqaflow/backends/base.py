@@ -15,6 +15,17 @@ class FatalBackendError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """The ``generation:`` section, plus the JSON schema answers must follow (structured
+    output; None for free text). The seed is per task."""
+
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int
+    json_schema: dict | None = None
+
+
+@dataclass(frozen=True)
 class GenerationTask:
     """One record to generate: its prompt (image paths resolved) and sampling seed."""
 
@@ -44,6 +55,8 @@ OnOutcome = Callable[[Outcome], None]
 class Backend(Protocol):
     """A backend generates answers for tasks and reports each outcome as it finishes."""
 
+    sampling: Sampling
+
     def identity(self) -> dict:
         """Settings that shape the answers (model, ...), for the journal fingerprint."""
         ...
@@ -52,4 +65,9 @@ class Backend(Protocol):
         """Generate every task, calling ``on_outcome`` once per task.
 
         Raises :class:`FatalBackendError` when nothing can succeed."""
+        ...
+
+    def repairer(self, max_tokens: int, json_schema: dict | None) -> "Backend":
+        """The same backend asking with ``max_tokens`` (and ``json_schema`` when given),
+        for the repair of cut-off answers; shares whatever is expensive (an engine)."""
         ...

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import asdict, dataclass, replace
 
 from .. import images
 from ..prompts import chat_messages
-from .api import Sampling
-from .base import GenerationTask, OnOutcome, Outcome
+from .base import GenerationTask, OnOutcome, Outcome, Sampling
 
 PREPARE_THREADS = 4
 
@@ -27,15 +27,15 @@ class VllmSettings:
     """The ``vllm:`` section of the config (resources excluded)."""
 
     model: str
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9
-    max_model_len: int = 4096
-    dtype: str = "auto"
-    download_dir: str | None = None
-    max_pixels: int | None = None
-    min_pixels: int | None = None
-    chunk_size: int = 256
-    engine_args: dict = field(default_factory=dict)
+    tensor_parallel_size: int
+    gpu_memory_utilization: float
+    max_model_len: int
+    dtype: str
+    download_dir: str | None
+    max_pixels: int | None
+    min_pixels: int | None
+    chunk_size: int
+    engine_args: dict
 
 
 def image_part(picture) -> dict:
@@ -48,14 +48,18 @@ def image_part(picture) -> dict:
 class VllmBackend:
     """Generates answers with a vLLM engine built in this process."""
 
-    def __init__(
-        self, settings: VllmSettings, sampling: Sampling, max_pixels: int, json_schema: dict | None = None
-    ):
+    def __init__(self, settings: VllmSettings, sampling: Sampling, max_pixels: int):
         self.settings = settings
         self.sampling = sampling
         self.max_pixels = max_pixels
-        self.json_schema = json_schema
         self._llm = None
+
+    def repairer(self, max_tokens: int, json_schema: dict | None) -> VllmBackend:
+        """Shares this backend's engine (built once per job)."""
+        other = copy.copy(self)
+        other.sampling = replace(self.sampling, max_tokens=max_tokens,
+                                 json_schema=json_schema or self.sampling.json_schema)
+        return other
 
     def identity(self) -> dict:
         settings = self.settings
@@ -66,7 +70,6 @@ class VllmBackend:
             "max_pixels": settings.max_pixels,
             "min_pixels": settings.min_pixels,
             "sampling": asdict(self.sampling),
-            "json_schema": self.json_schema,
         }
 
     def engine(self, images_per_prompt: int):
@@ -98,10 +101,10 @@ class VllmBackend:
             options["temperature"] = self.sampling.temperature
         if self.sampling.top_p is not None:
             options["top_p"] = self.sampling.top_p
-        if self.json_schema is not None:
+        if self.sampling.json_schema is not None:
             from vllm.sampling_params import StructuredOutputsParams
 
-            options["structured_outputs"] = StructuredOutputsParams(json=self.json_schema)
+            options["structured_outputs"] = StructuredOutputsParams(json=self.sampling.json_schema)
         return SamplingParams(**options)
 
     def run(self, tasks: list[GenerationTask], on_outcome: OnOutcome) -> None:

@@ -1,0 +1,106 @@
+"""The pipelines: one object each, holding everything that differs between them.
+
+A pipeline knows its default prompts, whether its answers carry an article (parsed into
+``{context, qas}``) or only pairs, where its results go in an output record and how its
+pairs are read back, the JSON schema its answers are asked in, and its judge prompt.
+Adding a pipeline is one entry in :data:`PIPELINES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .columns import Columns
+
+SKVQA_PROMPT = (
+    "Write a Wikipedia article related to this image without directly referring to the "
+    "image. Then write question answer pairs. The question answer pairs should satisfy the "
+    "following criteria.\n"
+    "1: The question should refer to the image.\n"
+    "2: The question should avoid mentioning the name of the object in the image.\n"
+    "3: The question should be answered by reasoning over the Wikipedia article.\n"
+    "4: The question should sound natural and concise.\n"
+    "5: The answer should be extracted from the Wikipedia article.\n"
+    "6: The answer should not be any objects in the image.\n"
+    "7: The answer should be a single word or phrase and list all correct answers "
+    "separated by commas.\n"
+    "8: The answer should not contain 'and', 'or', rather you can split them into "
+    "multiple answers."
+)
+ASSISTANT_SYSTEM_PROMPT = "You are a helpful assistant."
+IMAGE_QA_SYSTEM_PROMPT = (
+    "You are a image question-answer generator. Your task is to generate a "
+    "question-answer pair for the given image content."
+)
+IMAGE_VQA_PROMPT = (
+    "Write question answer pairs about the content of this image: the objects, their "
+    "attributes, counts, positions, any visible text and the scene as a whole. Each "
+    "question must be answerable from the image alone. Write each pair as\n"
+    "Question: ...\nAnswer: ..."
+)
+IMAGE_QA_PROMPT = (
+    "Generate one question-answer pair about this image. Write it as\n"
+    "Question: ...\nAnswer: ..."
+)
+
+_PAIR_SCHEMA = {
+    "type": "object",
+    "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+    "required": ["question", "answer"],
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """What one pipeline asks for and what its answers become."""
+
+    name: str
+    system_prompt: str
+    prompt: str
+    want_article: bool  # answers carry an article: results go to {context, qas}
+
+    def answer_schema(self) -> dict:
+        """The strict JSON schema requested with ``structured_output: true``."""
+        properties: dict = {"qas": {"type": "array", "items": _PAIR_SCHEMA}}
+        if self.want_article:
+            properties = {"context": {"type": "string"}, **properties}
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": list(properties),
+            "additionalProperties": False,
+        }
+
+    def store(self, record: dict, columns: Columns, context: str | None, qas: list[dict]) -> None:
+        """Put a parsed answer into an output record."""
+        if self.want_article:
+            record[columns.refined] = {"context": context or "", "qas": qas}
+        else:
+            record[columns.qas] = qas
+
+    def qas(self, record: dict, columns: Columns) -> list[dict]:
+        """The pairs of an output record."""
+        return record[columns.refined]["qas"] if self.want_article else record[columns.qas]
+
+    def context(self, record: dict, columns: Columns) -> str | None:
+        """The article of an output record (None for pipelines without one)."""
+        return record[columns.refined]["context"] if self.want_article else None
+
+
+PIPELINES: dict[str, Pipeline] = {
+    pipeline.name: pipeline
+    for pipeline in (
+        Pipeline("context_vqa", ASSISTANT_SYSTEM_PROMPT, SKVQA_PROMPT, want_article=True),
+        Pipeline("image_vqa", ASSISTANT_SYSTEM_PROMPT, IMAGE_VQA_PROMPT, want_article=False),
+        Pipeline("image_qa", IMAGE_QA_SYSTEM_PROMPT, IMAGE_QA_PROMPT, want_article=False),
+    )
+}
+
+
+def pipeline(name: str) -> Pipeline:
+    """The pipeline called ``name`` (the config schema admits only known names)."""
+    try:
+        return PIPELINES[name]
+    except KeyError:
+        raise ValueError(f"unknown pipeline {name!r} (known: {', '.join(PIPELINES)})") from None
