@@ -306,3 +306,37 @@ def test_bad_key_is_fatal(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "wrong")
     with ChatServer() as server, pytest.raises(FatalBackendError, match="OPENAI_API_KEY"):
         collect(backend(server, tmp_path / "state.json"), tasks(2))
+
+
+# --- the workflow with backend: batch (runs once the lead has wired the rule in) -----------
+
+WIRED = "batch" in (TESTS.parent / "workflow/schemas/config.schema.yaml").read_text().split("enum: [api", 1)[-1] \
+    .split("]", 1)[0]
+
+
+@pytest.mark.workflow
+@pytest.mark.skipif(not WIRED, reason="backend: batch is not in the config schema yet")
+def test_workflow_with_batch_backend(workdir):
+    from workflow_helpers import image_names, read_output, snakemake, write_config, write_records
+
+    names = image_names(workdir)
+    records = [
+        {"id": f"r{n:03d}", "image": [f"images/{names[n % len(names)]}"],
+         "conversation": [{"from": "human", "value": f"<image>\nWrite a Wikipedia article rec-{n}."}]}
+        for n in range(6)
+    ]
+    with ChatServer() as server:
+        write_records(workdir, records)
+        write_config(workdir, server.base_url, backend="batch", shard_size=3,
+                     batch={"poll_s": 0.05, "max_poll_s": 0.1})
+        snakemake(workdir)
+        assert server.batch_stats["batches_created"] == 2 and server.stats["requests"] == 0
+        dataset = read_output(workdir, "dataset.jsonl")
+        assert [r["id"] for r in dataset] == [f"r{n:03d}" for n in range(6)]
+        assert {r["generation"]["backend"] for r in dataset} == {"batch"}
+        assert dataset[0]["parse"]["status"] == "ok"
+        states = sorted((workdir / "results/test/batches").iterdir())
+        assert [p.name for p in states] == ["shard-00000.json", "shard-00001.json"]
+        rerun = snakemake(workdir)
+        assert "Nothing to be done" in rerun.stdout + rerun.stderr
+        assert server.batch_stats["batches_created"] == 2
