@@ -17,6 +17,7 @@ from vqaflow.backends.api import ApiBackend, ApiSettings, Sampling
 from vqaflow.backends.base import FatalBackendError, GenerationTask, Outcome
 from vqaflow.backends.batch import BatchBackend, BatchSettings
 from vqaflow.prompts import Prompt
+from workflow_helpers import image_names, read_output, snakemake, write_config, write_records
 
 TESTS = Path(__file__).resolve().parent
 FAST = {"poll_s": 0.01, "max_poll_s": 0.05, "fallback": "none", "max_requests": 50_000,
@@ -57,7 +58,7 @@ def collect(run_backend, work: list[GenerationTask]) -> dict:
 
 
 def demo_image() -> str:
-    return str(sorted((TESTS.parent / "demo" / "images").iterdir())[0])
+    return str(min((TESTS.parent / "demo" / "images").iterdir()))
 
 
 def test_full_run_answers_as_online(tmp_path):
@@ -317,8 +318,6 @@ WIRED = "batch" in (TESTS.parent / "workflow/schemas/config.schema.yaml").read_t
 @pytest.mark.workflow
 @pytest.mark.skipif(not WIRED, reason="backend: batch is not in the config schema yet")
 def test_workflow_with_batch_backend(workdir):
-    from workflow_helpers import image_names, read_output, snakemake, write_config, write_records
-
     names = image_names(workdir)
     records = [
         {"id": f"r{n:03d}", "image": [f"images/{names[n % len(names)]}"],

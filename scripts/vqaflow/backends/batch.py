@@ -41,6 +41,9 @@ from .base import Backend, FatalBackendError, GenerationTask, OnOutcome, Outcome
 
 ENDPOINT = "/v1/chat/completions"
 PREPARE_THREADS = 4
+PREPARE_WINDOW = 256
+# an input file may be 190 MB: its upload gets at least this long, whatever api.timeout_s says
+UPLOAD_TIMEOUT_S = 900.0
 STATE_VERSION = 1
 TERMINAL = ("completed", "expired", "failed", "cancelled")
 # recovering a batch whose id was never recorded: how many listed batches to look through
@@ -280,13 +283,12 @@ class _Run:
     def _recover(self, entry: dict) -> bool:
         """A batch whose creation was interrupted: find it by its input file, or create it."""
         file_id = entry["input_file_id"]
-        seen = 0
-        for batch in self._call(lambda: self.client.batches.list(limit=100)):
+        listing = self._call(lambda: self.client.batches.list(limit=100))
+        for seen, batch in enumerate(listing, 1):
             if batch.input_file_id == file_id:
                 entry["id"] = batch.id
                 self.state.save()
                 return True
-            seen += 1
             if seen >= RECOVERY_LISTING:
                 break
         try:
@@ -323,49 +325,53 @@ class _Run:
             return task, (json.dumps(request, ensure_ascii=False) + "\n").encode(), None
 
         with ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
-            for task, data, error in pool.map(line, tasks):
-                if error is not None:
-                    self._report(Outcome(task.id, error=error, error_kind="image"))
-                    continue
-                yield task, data
+            # a window at a time, so encoded images never pile up in memory ahead of the file
+            for start in range(0, len(tasks), PREPARE_WINDOW):
+                for task, data, error in pool.map(line, tasks[start:start + PREPARE_WINDOW]):
+                    if error is not None:
+                        self._report(Outcome(task.id, error=error, error_kind="image"))
+                        continue
+                    yield task, data
 
     def _submit(self, tasks: list[GenerationTask]) -> None:
         """Batch input files within the provider's limits, uploaded; a batch for each."""
-        if not tasks:
-            return
         limit_bytes = int(self.settings.max_file_mb * 1024 * 1024)
-        chunk: list[str] = []
-        size = 0
+        lines = self._sendable(self._lines(tasks), limit_bytes)
+        following = next(lines, None)
         self.state.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.TemporaryFile(dir=self.state.path.parent)
-        try:
-            for task, data in self._lines(tasks):
-                if len(data) > limit_bytes:
-                    self._report(Outcome(
-                        task.id, error_kind="rejected",
-                        error=f"the request is {len(data) / 2**20:.1f} MB, over the batch file limit "
-                              f"of {self.settings.max_file_mb} MB (batch.max_file_mb)",
-                    ))
-                    continue
-                if chunk and (len(chunk) >= self.settings.max_requests or size + len(data) > limit_bytes):
-                    self._send(handle, chunk, size)
-                    handle.close()
-                    handle = tempfile.TemporaryFile(dir=self.state.path.parent)
-                    chunk, size = [], 0
-                handle.write(data)
-                chunk.append(task.id)
-                size += len(data)
-            if chunk:
+        while following is not None:
+            with tempfile.TemporaryFile(dir=self.state.path.parent) as handle:
+                chunk: list[str] = []
+                size = 0
+                while following is not None:
+                    task, data = following
+                    if chunk and (len(chunk) >= self.settings.max_requests or size + len(data) > limit_bytes):
+                        break
+                    handle.write(data)
+                    chunk.append(task.id)
+                    size += len(data)
+                    following = next(lines, None)
                 self._send(handle, chunk, size)
-        finally:
-            handle.close()
+
+    def _sendable(self, lines: Iterator[tuple[GenerationTask, bytes]], limit_bytes: int):
+        """The lines that fit in a batch file; a larger one fails its record."""
+        for task, data in lines:
+            if len(data) > limit_bytes:
+                self._report(Outcome(
+                    task.id, error_kind="rejected",
+                    error=f"the request is {len(data) / 2**20:.1f} MB, over the batch file limit "
+                          f"of {self.settings.max_file_mb} MB (batch.max_file_mb)",
+                ))
+            else:
+                yield task, data
 
     def _send(self, handle, task_ids: list[str], size: int) -> None:
         handle.flush()
         handle.seek(0)
         name = f"{self.backend.state_path.stem}-{int(time.time())}.jsonl"
         uploaded = self._call(
-            lambda: self.client.files.create(file=(name, handle, "application/jsonl"), purpose="batch")
+            lambda: self.client.with_options(timeout=max(self.api.timeout_s, UPLOAD_TIMEOUT_S)).files.create(
+                file=(name, handle, "application/jsonl"), purpose="batch")
         )
         # recorded before the batch exists: a kill from here on cannot cost a second upload's lines
         entry = self.state.add({
@@ -409,15 +415,16 @@ class _Run:
             self.state.save()
             self._retry([(t, "the batch was lost by the server") for t in flight.task_ids])
             return None
-        except (openai.APIConnectionError, openai.APIStatusError) as err:
+        except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as err:
+            # a batch runs for hours: an outage while it does is waited out, not fatal
             _log(f"polling batch {batch_id} failed ({err}); polling again")
             return None
 
     def _file_lines(self, file_id: str | None) -> Iterator[dict]:
         if not file_id:
             return
-        text = self._call(lambda: self.client.files.content(file_id)).text
-        for raw in text.splitlines():
+        data = self._call(lambda: self.client.files.content(file_id)).content
+        for raw in data.splitlines():
             if raw.strip():
                 yield json.loads(raw)
 
