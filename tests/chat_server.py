@@ -52,10 +52,11 @@ TRUNCATE = "[[truncate]]"
 # first ``faulty_batches`` batches (None: all) get line faults: a share ``fail_share``
 # answered with status 500, a share ``error_share`` only in the error file, and after
 # ``expire_after`` lines the batch expires with a partial output. ``fail_batches``
-# batches fail validation outright.
+# batches fail validation outright; the first ``retrieve_errors`` retrieves answer 500.
 BATCH_DEFAULTS = {
     "retrieves_per_step": 1, "seconds_per_step": None, "faulty_batches": None,
     "fail_share": 0.0, "error_share": 0.0, "expire_after": None, "fail_batches": 0,
+    "retrieve_errors": 0,
 }
 BATCH_STEPS = ("validating", "in_progress", "finalizing", "completed")
 
@@ -371,6 +372,8 @@ class ChatServer:
         if batch is None:
             return _error(404, "No such batch.", "not_found")
         self.batch_stats["retrieves"] += 1
+        if self.batch_stats["retrieves"] <= self.batch["retrieve_errors"]:
+            return _error(500, "The server had an error.", "server_error")
         batch["retrieves"] += 1
         await self._advance(batch)
         return web.json_response(batch["object"])

@@ -170,6 +170,42 @@ def test_interrupted_creation_is_found_by_its_input_file(tmp_path):
     assert all(o.ok for o in outcomes.values())
 
 
+def test_polling_outage_is_waited_out(tmp_path):
+    with ChatServer() as server:
+        server.batch["retrieve_errors"] = 3
+        outcomes = collect(backend(server, tmp_path / "state.json", api={"max_retries": 0}), tasks(2))
+        assert server.batch_stats["batches_created"] == 1
+    assert all(o.ok for o in outcomes.values())
+
+
+def test_rejected_line_is_not_paid_again_on_a_rerun(tmp_path):
+    work = tasks(2, "Describe rec-{n}. [[context-overflow]]")
+    with ChatServer() as server:
+        first = collect(backend(server, tmp_path / "state.json"), work)
+        again = collect(backend(server, tmp_path / "state.json"), work)  # failures are not journaled
+        assert server.batch_stats["batches_created"] == 1
+    assert {o.error_kind for o in [*first.values(), *again.values()]} == {"rejected"}
+
+
+def test_changed_model_is_not_reattached(tmp_path):
+    state = tmp_path / "state.json"
+    with ChatServer(models=("test-vlm", "other-vlm")) as server:
+        collect(backend(server, state), tasks(2))
+        outcomes = collect(backend(server, state, api={"model": "other-vlm"}), tasks(2))
+        assert server.batch_stats["batches_created"] == 2
+    assert {o.generation["model"] for o in outcomes.values()} == {"other-vlm"}
+
+
+def test_request_over_the_file_limit_fails_its_record(tmp_path):
+    work = tasks(2)
+    work[1] = tasks(2, "Describe rec-{n}. " + "x" * 4000)[1]
+    with ChatServer() as server:
+        outcomes = collect(backend(server, tmp_path / "state.json", max_file_mb=2000 / 2**20), work)
+        assert server.batch_stats["lines_per_batch"] == [1]
+    assert outcomes["r0"].ok
+    assert outcomes["r1"].error_kind == "rejected" and "batch.max_file_mb" in outcomes["r1"].error
+
+
 def test_changed_prompt_is_submitted_again(tmp_path):
     state = tmp_path / "state.json"
     with ChatServer() as server:
