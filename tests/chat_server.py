@@ -45,41 +45,6 @@ OVERFLOW = "[[context-overflow]]"
 TRUNCATE = "[[truncate]]"
 
 
-# The Batch API's knobs (``server.batch``): a batch moves validating -> in_progress ->
-# finalizing -> completed, one step per ``retrieves_per_step`` retrieves or per
-# ``seconds_per_step`` seconds, whichever comes first (None: never by that clock); its
-# lines are answered when it reaches finalizing, each by the chat route's own code. The
-# first ``faulty_batches`` batches (None: all) get line faults: a share ``fail_share``
-# answered with status 500, a share ``error_share`` only in the error file, and after
-# ``expire_after`` lines the batch expires with a partial output. ``fail_batches``
-# batches fail validation outright; the first ``retrieve_errors`` retrieves answer 500.
-BATCH_DEFAULTS = {
-    "retrieves_per_step": 1, "seconds_per_step": None, "faulty_batches": None,
-    "fail_share": 0.0, "error_share": 0.0, "expire_after": None, "fail_batches": 0,
-    "retrieve_errors": 0,
-}
-BATCH_STEPS = ("validating", "in_progress", "finalizing", "completed")
-
-
-class _LineRequest:
-    """What the chat route reads of a request, for one batch line."""
-
-    class _Transport:
-        def __init__(self):
-            self.aborted = False
-
-        def abort(self):
-            self.aborted = True
-
-    def __init__(self, authorization: str | None, body: dict):
-        self.headers = {"Authorization": authorization} if authorization else {}
-        self._body = body
-        self.transport = self._Transport()
-
-    async def json(self):
-        return self._body
-
-
 def _error(status: int, message: str, code: str, headers: dict | None = None) -> web.Response:
     body = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
     return web.json_response(body, status=status, headers=headers)
@@ -461,6 +426,41 @@ class ChatServer:
                 "batch_output")["id"]
         if expire is not None and expire < len(batch["lines"]):
             obj.update(status="expired", expired_at=int(time.time()))
+
+
+# The Batch API's knobs (``server.batch``): a batch moves validating -> in_progress ->
+# finalizing -> completed, one step per ``retrieves_per_step`` retrieves or per
+# ``seconds_per_step`` seconds, whichever comes first (None: never by that clock); its
+# lines are answered when it reaches finalizing, each by the chat route's own code. The
+# first ``faulty_batches`` batches (None: all) get line faults: a share ``fail_share``
+# answered with status 500, a share ``error_share`` only in the error file, and after
+# ``expire_after`` lines the batch expires with a partial output. ``fail_batches``
+# batches fail validation outright; the first ``retrieve_errors`` retrieves answer 500.
+BATCH_DEFAULTS = {
+    "retrieves_per_step": 1, "seconds_per_step": None, "faulty_batches": None,
+    "fail_share": 0.0, "error_share": 0.0, "expire_after": None, "fail_batches": 0,
+    "retrieve_errors": 0,
+}
+BATCH_STEPS = ("validating", "in_progress", "finalizing", "completed")
+
+
+class _LineRequest:
+    """What the chat route reads of a request, for one batch line."""
+
+    class _Transport:
+        def __init__(self):
+            self.aborted = False
+
+        def abort(self):
+            self.aborted = True
+
+    def __init__(self, authorization: str | None, body: dict):
+        self.headers = {"Authorization": authorization} if authorization else {}
+        self._body = body
+        self.transport = self._Transport()
+
+    async def json(self):
+        return self._body
 
 
 def main() -> None:
