@@ -311,8 +311,9 @@ class _Run:
 
     # -- submitting
 
-    def _lines(self, tasks: list[GenerationTask]) -> Iterator[tuple[GenerationTask, bytes | None]]:
-        """Each task's JSONL line, images encoded in a thread pool; None after an image error."""
+    def _lines(self, tasks: list[GenerationTask]) -> Iterator[tuple[GenerationTask, bytes]]:
+        """Each task's JSONL line, images encoded in a thread pool; an unreadable image fails
+        its record instead."""
         backend = self.backend
 
         def line(task: GenerationTask):
