@@ -120,6 +120,12 @@ class ChatServer:
         }
         self._started = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # the Batch API (/v1/files, /v1/batches): knobs, stored files and batches, counters
+        self.batch = dict(BATCH_DEFAULTS)
+        self.files: dict[str, dict] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_stats: dict = {"batches_created": 0, "files_uploaded": 0, "bytes_uploaded": 0,
+                                  "lines_per_batch": [], "retrieves": 0, "cancelled": 0}
 
     @property
     def base_url(self) -> str:
@@ -216,6 +222,12 @@ class ChatServer:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.list_models)
         app.router.add_get("/stats", self.stats_view)
+        app.router.add_post("/v1/files", self.upload_file)
+        app.router.add_get("/v1/files/{file_id}/content", self.file_content)
+        app.router.add_post("/v1/batches", self.create_batch)
+        app.router.add_get("/v1/batches", self.list_batches)
+        app.router.add_get("/v1/batches/{batch_id}", self.retrieve_batch)
+        app.router.add_post("/v1/batches/{batch_id}/cancel", self.cancel_batch)
         return app
 
     async def _serve(self) -> web.AppRunner:
@@ -244,6 +256,211 @@ class ChatServer:
     def __exit__(self, *exc) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._worker.join(10)
+
+    # --- the Batch API ------------------------------------------------------------------
+
+    def _authorized(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {self.key}"
+
+    def _unauthorized(self) -> web.Response:
+        self._count("401")
+        return _error(401, "Incorrect API key provided.", "invalid_api_key")
+
+    def _store_file(self, data: bytes, filename: str, purpose: str) -> dict:
+        file_id = f"file-{len(self.files) + 1}"
+        self.files[file_id] = {"data": data, "meta": {
+            "id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+            "filename": filename, "purpose": purpose, "status": "processed",
+        }}
+        return self.files[file_id]["meta"]
+
+    async def upload_file(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        form = await request.post()
+        upload, purpose = form.get("file"), form.get("purpose")
+        if upload is None or purpose != "batch":
+            return _error(400, "A file with purpose 'batch' is expected.", "invalid_request")
+        data = upload.file.read()
+        self.batch_stats["files_uploaded"] += 1
+        self.batch_stats["bytes_uploaded"] += len(data)
+        return web.json_response(self._store_file(data, upload.filename, purpose))
+
+    async def file_content(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        stored = self.files.get(request.match_info["file_id"])
+        if stored is None:
+            return _error(404, "No such file.", "not_found")
+        return web.Response(body=stored["data"], content_type="application/octet-stream")
+
+    async def create_batch(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        body = await request.json()
+        stored = self.files.get(body.get("input_file_id"))
+        if stored is None:
+            return _error(404, "No such input file.", "not_found")
+        if body.get("endpoint") != "/v1/chat/completions":
+            return _error(400, "Only /v1/chat/completions is supported.", "invalid_request")
+        lines = [json.loads(line) for line in stored["data"].decode().splitlines() if line.strip()]
+        number = self.batch_stats["batches_created"]
+        self.batch_stats["batches_created"] += 1
+        self.batch_stats["lines_per_batch"].append(len(lines))
+        batch_id = f"batch_{number + 1}"
+        now = int(time.time())
+        self.batches[batch_id] = {
+            "number": number, "lines": lines, "authorization": request.headers.get("Authorization"),
+            "retrieves": 0, "started": time.monotonic(), "step": 0,
+            "object": {
+                "id": batch_id, "object": "batch", "endpoint": body["endpoint"],
+                "input_file_id": body["input_file_id"], "completion_window": body.get("completion_window"),
+                "status": "validating", "created_at": now, "expires_at": now + 86400,
+                "metadata": body.get("metadata"), "output_file_id": None, "error_file_id": None,
+                "request_counts": {"total": len(lines), "completed": 0, "failed": 0}, "errors": None,
+            },
+        }
+        return web.json_response(self.batches[batch_id]["object"])
+
+    async def list_batches(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        data = [batch["object"] for batch in reversed(self.batches.values())]
+        return web.json_response({"object": "list", "data": data, "has_more": False,
+                                  "first_id": data[0]["id"] if data else None,
+                                  "last_id": data[-1]["id"] if data else None})
+
+    async def retrieve_batch(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        batch = self.batches.get(request.match_info["batch_id"])
+        if batch is None:
+            return _error(404, "No such batch.", "not_found")
+        self.batch_stats["retrieves"] += 1
+        if self.batch_stats["retrieves"] <= self.batch["retrieve_errors"]:
+            return _error(500, "The server had an error.", "server_error")
+        batch["retrieves"] += 1
+        await self._advance(batch)
+        return web.json_response(batch["object"])
+
+    async def cancel_batch(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        batch = self.batches.get(request.match_info["batch_id"])
+        if batch is None:
+            return _error(404, "No such batch.", "not_found")
+        self.cancel(batch["object"]["id"])
+        return web.json_response(batch["object"])
+
+    def cancel(self, batch_id: str) -> None:
+        """Cancel a batch as a user would: it ends ``cancelled`` with no further lines."""
+        batch = self.batches[batch_id]["object"]
+        if batch["status"] not in ("completed", "expired", "failed", "cancelled"):
+            self.batch_stats["cancelled"] += 1
+            batch.update(status="cancelled", cancelling_at=int(time.time()), cancelled_at=int(time.time()))
+
+    async def _advance(self, batch: dict) -> None:
+        obj, knobs = batch["object"], self.batch
+        if obj["status"] not in BATCH_STEPS[:3]:
+            return
+        steps = batch["retrieves"] // knobs["retrieves_per_step"] if knobs["retrieves_per_step"] else 0
+        if knobs["seconds_per_step"] is not None:
+            steps = max(steps, int((time.monotonic() - batch["started"]) / knobs["seconds_per_step"]))
+        target = min(steps, 3)
+        if target > batch["step"] and batch["step"] == 0 and batch["number"] < knobs["fail_batches"]:
+            obj.update(status="failed", failed_at=int(time.time()), errors={"object": "list", "data": [
+                {"code": "invalid_request", "message": "The batch failed validation (test knob).", "line": None}]})
+            return
+        if target >= 2 and batch["step"] < 2:
+            await self._run_lines(batch)
+            if obj["status"] == "expired":
+                return
+        batch["step"] = max(batch["step"], target)
+        obj["status"] = BATCH_STEPS[batch["step"]]
+        stamp = {1: "in_progress_at", 2: "finalizing_at", 3: "completed_at"}
+        for step in range(1, batch["step"] + 1):
+            obj.setdefault(stamp[step], int(time.time()))
+
+    async def _answer_line(self, batch: dict, line: dict) -> tuple[int | None, dict | None]:
+        """One line through the chat route's own code: its status and JSON body (None, None:
+        the connection was dropped)."""
+        fake = _LineRequest(batch["authorization"], line["body"])
+        response = await self._chat(fake)
+        if fake.transport.aborted:
+            return None, None
+        return response.status, json.loads(response.body)
+
+    async def _run_lines(self, batch: dict) -> None:
+        obj, knobs = batch["object"], self.batch
+        faulty = knobs["faulty_batches"] is None or batch["number"] < knobs["faulty_batches"]
+        lines = batch["lines"]
+        expire = knobs["expire_after"] if faulty and knobs["expire_after"] is not None else None
+        if expire is not None:
+            lines = lines[:expire]
+        answered = await asyncio.gather(*(self._answer_line(batch, line) for line in lines))
+        output, errors = [], []
+        for n, (line, (status, body)) in enumerate(zip(lines, answered)):
+            roll = self.random.random() if faulty else 1.0
+            request_id = f"req_{obj['id']}_{n}"
+            entry = {"id": f"batch_req_{obj['id']}_{n}", "custom_id": line["custom_id"]}
+            if status is None or roll < knobs["error_share"]:
+                errors.append({**entry, "response": None,
+                               "error": {"code": "server_error", "message": "The line could not be processed."}})
+                continue
+            if roll < knobs["error_share"] + knobs["fail_share"]:
+                status = 500
+                body = {"error": {"message": "The server had an error.", "type": "server_error",
+                                  "code": "server_error"}}
+            record = {**entry, "response": {"status_code": status, "request_id": request_id, "body": body},
+                      "error": None}
+            (output if status == 200 else errors).append(record)
+        counts = obj["request_counts"]
+        counts.update(completed=len(output), failed=len(errors))
+        if output:
+            obj["output_file_id"] = self._store_file(
+                "".join(json.dumps(r) + "\n" for r in output).encode(), f"{obj['id']}_output.jsonl",
+                "batch_output")["id"]
+        if errors:
+            obj["error_file_id"] = self._store_file(
+                "".join(json.dumps(r) + "\n" for r in errors).encode(), f"{obj['id']}_error.jsonl",
+                "batch_output")["id"]
+        if expire is not None and expire < len(batch["lines"]):
+            obj.update(status="expired", expired_at=int(time.time()))
+
+
+# The Batch API's knobs (``server.batch``): a batch moves validating -> in_progress ->
+# finalizing -> completed, one step per ``retrieves_per_step`` retrieves or per
+# ``seconds_per_step`` seconds, whichever comes first (None: never by that clock); its
+# lines are answered when it reaches finalizing, each by the chat route's own code. The
+# first ``faulty_batches`` batches (None: all) get line faults: a share ``fail_share``
+# answered with status 500, a share ``error_share`` only in the error file, and after
+# ``expire_after`` lines the batch expires with a partial output. ``fail_batches``
+# batches fail validation outright; the first ``retrieve_errors`` retrieves answer 500.
+BATCH_DEFAULTS = {
+    "retrieves_per_step": 1, "seconds_per_step": None, "faulty_batches": None,
+    "fail_share": 0.0, "error_share": 0.0, "expire_after": None, "fail_batches": 0,
+    "retrieve_errors": 0,
+}
+BATCH_STEPS = ("validating", "in_progress", "finalizing", "completed")
+
+
+class _LineRequest:
+    """What the chat route reads of a request, for one batch line."""
+
+    class _Transport:
+        def __init__(self):
+            self.aborted = False
+
+        def abort(self):
+            self.aborted = True
+
+    def __init__(self, authorization: str | None, body: dict):
+        self.headers = {"Authorization": authorization} if authorization else {}
+        self._body = body
+        self.transport = self._Transport()
+
+    async def json(self):
+        return self._body
 
 
 def main() -> None:

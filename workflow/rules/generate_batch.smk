@@ -1,0 +1,25 @@
+# backend: batch. A local rule: a batch may take up to its completion window (hours) and
+# the job only polls, so it must not hold a cluster slot. The state file (params, not an
+# output: it must outlive a failed or killed job) records the submitted batches, so a
+# rerun re-attaches to them instead of paying for the same lines again.
+
+
+rule generate_batch:
+    localrule: True
+    input:
+        out("shards/{shard}.jsonl"),
+    output:
+        answers=out("generated/{shard}.jsonl"),
+        failed=out("generated/{shard}.failed.jsonl"),
+    log:
+        out("logs/generate_batch/{shard}.log"),
+    conda:
+        "../../envs/vqaflow.yaml"
+    params:
+        journal=lambda wildcards: out(f"journal/{wildcards.shard}.jsonl"),
+        state=lambda wildcards: out(f"batches/{wildcards.shard}.json"),
+        prompts=prompt_params(),
+        api=api_params(),
+        batch=batch_params(),
+    script:
+        "../../scripts/generate_batch.py"
