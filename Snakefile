@@ -19,6 +19,10 @@ if config["backend"] == "vllm":
 
     include: "workflow/rules/generate_vllm.smk"
 
+elif config["backend"] == "batch":
+
+    include: "workflow/rules/generate_batch.smk"
+
 else:
 
     include: "workflow/rules/generate.smk"

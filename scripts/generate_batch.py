@@ -1,49 +1,16 @@
 """Snakemake script: generate one shard's answers through the OpenAI Batch API."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
-from vqaflow.backends.api import ApiSettings, Sampling
+from vqaflow.backends.api import ApiSettings
 from vqaflow.backends.batch import BatchBackend, BatchSettings
-from vqaflow.generate import generate_shard
 from vqaflow.logs import run_logged
-from vqaflow.settings import prompt_settings
+from vqaflow.stages import generate_with
 
 
 def main() -> None:
-    prompts, api, batch = snakemake.params.prompts, dict(snakemake.params.api), dict(snakemake.params.batch)
-    generation = prompts["generation"]
-    response_format = None
-    if prompts["structured_output"]:
-        from vqaflow.refine import answer_schema
-
-        response_format = {
-            "type": "json_schema",
-            "json_schema": {
-                "name": prompts["pipeline"],
-                "schema": answer_schema(prompts["pipeline"]),
-                "strict": True,
-            },
-        }
-    sampling = Sampling(
-        temperature=generation["temperature"],
-        top_p=generation["top_p"],
-        max_tokens=generation["max_tokens"],
-        response_format=response_format,
-    )
-    settings = prompt_settings(prompts)
-    backend = BatchBackend(
-        ApiSettings(**api), BatchSettings(**batch), sampling, settings.max_pixels, snakemake.params.state
-    )
-    generate_shard(
-        snakemake.input[0],
-        snakemake.output.answers,
-        snakemake.output.failed,
-        snakemake.params.journal,
-        settings,
-        backend,
-    )
+    generate_with(snakemake, lambda sampling, max_pixels: BatchBackend(
+        ApiSettings(**snakemake.params.api), BatchSettings(**snakemake.params.batch), sampling,
+        max_pixels, snakemake.params.state,
+    ))
 
 
 if __name__ == "__main__":

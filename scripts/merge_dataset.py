@@ -3,7 +3,7 @@
 import json
 
 from vqaflow.columns import Columns
-from vqaflow.dataset import merge
+from vqaflow.dataset import Prices, merge
 from vqaflow.logs import run_logged
 from vqaflow.pipelines import pipeline
 
@@ -18,6 +18,7 @@ def main() -> None:
         snakemake.params.output_format,
         pipeline(snakemake.params.pipeline),
         Columns.from_config(snakemake.params.columns),
+        Prices(**snakemake.params.prices),
     )
     print(json.dumps(stats, indent=2))
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from chat_server import ChatServer
-from vqaflow.backends.api import ApiBackend, ApiSettings, Sampling
+from vqaflow.backends.api import ApiBackend, ApiSettings
+from vqaflow.backends.base import Sampling
 from vqaflow.backends.base import FatalBackendError, GenerationTask, Outcome
 from vqaflow.backends.batch import BatchBackend, BatchSettings
 from vqaflow.prompts import Prompt
@@ -42,7 +43,7 @@ def api_settings(server: ChatServer, **settings) -> ApiSettings:
 
 def backend(server: ChatServer, state: Path, api: dict | None = None, online=None, **batch) -> BatchBackend:
     return BatchBackend(api_settings(server, **(api or {})), BatchSettings(**{**FAST, **batch}),
-                        Sampling(max_tokens=64), 1 << 20, state, fallback=online)
+                        Sampling(0.7, 0.9, 64), 1 << 20, state, fallback=online)
 
 
 def collect(run_backend, work: list[GenerationTask]) -> dict:
@@ -66,7 +67,7 @@ def test_full_run_answers_as_online(tmp_path):
     with ChatServer(script={"rec-2": "A scripted answer."}) as server:
         batch = collect(backend(server, tmp_path / "state.json"), work)
         stats = dict(server.batch_stats)
-        online = collect(ApiBackend(api_settings(server), Sampling(max_tokens=64), 1 << 20), work)
+        online = collect(ApiBackend(api_settings(server), Sampling(0.7, 0.9, 64), 1 << 20), work)
     assert stats["batches_created"] == 1 and stats["files_uploaded"] == 1
     assert stats["lines_per_batch"] == [6]
     assert batch["r2"].answer == "A scripted answer."
@@ -85,7 +86,7 @@ def test_full_run_answers_as_online(tmp_path):
 def test_identity_is_the_online_identity(tmp_path):
     with ChatServer() as server:
         batch = backend(server, tmp_path / "state.json")
-        online = ApiBackend(api_settings(server), Sampling(max_tokens=64), 1 << 20)
+        online = ApiBackend(api_settings(server), Sampling(0.7, 0.9, 64), 1 << 20)
         assert batch.identity() == online.identity()
 
 
@@ -102,7 +103,8 @@ def test_polling_backs_off_up_to_the_cap(tmp_path):
 CHILD = """
 import json, sys
 sys.path[:0] = [sys.argv[1]]
-from vqaflow.backends.api import ApiSettings, Sampling
+from vqaflow.backends.api import ApiSettings
+from vqaflow.backends.base import Sampling
 from vqaflow.backends.base import GenerationTask
 from vqaflow.backends.batch import BatchBackend, BatchSettings
 from vqaflow.prompts import Prompt
@@ -110,7 +112,7 @@ base_url, state, count = sys.argv[2], sys.argv[3], int(sys.argv[4])
 work = [GenerationTask(f"r{n}", Prompt(None, (("user", f"Describe rec-{n}."),), ()), seed=n) for n in range(count)]
 settings = BatchSettings(poll_s=0.05, max_poll_s=0.05, fallback="none", max_requests=50000,
                          max_file_mb=190, completion_window="24h", discount=0.5)
-backend = BatchBackend(ApiSettings(model="test-vlm", base_url=base_url), settings, Sampling(max_tokens=64),
+backend = BatchBackend(ApiSettings(model="test-vlm", base_url=base_url), settings, Sampling(0.7, 0.9, 64),
                        1 << 20, state)
 backend.run(work, lambda outcome: print(json.dumps(outcome.id), flush=True))
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import refine
@@ -72,13 +73,34 @@ def write_records_as(jsonl: Path, dataset_path: Path, output_format: str) -> Non
         jsonl.unlink()
 
 
+@dataclass(frozen=True)
+class Prices:
+    """Dollars per million tokens (None: not priced) and the Batch API's share of them."""
+
+    input_per_mtok: float | None
+    output_per_mtok: float | None
+    batch_discount: float
+
+    def cost(self, tokens: dict[str, Counter]) -> float | None:
+        """The cost of ``{"online"|"batch": Counter(prompt=..., completion=...)}``."""
+        if self.input_per_mtok is None and self.output_per_mtok is None:
+            return None
+        total = 0.0
+        for kind, counts in tokens.items():
+            share = self.batch_discount if kind == "batch" else 1.0
+            total += share * (counts["prompt"] * (self.input_per_mtok or 0)
+                              + counts["completion"] * (self.output_per_mtok or 0)) / 1e6
+        return round(total, 6)
+
+
 def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pipeline,
-              columns: Columns) -> dict:
+              columns: Columns, prices: Prices) -> dict:
     """Counts for stats.json: records, QA pairs, parse statuses and issues, grounding,
-    repairs, tokens, failures."""
+    repairs, tokens and their cost, failures."""
     statuses: Counter = Counter()
     issues: Counter = Counter()
-    ok = qa_pairs = truncated = repaired = grounded = judged = prompt_tokens = completion_tokens = 0
+    tokens: dict[str, Counter] = {"online": Counter(), "batch": Counter()}
+    ok = qa_pairs = truncated = repaired = grounded = judged = 0
     for path in refined_paths:
         for record in read_jsonl(path):
             ok += 1
@@ -91,8 +113,9 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
             judged += len(flags)
             generation = record["generation"]
             repaired += bool(generation.get("repaired"))
-            prompt_tokens += generation.get("prompt_tokens") or 0
-            completion_tokens += generation.get("completion_tokens") or 0
+            spent = tokens["batch" if generation.get("backend") == "batch" else "online"]
+            spent["prompt"] += generation.get("prompt_tokens") or 0
+            spent["completion"] += generation.get("completion_tokens") or 0
             qa_pairs += len(pipeline.qas(record, columns))
     total = ok + len(failed)
     stats = {
@@ -107,7 +130,13 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
         "repaired": repaired,
         "failures_by_kind": dict(Counter(f["kind"] for f in failed)),
         "failures_transient": sum(bool(f.get("transient")) for f in failed),
-        "tokens": {"prompt": prompt_tokens, "completion": completion_tokens},
+        "tokens": {
+            "prompt": tokens["online"]["prompt"] + tokens["batch"]["prompt"],
+            "completion": tokens["online"]["completion"] + tokens["batch"]["completion"],
+            "batch_prompt": tokens["batch"]["prompt"],
+            "batch_completion": tokens["batch"]["completion"],
+        },
+        "cost": prices.cost(tokens),
     }
     if pipeline.want_article:
         stats["grounded_answers"] = grounded
@@ -118,7 +147,7 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
 def merge(
     refined_paths: list[str | Path], failed_paths: list[str | Path], dataset_path: str | Path,
     failed_out: str | Path, stats_path: str | Path, output_format: str, pipeline: Pipeline,
-    columns: Columns,
+    columns: Columns, prices: Prices,
 ) -> dict:
     """Concatenate shards in input order into the dataset, failed.jsonl and stats.json."""
     dataset_path = Path(dataset_path)
@@ -127,6 +156,6 @@ def merge(
     write_records_as(merged, dataset_path, output_format)
     _concat(failed_paths, Path(failed_out))
     failed = list(read_jsonl(failed_out))
-    stats = summarise(refined_paths, failed, pipeline, columns)
+    stats = summarise(refined_paths, failed, pipeline, columns, prices)
     Path(stats_path).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     return stats

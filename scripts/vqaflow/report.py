@@ -34,15 +34,7 @@ def collect(refined_paths: list[str | Path], pipeline: Pipeline, columns: Column
     return figures
 
 
-def cost(stats: dict, price_input_per_mtok: float | None, price_output_per_mtok: float | None) -> float | None:
-    """Estimated cost from the token counts and per-million-token prices (None if unpriced)."""
-    if price_input_per_mtok is None and price_output_per_mtok is None:
-        return None
-    return round(stats["tokens"]["prompt"] / 1e6 * (price_input_per_mtok or 0)
-                 + stats["tokens"]["completion"] / 1e6 * (price_output_per_mtok or 0), 4)
-
-
-def summary_html(stats: dict, estimated_cost: float | None) -> str:
+def summary_html(stats: dict) -> str:
     """The stats table: records, pairs, parse quality, failures by kind, tokens and cost."""
     ok = stats["records_ok"] or 1
     rows = [
@@ -56,8 +48,11 @@ def summary_html(stats: dict, estimated_cost: float | None) -> str:
         rows.append(("answers found in the article", f"{stats['grounded_fraction']:.1%}"))
     rows += [(f"failures: {kind}", count) for kind, count in sorted(stats["failures_by_kind"].items())]
     rows += [("prompt tokens", stats["tokens"]["prompt"]), ("completion tokens", stats["tokens"]["completion"])]
-    rows.append(("estimated cost", "not priced (set api.price_*_per_mtok)" if estimated_cost is None
-                 else f"${estimated_cost:,.4f}"))
+    if stats["tokens"]["batch_prompt"] or stats["tokens"]["batch_completion"]:
+        rows += [("of which Batch API prompt tokens", stats["tokens"]["batch_prompt"]),
+                 ("of which Batch API completion tokens", stats["tokens"]["batch_completion"])]
+    rows.append(("estimated cost", "not priced (set api.price_*_per_mtok)" if stats["cost"] is None
+                 else f"${stats['cost']:,.4f}"))
     body = "\n".join(f"<tr><th>{html.escape(str(name))}</th><td>{html.escape(str(value))}</td></tr>"
                      for name, value in rows)
     return _page("Run summary", f"<table>\n{body}\n</table>")

@@ -49,9 +49,23 @@ def api_params():
     return api
 
 
+def batch_params():
+    """The batch section (backend: batch)."""
+    return dict(config["batch"])
+
+
 def vllm_params():
     """The vllm section without the scheduler's resources."""
     return {k: v for k, v in config["vllm"].items() if k not in NOT_SHAPING}
+
+
+def prices():
+    """What tokens cost, for stats.json and the report."""
+    return {
+        "input_per_mtok": config["api"]["price_input_per_mtok"],
+        "output_per_mtok": config["api"]["price_output_per_mtok"],
+        "batch_discount": config["batch"]["discount"],
+    }
 
 
 def prompt_params():
@@ -98,14 +112,14 @@ def final_outputs():
     ]
 
 
-if config["backend"] == "api" and key_env(config) in os.environ:
+if config["backend"] in ("api", "batch") and key_env(config) in os.environ:
 
     envvars:
         key_env(config),
 
 
 onstart:
-    if config["backend"] == "api" and not os.environ.get(key_env(config)):
+    if config["backend"] in ("api", "batch") and not os.environ.get(key_env(config)):
         raise WorkflowError(
             f"No API key: set the environment variable {key_env(config)} "
             "(or name another one in the config's api.key_env) and run again."

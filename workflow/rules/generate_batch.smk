@@ -11,6 +11,7 @@ rule generate_batch:
     output:
         answers=out("generated/{shard}.jsonl"),
         failed=out("generated/{shard}.failed.jsonl"),
+        retry=out("generated/{shard}.retry"),
     log:
         out("logs/generate_batch/{shard}.log"),
     conda:
@@ -19,6 +20,7 @@ rule generate_batch:
         journal=lambda wildcards: out(f"journal/{wildcards.shard}.jsonl"),
         state=lambda wildcards: out(f"batches/{wildcards.shard}.json"),
         prompts=prompt_params(),
+        retry_token=retry_token,
         api=api_params(),
         batch=batch_params(),
     script:

@@ -14,6 +14,7 @@ rule merge_dataset:
         pipeline=config["pipeline"],
         output_format=config["output_format"],
         columns=config["keys"],
+        prices=prices(),
     script:
         "../../scripts/merge_dataset.py"
 

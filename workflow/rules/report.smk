@@ -41,9 +41,5 @@ rule report_run:
         pipeline=config["pipeline"],
         columns=config["keys"],
         image_root=config["images"]["root"],
-        prices=[
-            config["api"]["price_input_per_mtok"],
-            config["api"]["price_output_per_mtok"],
-        ],
     script:
         "../../scripts/report_run.py"

@@ -29,15 +29,15 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import openai
 
 from .. import images
 from ..prompts import chat_messages
-from .api import ApiBackend, ApiSettings, Sampling, api_key, classify
-from .base import Backend, FatalBackendError, GenerationTask, OnOutcome, Outcome
+from .api import ApiBackend, ApiSettings, api_key, classify
+from .base import Backend, FatalBackendError, GenerationTask, OnOutcome, Outcome, Sampling
 
 ENDPOINT = "/v1/chat/completions"
 PREPARE_THREADS = 4
@@ -84,9 +84,14 @@ def _request_body(model: str, task: GenerationTask, image_urls: list[str], sampl
         "messages": chat_messages(task.prompt, [{"type": "image_url", "image_url": {"url": u}} for u in image_urls]),
         "max_tokens": sampling.max_tokens,
     }
-    for name in ("temperature", "top_p", "response_format"):
+    for name in ("temperature", "top_p"):
         if getattr(sampling, name) is not None:
             body[name] = getattr(sampling, name)
+    if sampling.json_schema is not None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": sampling.json_schema, "strict": True},
+        }
     if seed is not None:
         body["seed"] = seed
     return body
@@ -184,6 +189,13 @@ class BatchBackend:
         if fallback is None and settings.fallback == "online":
             self.fallback = ApiBackend(api, sampling, max_pixels)
         self.sleep = sleep
+
+    def repairer(self, max_tokens: int, json_schema: dict | None) -> BatchBackend:
+        sampling = replace(self.sampling, max_tokens=max_tokens,
+                           json_schema=json_schema or self.sampling.json_schema)
+        fallback = self.fallback.repairer(max_tokens, json_schema) if self.fallback else None
+        return BatchBackend(self.api, self.settings, sampling, self.max_pixels, self.state_path,
+                            fallback, self.sleep)
 
     def identity(self) -> dict:
         # Batch lines go to the same model with the same request bodies as online ones,
