@@ -347,14 +347,10 @@ def test_bad_key_is_fatal(tmp_path, monkeypatch):
         collect(backend(server, tmp_path / "state.json"), tasks(2))
 
 
-# --- the workflow with backend: batch (runs once the lead has wired the rule in) -----------
-
-WIRED = "batch" in (TESTS.parent / "workflow/schemas/config.schema.yaml").read_text().split("enum: [api", 1)[-1] \
-    .split("]", 1)[0]
+# --- the workflow with backend: batch ----------------------------------------------------
 
 
 @pytest.mark.workflow
-@pytest.mark.skipif(not WIRED, reason="backend: batch is not in the config schema yet")
 def test_workflow_with_batch_backend(workdir):
     names = image_names(workdir)
     records = [
