@@ -7,21 +7,9 @@ import re
 
 import yaml
 
-from workflow_helpers import REPO
+from workflow_helpers import REPO, SCHEMA, schema_defaults
 
-SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 REQUIRED = set(SCHEMA["required"])
-
-
-def defaults(schema: dict) -> dict:
-    """The config the schema's defaults make, section by section."""
-    made = {}
-    for key, spec in schema["properties"].items():
-        if spec.get("type") == "object" and "properties" in spec:
-            made[key] = defaults(spec)
-        elif "default" in spec:
-            made[key] = spec["default"]
-    return made
 
 
 def leaf_keys(schema: dict, prefix: str = "") -> list[str]:
@@ -37,7 +25,7 @@ def leaf_keys(schema: dict, prefix: str = "") -> list[str]:
 def test_config_yaml_is_the_schema_defaults_plus_the_demo_run():
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     assert set(config) - set(SCHEMA["properties"]) == set()
-    assert {k: v for k, v in config.items() if k not in REQUIRED} == defaults(SCHEMA)
+    assert {k: v for k, v in config.items() if k not in REQUIRED} == schema_defaults()
     assert REQUIRED <= set(config)
 
 

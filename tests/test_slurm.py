@@ -20,8 +20,7 @@ import pytest
 import yaml
 
 from chat_server import ChatServer
-from test_workflow_api import tagged_records
-from workflow_helpers import REPO, read_output, snakemake, write_config, write_records
+from workflow_helpers import ENGINE_ENV, REPO, tagged_records, vllm_config, read_output, snakemake, write_config, write_records
 
 pytestmark = [
     pytest.mark.slurm,
@@ -172,7 +171,6 @@ def assert_secret_is_nowhere(secret: str, workdir: Path, output: str, job_ids: l
 
 @pytest.mark.vllm
 def test_vllm_rule_is_submitted_with_a_gpu(workdir, cluster, tiny_model):
-    from test_workflow_vllm import ENGINE_ENV, vllm_config
 
     write_records(workdir, tagged_records(workdir, 2))
     vllm_config(workdir, tiny_model)

