@@ -31,7 +31,7 @@ def test_positional_ids_for_records_without_id(tmp_path):
         ('{"id": 1}\n[1, 2]\n', "in.jsonl:2: a record must be a JSON object"),
         ('{"id": 1}\n{"id": 1}\n', "duplicate id '1'"),
         ("\n\n", "holds no records"),
-        ('{"image": 5}\n', "'image' must be a path or a list of paths"),
+        ('{"image": 5}\n', "'image' must be a path, a "),
         ('{"conversation": "hi"}\n', "'conversation' must be a list of turns"),
     ],
 )
