@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import glob
 import hashlib
 import json
@@ -365,9 +366,11 @@ def _iter_jsonl(path: Path, keys: Keys) -> Iterator[tuple[str, Any]]:
         for lineno, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
+            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[3:]
             where = f"{path}:{lineno}"
             try:
-                record = decode(raw.decode("utf-8-sig"))
+                record = decode(raw.decode("utf-8"))
             except json.JSONDecodeError as err:
                 raise InputError(f"{where}: invalid JSON: {err}") from None
             except UnicodeDecodeError as err:
@@ -418,7 +421,7 @@ def _records_of(path: Path, data: Any, keys: Keys, notice: bool) -> list:
         key for key, value in data.items()
         if isinstance(value, list) and value and all(isinstance(item, dict) for item in value)
     ]
-    if keys.image in data or keys.conversation in data or keys.id in data:
+    if keys.image in data or keys.conversation in data:
         raise InputError(
             f"{path}: expected a JSON array of records, got a single object with keys {names}; "
             "wrap it in [ ] if it is one record"
