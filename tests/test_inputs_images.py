@@ -179,3 +179,9 @@ def test_binary_column_that_is_not_an_image_stays_json(tmp_path):
     pl.DataFrame({"id": ["a"], "blob": [b"\x00\x01"], "image": ["x.png"]}).write_parquet(path)
     [(_, record)] = iter_records(path)
     assert record["blob"] == "data:application/octet-stream;base64,AAE="
+
+
+def test_output_digest_matches_the_images_module(tmp_path):
+    url = image_refs({"bytes": RED_PNG, "path": None})[0]
+    assert output_image_value({"bytes": RED_PNG, "path": None}) == "sha256:" + images.digest(url)
+    assert output_image_value("data:image/png;base64,@@not base64").startswith("sha256:")

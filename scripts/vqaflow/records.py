@@ -236,7 +236,7 @@ def output_image_value(value: Any) -> Any:
     if isinstance(value, list):
         return [output_image_value(item) for item in value]
     if isinstance(value, str):
-        return _digest(_data_url_bytes(value)) if value.startswith("data:") else value
+        return _digest_text(value) if value.startswith("data:") else value
     if isinstance(value, (bytes, bytearray, memoryview)):
         return _digest(bytes(value))
     if isinstance(value, dict):
@@ -245,10 +245,17 @@ def output_image_value(value: Any) -> Any:
         data = value.get("bytes")
         if not data:
             return None
-        if isinstance(data, str):
-            data = _data_url_bytes(data) if data.startswith("data:") else base64.b64decode(data)
-        return _digest(bytes(data))
+        return _digest_text(data) if isinstance(data, str) else _digest(bytes(data))
     raise ValueError(f"not an image value: {value!r}")
+
+
+def _digest_text(data: str) -> str:
+    """The digest of the bytes in a data URL or base64 string (the same as
+    ``images.digest`` gives); of the text itself if it does not decode."""
+    try:
+        return _digest(_data_url_bytes(data) if data.startswith("data:") else base64.b64decode(data))
+    except (binascii.Error, ValueError):
+        return _digest(data.encode("utf-8", "surrogatepass"))
 
 
 _IMAGE_SHAPES = 'a path, a {"bytes", "path"} image or a list of them'
@@ -690,7 +697,7 @@ def _count_file(path: Path, keys: Keys) -> int:
 def count_records(spec: str | Path, keys: Keys = Keys()) -> int:
     """Count records cheaply, for planning shards (no validation, standard library only)."""
     if input_kind(spec) == "directory":
-        return len(input_files(spec))
+        return len(_image_files(Path(spec))) or len(input_files(spec))  # none: input_files refuses
     return sum(_count_file(path, keys) for path in input_files(spec))
 
 
