@@ -11,7 +11,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image as PILImage
-
 from vqaflow.records import InputError, count_records, parquet_num_rows
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"

@@ -6,10 +6,15 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from vqaflow.dataset import refine_record
-from vqaflow.records import InputError, OutputKeys, count_records, iter_records, read_jsonl, write_shards
-
+from vqaflow.records import (
+    InputError,
+    OutputKeys,
+    count_records,
+    iter_records,
+    read_jsonl,
+    write_shards,
+)
 
 # --- a JSON object instead of an array
 

@@ -5,9 +5,14 @@ import os
 
 import polars as pl
 import pytest
-
 from vqaflow.records import (
-    InputError, count_records, input_files, input_kind, iter_records, shard_names, write_shards,
+    InputError,
+    count_records,
+    input_files,
+    input_kind,
+    iter_records,
+    shard_names,
+    write_shards,
 )
 
 
