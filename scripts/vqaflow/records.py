@@ -304,11 +304,10 @@ def _check_record(where: str, record: Any, keys: Keys) -> None:
         else:
             record[keys.image] = _normalise_image(where, keys.image, image, False)
     conversation = record.get(keys.conversation)
-    if conversation is not None:
-        if not isinstance(conversation, list) or not all(
-            isinstance(turn, dict) for turn in conversation
-        ):
-            raise InputError(f"{where}: {keys.conversation!r} must be a list of turns")
+    if conversation is not None and (
+        not isinstance(conversation, list) or not all(isinstance(turn, dict) for turn in conversation)
+    ):
+        raise InputError(f"{where}: {keys.conversation!r} must be a list of turns")
     if keys.id in record:
         raw_id = record[keys.id]
         if raw_id is None:
