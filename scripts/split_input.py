@@ -9,12 +9,12 @@ from vqaflow.records import write_shards
 
 def main() -> None:
     shard_of = write_shards(
-        snakemake.input[0],
+        snakemake.params.spec,
         list(snakemake.output),
         snakemake.params.shard_size,
         Columns.from_config(snakemake.params.columns),
     )
-    print(f"{snakemake.input[0]}: {len(shard_of)} records in {len(snakemake.output)} shards")
+    print(f"{snakemake.params.spec}: {len(shard_of)} records in {len(snakemake.output)} shards")
     moved = relocate(snakemake.params.journal, shard_of)
     if moved:
         print(f"moved {moved} stored answers to the journals of their new shards")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from vqaflow.columns import Columns
+
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "Snakefile"
 DEMO_IMAGES = REPO / "demo" / "images"
@@ -151,3 +153,6 @@ def vllm_config(workdir, model: str, **overrides):
                  "mem_mb": 4000, "engine_args": CPU_ENGINE},
     }
     return write_config(workdir, "http://unused.invalid/v1", **{**settings, **overrides})
+
+
+COLUMNS = Columns.from_config(schema_defaults()["keys"])

@@ -12,6 +12,7 @@ from . import refine
 from .columns import Columns
 from .jsonl import encode, read_jsonl, write_jsonl
 from .pipelines import Pipeline
+from .records import output_image_value
 
 OUTPUT_FORMATS = ("jsonl", "json", "parquet")
 PARQUET_ROW_GROUP = 5000  # rows held in memory while the Parquet dataset is written
@@ -24,6 +25,8 @@ def refine_record(line: dict, pipeline: Pipeline, columns: Columns) -> dict:
     record = dict(line["record"])
     if record.get(columns.id) is None:
         record[columns.id] = line["id"]
+    if columns.image in record:  # embedded image bytes stay out of the dataset
+        record[columns.image] = output_image_value(record[columns.image])
     record[columns.answer] = answer
     pipeline.store(record, columns, parsed.context, parsed.qas)
     parse = {"status": parsed.status, "issues": list(parsed.issues), "truncated": parsed.truncated}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from .columns import Columns
 from .pipelines import Pipeline
+from .records import image_refs
 
 _ROLES = {
     "human": "user",
@@ -50,11 +51,8 @@ class Prompt:
 
 
 def record_images(record: dict, columns: Columns) -> tuple[str, ...]:
-    """The image references of a record: none, one path or a list of paths."""
-    value = record.get(columns.image)
-    if value is None or value == "":
-        return ()
-    return (value,) if isinstance(value, str) else tuple(value)
+    """The image references of a record: paths, URLs, or data URLs of embedded bytes."""
+    return image_refs(record.get(columns.image))
 
 
 def _turns(record: dict, columns: Columns, record_id: str) -> tuple[str | None, list[tuple[str, str]]]:

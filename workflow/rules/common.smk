@@ -7,14 +7,16 @@ from snakemake.utils import validate
 
 sys.path.insert(0, os.path.join(workflow.current_basedir, "..", "..", "scripts"))
 
-from vqaflow.records import count_records, shard_names
+from vqaflow.columns import Columns
+from vqaflow.records import count_records, input_files, input_kind, shard_names
 from vqaflow.settings import key_env
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 RUN = config["run"]
 OUT = f"results/{RUN}"
-SHARDS = shard_names(count_records(config["input"]), config["shard_size"])
+COLUMNS = Columns.from_config(config["keys"])
+SHARDS = shard_names(count_records(config["input"], COLUMNS), config["shard_size"])
 
 
 if "api_slots" not in workflow.global_resources:
@@ -23,6 +25,13 @@ if "api_slots" not in workflow.global_resources:
 
 wildcard_constraints:
     shard=r"shard-\d+",
+
+
+def input_paths():
+    """The input's files; a directory of images is tracked as the directory itself."""
+    if input_kind(config["input"]) == "directory":
+        return [config["input"]]
+    return [str(path) for path in input_files(config["input"])]
 
 
 def out(path):

@@ -1,6 +1,6 @@
 rule split_input:
     input:
-        config["input"],
+        input_paths(),
     output:
         expand(out("shards/{shard}.jsonl"), shard=SHARDS),
     log:
@@ -8,6 +8,7 @@ rule split_input:
     conda:
         "../../envs/vqaflow.yaml"
     params:
+        spec=config["input"],
         shard_size=config["shard_size"],
         journal=out("journal"),
         columns=config["keys"],

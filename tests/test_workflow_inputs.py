@@ -1,0 +1,84 @@
+"""Inputs users already have, end to end through `snakemake`: a folder of images, a Parquet
+file as Hugging Face `datasets` writes image datasets, a wrapped JSON object, and a Parquet
+round trip that keeps nested fields and integer ids."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import polars as pl
+import pytest
+from PIL import Image
+
+from workflow_helpers import DEMO_IMAGES, read_output, snakemake, tagged_records, write_config
+
+pytestmark = pytest.mark.workflow
+
+
+def test_a_folder_of_images_is_an_input(workdir, server):
+    nested = workdir / "photos" / "trip"
+    nested.mkdir(parents=True)
+    shutil.copy(DEMO_IMAGES / "sunset.jpg", workdir / "photos" / "B.JPG")
+    shutil.copy(DEMO_IMAGES / "lighthouse.png", nested / "a.png")
+    (workdir / "photos" / "notes.txt").write_text("not an image")
+    write_config(workdir, server.base_url, input="photos", pipeline="image_vqa")
+    snakemake(workdir)
+    dataset = read_output(workdir, "dataset.jsonl")
+    assert [r["id"] for r in dataset] == ["B.JPG", "trip/a.png"]
+    assert dataset[1]["image"] == str(nested / "a.png")
+    with Image.open(nested / "a.png") as picture:
+        assert f"{picture.width}x{picture.height} PNG" in server.stats["image_sizes"]
+    assert all(r["parse"]["status"] == "ok" for r in dataset)
+
+
+def test_hugging_face_parquet_with_embedded_image_bytes(tmp_path, server):
+    datasets = pytest.importorskip("datasets")
+    workdir = tmp_path / "hf"
+    workdir.mkdir()
+    pictures = []
+    with Image.open(DEMO_IMAGES / "sunset.jpg") as source:
+        for n in range(6):  # six different sizes: each answer must describe its own image
+            buffer = io.BytesIO()
+            source.convert("RGB").resize((100 + 10 * n, 80 + 5 * n)).save(buffer, format="JPEG")
+            pictures.append(buffer.getvalue())
+    table = datasets.Dataset.from_dict({
+        "image": [{"bytes": data, "path": None} for data in pictures],
+        "caption": [f"picture {n}" for n in range(6)],
+    }).cast_column("image", datasets.Image())
+    table.to_parquet(str(workdir / "train-00000-of-00001.parquet"))
+    assert not list(workdir.glob("*.jpg")), "no image files on disk"
+    write_config(workdir, server.base_url, input="train-*.parquet", shard_size=4)
+    snakemake(workdir)
+
+    dataset = read_output(workdir, "dataset.jsonl")
+    assert [r["caption"] for r in dataset] == [f"picture {n}" for n in range(6)]
+    for n, record in enumerate(dataset):
+        assert f"{100 + 10 * n}x{80 + 5 * n} JPEG" in record["vqa"], record["vqa"]
+        assert str(record["image"]).startswith("sha256:"), "no image bytes in a JSON dataset"
+        assert record["parse"]["status"] == "ok"
+    assert server.stats["requests"] == 6
+
+
+def test_a_wrapped_json_object_uses_its_one_list(workdir, server):
+    records = tagged_records(workdir, 3)
+    (workdir / "wrapped.json").write_text(json.dumps({"records": records, "version": 2}))
+    write_config(workdir, server.base_url, input="wrapped.json")
+    result = snakemake(workdir)
+    assert [r["id"] for r in read_output(workdir, "dataset.jsonl")] == ["r000", "r001", "r002"]
+    assert "records" in result.stderr
+
+
+def test_parquet_round_trip_keeps_nested_fields_and_integer_ids(workdir, server):
+    records = [
+        {"id": n, "image": f"images/{name}", "tags": ["a", "b"], "meta": {"source": "cam", "score": n / 2}}
+        for n, name in enumerate(sorted(p.name for p in (workdir / "images").iterdir())[:3])
+    ]
+    pl.DataFrame(records).write_parquet(workdir / "in.parquet")
+    write_config(workdir, server.base_url, input="in.parquet", pipeline="image_vqa", output_format="parquet")
+    snakemake(workdir)
+    out = pl.read_parquet(workdir / "results/test/dataset.parquet")
+    assert out["id"].dtype == pl.Int64 and out["id"].to_list() == [0, 1, 2]
+    assert out["tags"].to_list() == [["a", "b"]] * 3
+    assert out["meta"].to_list()[1] == {"source": "cam", "score": 0.5}
