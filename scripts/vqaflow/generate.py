@@ -205,7 +205,7 @@ def generate_shard(
     repaired = _repair(run, tasks, settings, backend, repair) if repair.enabled else 0
     _write_outputs(lines, run.answers, run.failures, output_path, failed_path)
     summary = {"records": len(lines), "answered": len(run.answers), "failed": len(run.failures),
-               "repaired": repaired}
+               "transient": sum(f["transient"] for f in run.failures.values()), "repaired": repaired}
     _tell(f"{shard}: done {json.dumps(summary)}")
     return summary
 

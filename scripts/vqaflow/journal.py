@@ -114,7 +114,7 @@ def relocate(journal_dir: str | Path, shard_of: dict[str, str]) -> int:
         retired.rename(journal_dir)
     layout = layout_digest(shard_of)
     layout_path = journal_dir / LAYOUT_FILE
-    journals = sorted(journal_dir.glob("*.jsonl")) if journal_dir.is_dir() else []
+    journals = sorted(p for p in journal_dir.glob("*.jsonl") if p.is_file()) if journal_dir.is_dir() else []
     if not journals or (layout_path.exists() and layout_path.read_text().strip() == layout):
         journal_dir.mkdir(parents=True, exist_ok=True)
         layout_path.write_text(layout + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,8 +20,16 @@ def sampling(prompts: dict) -> Sampling:
     return Sampling(generation["temperature"], generation["top_p"], generation["max_tokens"], schema)
 
 
+def retry_token_path(journal_path: str | Path) -> Path:
+    """Where a shard's retry token lives: beside its journal, outside the job's outputs (which
+    Snakemake deletes before a job runs)."""
+    return Path(journal_path).with_suffix(".retry")
+
+
 def generate_with(smk, make_backend: Callable[[Sampling, int], Backend]) -> dict:
-    """Run a generate rule: build the backend, generate the shard, stamp the retry token."""
+    """Run a generate rule: build the backend and generate the shard. When failures that
+    another attempt may fix remain, a new retry token (a rule param) makes the next run of
+    the same command run the shard again; otherwise the token stays as the job saw it."""
     prompts = smk.params.prompts
     settings = prompt_settings(prompts)
     summary = generate_shard(
@@ -33,5 +42,6 @@ def generate_with(smk, make_backend: Callable[[Sampling, int], Backend]) -> dict
         RepairSettings(**prompts["repair"]),
         prompts["retry_rejected"],
     )
-    Path(smk.output.retry).write_text(smk.params.retry_token + "\n", encoding="utf-8")
+    if summary["transient"]:
+        retry_token_path(smk.params.journal).write_text(f"{time.time_ns():x}\n", encoding="utf-8")
     return summary

@@ -1,5 +1,3 @@
-import hashlib
-import json
 import os
 import sys
 
@@ -93,18 +91,12 @@ def prompt_params():
 
 
 def retry_token(wildcards):
-    """Changes when a shard's last run left failures that another attempt may fix, so that
-    running the same command again retries them (a params change reruns the job); otherwise
-    the token that run was given, so a finished shard is left alone."""
-    failed = out(f"generated/{wildcards.shard}.failed.jsonl")
-    if os.path.exists(failed):
-        with open(failed, "rb") as handle:
-            transient = [line for line in handle if json.loads(line).get("transient")]
-        if transient:
-            return hashlib.sha256(b"".join(transient)).hexdigest()[:16]
-    stamp = out(f"generated/{wildcards.shard}.retry")
-    if os.path.exists(stamp):
-        with open(stamp, encoding="utf-8") as handle:
+    """A new value after a run of the shard left failures that another attempt may fix (the
+    job writes it beside the journal), so the same command reruns the shard (params changed)
+    and retries them; unchanged otherwise, so a finished shard is left alone."""
+    token = out(f"journal/{wildcards.shard}.retry")
+    if os.path.exists(token):
+        with open(token, encoding="utf-8") as handle:
             return handle.read().strip()
     return ""
 

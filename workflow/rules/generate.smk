@@ -4,7 +4,6 @@ rule generate_api:
     output:
         answers=out("generated/{shard}.jsonl"),
         failed=out("generated/{shard}.failed.jsonl"),
-        retry=out("generated/{shard}.retry"),
     log:
         out("logs/generate_api/{shard}.log"),
     conda:

@@ -11,7 +11,6 @@ rule generate_batch:
     output:
         answers=out("generated/{shard}.jsonl"),
         failed=out("generated/{shard}.failed.jsonl"),
-        retry=out("generated/{shard}.retry"),
     log:
         out("logs/generate_batch/{shard}.log"),
     conda:
