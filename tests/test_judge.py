@@ -192,3 +192,11 @@ def test_round_trip_through_json_text():
 def test_no_pairs():
     assert judge.read_verdicts({"verdicts": []}, 0) == ([], [])
     assert judge.read_verdicts(good(), 0) == ([], ["extra_verdicts"])
+
+
+def test_default_prompt_per_pipeline():
+    from vqaflow.prompts import PIPELINES
+
+    assert set(judge.DEFAULT_JUDGE_PROMPTS) == set(PIPELINES)
+    assert judge.DEFAULT_JUDGE_PROMPTS["context_vqa"] is judge.JUDGE_PROMPT_WITH_ARTICLE
+    assert judge.DEFAULT_JUDGE_PROMPTS["image_qa"] is judge.JUDGE_PROMPT_IMAGE_ONLY
