@@ -31,7 +31,7 @@ def test_resized_reencoded_copy_is_a_perceptual_duplicate(tmp_path):
     found = dedup.find_duplicates(items, "perceptual", max_distance=4, root=str(DEMO))
     assert len(found) == 1
     assert found[0]["id"] == "copy" and found[0]["duplicate_of"] == "light"
-    distance = dedup.hamming(dedup.image_key(copy), dedup.image_key(str(DEMO / "lighthouse.png")))
+    distance = dedup.hamming(dedup.image_key(copy), dedup.image_key(DEMO / "lighthouse.png"))
     assert found[0]["distance"] == distance and 0 <= distance <= 4
 
 
@@ -146,3 +146,13 @@ def test_plan_bands_prefers_wide_bands_for_large_inputs():
     assert dedup.plan_bands(4, 1_000) == 5  # one exact lookup per band
     assert dedup.plan_bands(4, 1_000_000) == 3  # 21-bit bands, one flipped bit
     assert dedup.plan_bands(0, 10) == 1
+
+
+def test_image_key_of_bytes_path_and_data_url_agree():
+    path = DEMO / "fruit_bowl.png"
+    for mode in ("exact", "perceptual"):
+        keys = {dedup.image_key(path.read_bytes(), mode), dedup.image_key(path, mode),
+                dedup.image_key("fruit_bowl.png", mode, root=DEMO), dedup.image_key(data_url(path), mode)}
+        assert len(keys) == 1
+    assert isinstance(dedup.image_key(path, "perceptual"), int)
+    assert len(dedup.image_key(path, "exact")) == 64

@@ -46,6 +46,7 @@ import hashlib
 import io
 import itertools
 import math
+import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -98,11 +99,13 @@ def perceptual_hash(image) -> int:
     return value
 
 
-def image_key(ref: bytes | str, mode: str = "perceptual", root: str | Path = ".") -> int | str:
+def image_key(ref: bytes | str | os.PathLike, mode: str = "perceptual", root: str | Path = ".") -> int | str:
     """The dedup key of one image given as bytes, a path (relative to ``root``) or a data
     URL: the sha256 hex digest (``exact``) or the 64-bit pHash as an int
     (``perceptual``). Raises :class:`~vqaflow.images.ImageError` (or a Pillow error) when
     the image cannot be read."""
+    if isinstance(ref, os.PathLike):
+        ref = os.fspath(ref)
     if mode == "exact":
         if isinstance(ref, (bytes, bytearray, memoryview)):
             data = bytes(ref)
