@@ -44,8 +44,8 @@ _PROCEDURE = (
 )
 
 JUDGE_PROMPT_WITH_ARTICLE = (
-    "Below are an image, a Wikipedia-style article written about it, and question-answer "
-    "pairs generated from the two. Check every pair.\n\n"
+    "Below are an image (or several), a Wikipedia-style article written about it, and "
+    "question-answer pairs generated from the two. Check every pair.\n\n"
     "A pair is answerable when all of the following hold:\n"
     "1. The question refers to what is shown in the image: the image is needed to know "
     "what the question is about.\n"
