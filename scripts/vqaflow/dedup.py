@@ -167,7 +167,7 @@ class HashIndex:
                            for k in range(1, self.radius + 1)
                            for combo in itertools.combinations(range(width), k)]
             self._slices.append((shift, (1 << width) - 1, flips))
-        self._tables: list[dict[int, list[int]]] = [{} for _ in widths]
+        self._tables: list[dict[int, int | list[int]]] = [{} for _ in widths]
         self.keys: list[int] = []
 
     def __len__(self) -> int:
@@ -177,26 +177,31 @@ class HashIndex:
         """Add a key; returns its entry number (0, 1, 2, ... in order of addition)."""
         entry = len(self.keys)
         self.keys.append(key)
+        # A bucket is one int (entry + 1, so that it is never falsy; one object shared by the
+        # band tables) until a second entry arrives, then a list: half the memory of lists.
+        tag = entry + 1
         for table, (shift, mask, _) in zip(self._tables, self._slices):
-            table.setdefault((key >> shift) & mask, []).append(entry)
+            value = (key >> shift) & mask
+            bucket = table.get(value)
+            if bucket is None:
+                table[value] = tag
+            elif bucket.__class__ is int:
+                table[value] = [bucket, tag]
+            else:
+                bucket.append(tag)
         return entry
 
     def search(self, key: int) -> list[tuple[int, int]]:
         """(entry, distance) of every entry within ``max_distance``, by entry number."""
-        seen: set[int] = set()
-        found = []
-        keys, limit = self.keys, self.max_distance
+        distances: dict[int, int] = {}
+        keys = self.keys
         for table, (shift, mask, flips) in zip(self._tables, self._slices):
-            value = (key >> shift) & mask
-            for flip in flips:
-                for entry in table.get(value ^ flip, ()):
-                    if entry not in seen:
-                        seen.add(entry)
-                        distance = (keys[entry] ^ key).bit_count()
-                        if distance <= limit:
-                            found.append((entry, distance))
-        found.sort()
-        return found
+            for bucket in filter(None, map(table.get, map(((key >> shift) & mask).__xor__, flips))):
+                for tag in ((bucket,) if bucket.__class__ is int else bucket):
+                    if tag not in distances:
+                        distances[tag] = (keys[tag - 1] ^ key).bit_count()
+        limit = self.max_distance
+        return sorted((tag - 1, distance) for tag, distance in distances.items() if distance <= limit)
 
 
 def _batches(items: Iterable[tuple[str, list[str]]], size: int) -> Iterator[list[tuple[str, list[str]]]]:
