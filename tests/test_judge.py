@@ -195,8 +195,8 @@ def test_no_pairs():
 
 
 def test_default_prompt_per_pipeline():
-    from vqaflow.prompts import PIPELINES
+    from vqaflow.pipelines import PIPELINES
 
-    assert set(judge.DEFAULT_JUDGE_PROMPTS) == set(PIPELINES)
-    assert judge.DEFAULT_JUDGE_PROMPTS["context_vqa"] is judge.JUDGE_PROMPT_WITH_ARTICLE
-    assert judge.DEFAULT_JUDGE_PROMPTS["image_qa"] is judge.JUDGE_PROMPT_IMAGE_ONLY
+    assert PIPELINES["context_vqa"].judge_prompt is judge.JUDGE_PROMPT_WITH_ARTICLE
+    assert PIPELINES["image_vqa"].judge_prompt is judge.JUDGE_PROMPT_IMAGE_ONLY
+    assert PIPELINES["image_qa"].judge_prompt is judge.JUDGE_PROMPT_IMAGE_ONLY

@@ -108,16 +108,14 @@ def _needs_repair(entry: dict, want_article: bool) -> bool:
     return _parse_rank(entry, want_article)[0] == PARSE_RANK["none"]
 
 
-class _ShardRun:
-    """One shard's records, what the journal holds, and what comes back."""
+class ShardRequests:
+    """One shard's records, the requests its journal holds, and asking for the rest."""
 
     def __init__(self, lines: list[dict], journal_path: str | Path, retry_rejected: bool):
         self.lines = {line["id"]: line for line in lines}
         self.journal = read_journal(journal_path)
         self.journal_path = journal_path
         self.retry_rejected = retry_rejected
-        self.answers: dict[str, dict] = {}
-        self.failures: dict[str, dict] = {}
 
     def stored(self, record_id: str, fp: str) -> dict | None:
         """The journal's entry for this request, unless it is a rejection to retry."""
@@ -126,11 +124,18 @@ class _ShardRun:
             return None
         return entry
 
-    def ask(self, backend: Backend, tasks: list[tuple[GenerationTask, str]], what: str,
-            on_answer) -> None:
-        """Run ``tasks`` through ``backend``; answers and permanent failures are journaled."""
+    def failure(self, record_id: str, error: str, kind: str, attempts: int | None = None) -> dict:
+        """A failed.jsonl entry for a record of this shard."""
+        return _failure(self.lines[record_id], error, kind, attempts)
+
+    def ask(self, backend: Backend, tasks: list[tuple[GenerationTask, str]],
+            what: str) -> tuple[dict[str, dict], dict[str, dict]]:
+        """Run ``(task, fingerprint)`` pairs through ``backend``; answers and permanent
+        failures are journaled as they arrive. Returns (answers, failures) by record id."""
+        answers: dict[str, dict] = {}
+        failures: dict[str, dict] = {}
         if not tasks:
-            return
+            return answers, failures
         fps = {task.id: fp for task, fp in tasks}
         progress = tqdm(total=len(tasks), desc=what, file=sys.stderr, mininterval=5, unit="rec")
         with JournalWriter(self.journal_path) as writer:
@@ -142,19 +147,20 @@ class _ShardRun:
                     entry = {"id": outcome.id, "fp": fp, "answer": outcome.answer,
                              "generation": outcome.generation}
                     writer.append(entry)
-                    on_answer(entry)
+                    answers[outcome.id] = entry
                 else:
                     kind = outcome.error_kind or "error"
                     if kind in PERMANENT_KINDS:
                         writer.append({"id": outcome.id, "fp": fp, "error": outcome.error,
                                        "kind": kind, "attempts": attempts})
-                    on_answer(None, _failure(self.lines[outcome.id], outcome.error, kind, attempts))
+                    failures[outcome.id] = self.failure(outcome.id, outcome.error, kind, attempts)
                 progress.update(1)
 
             try:
                 backend.run([task for task, _ in tasks], on_outcome)
             finally:
                 progress.close()
+        return answers, failures
 
 
 def generate_shard(
@@ -174,51 +180,48 @@ def generate_shard(
     """
     shard = Path(shard_path).stem
     lines = list(read_jsonl(shard_path))
-    run = _ShardRun(lines, journal_path, retry_rejected)
+    run = ShardRequests(lines, journal_path, retry_rejected)
+    answers: dict[str, dict] = {}
+    failures: dict[str, dict] = {}
     identity = backend.identity()
     with ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
         prepared = list(pool.map(lambda line: _safe_prepare(line, settings), lines))
     tasks: dict[str, tuple[GenerationTask, str]] = {}
     for line, (result, error) in zip(lines, prepared):
         if error is not None:
-            run.failures[line["id"]] = _failure(line, error[1], error[0])
+            failures[line["id"]] = _failure(line, error[1], error[0])
             continue
         task, digests = result
         fp = fingerprint(identity, task, digests, settings.max_pixels)
         tasks[task.id] = (task, fp)
         entry = run.stored(task.id, fp)
         if entry is not None and "answer" in entry:
-            run.answers[task.id] = entry
+            answers[task.id] = entry
         elif entry is not None:
-            run.failures[task.id] = _failure(line, entry["error"], entry["kind"], entry.get("attempts"))
-    pending = [tasks[rid] for rid in tasks if rid not in run.answers and rid not in run.failures]
-    _tell(f"{shard}: {len(lines)} records, {len(run.answers)} stored, {len(pending)} to ask, "
-          f"{len(run.failures)} failed before asking")
-
-    def keep(entry: dict | None, failure: dict | None = None) -> None:
-        if entry is not None:
-            run.answers[entry["id"]] = entry
-        else:
-            run.failures[failure["id"]] = failure
-
-    run.ask(backend, pending, "generate", keep)
-    repaired = _repair(run, tasks, settings, backend, repair) if repair.enabled else 0
-    _write_outputs(lines, run.answers, run.failures, output_path, failed_path)
-    summary = {"records": len(lines), "answered": len(run.answers), "failed": len(run.failures),
-               "transient": sum(f["transient"] for f in run.failures.values()), "repaired": repaired}
-    _tell(f"{shard}: done {json.dumps(summary)}")
+            failures[task.id] = _failure(line, entry["error"], entry["kind"], entry.get("attempts"))
+    pending = [tasks[rid] for rid in tasks if rid not in answers and rid not in failures]
+    tell(f"{shard}: {len(lines)} records, {len(answers)} stored, {len(pending)} to ask, "
+         f"{len(failures)} failed before asking")
+    new_answers, new_failures = run.ask(backend, pending, "generate")
+    answers.update(new_answers)
+    failures.update(new_failures)
+    repaired = _repair(run, answers, tasks, settings, backend, repair) if repair.enabled else 0
+    _write_outputs(lines, answers, failures, output_path, failed_path)
+    summary = {"records": len(lines), "answered": len(answers), "failed": len(failures),
+               "transient": sum(f["transient"] for f in failures.values()), "repaired": repaired}
+    tell(f"{shard}: done {json.dumps(summary)}")
     return summary
 
 
-def _repair(run: _ShardRun, tasks: dict, settings: PromptSettings, backend: Backend,
-            repair: RepairSettings) -> int:
+def _repair(run: ShardRequests, answers: dict[str, dict], tasks: dict, settings: PromptSettings,
+            backend: Backend, repair: RepairSettings) -> int:
     """Ask cut-off or unreadable answers once more with more tokens (and optionally the JSON
     schema); keep whichever answer parses better. Returns the number of records improved."""
     want_article = settings.pipeline.want_article
     schema = settings.pipeline.answer_schema() if repair.structured_output else None
     fixer = backend.repairer(math.ceil(backend.sampling.max_tokens * repair.max_tokens_factor), schema)
     identity = fixer.identity()
-    candidates = {rid: entry for rid, entry in run.answers.items()
+    candidates = {rid: entry for rid, entry in answers.items()
                   if not entry["generation"].get("repaired") and _needs_repair(entry, want_article)}
     repairs: dict[str, dict] = {}
     pending = []
@@ -231,20 +234,16 @@ def _repair(run: _ShardRun, tasks: dict, settings: PromptSettings, backend: Back
         elif entry is None:
             pending.append((task, fp))
 
-    def keep(entry: dict | None, failure: dict | None = None) -> None:
-        if entry is not None:
-            repairs[entry["id"]] = entry
-
-    run.ask(fixer, pending, "repair", keep)
+    repairs.update(run.ask(fixer, pending, "repair")[0])
     improved = 0
     for rid, entry in repairs.items():
         if _parse_rank(entry, want_article) > _parse_rank(candidates[rid], want_article):
-            run.answers[rid] = {**entry, "generation": {**entry["generation"], "repaired": True}}
+            answers[rid] = {**entry, "generation": {**entry["generation"], "repaired": True}}
             improved += 1
     return improved
 
 
-def _tell(message: str) -> None:
+def tell(message: str) -> None:
     """One line to the log and one to the terminal."""
     print(message, file=sys.stderr)
     if sys.stderr is not sys.__stderr__:

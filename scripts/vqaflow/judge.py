@@ -79,12 +79,6 @@ JUDGE_PROMPT_IMAGE_ONLY = (
     + _PROCEDURE.format(article_step="")
 )
 
-DEFAULT_JUDGE_PROMPTS: dict[str, str] = {
-    "context_vqa": JUDGE_PROMPT_WITH_ARTICLE,
-    "image_vqa": JUDGE_PROMPT_IMAGE_ONLY,
-    "image_qa": JUDGE_PROMPT_IMAGE_ONLY,
-}
-
 ANSWER_FORMAT = (
     "Answer with a JSON object and nothing else, one verdict per pair, in the order the "
     "pairs were given, with the pair's number as index (the first pair has index 1):\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .columns import Columns
+from .judge import JUDGE_PROMPT_IMAGE_ONLY, JUDGE_PROMPT_WITH_ARTICLE
 
 SKVQA_PROMPT = (
     "Write a Wikipedia article related to this image without directly referring to the "
@@ -59,6 +60,11 @@ class Pipeline:
     system_prompt: str
     prompt: str
     want_article: bool  # answers carry an article: results go to {context, qas}
+
+    @property
+    def judge_prompt(self) -> str:
+        """What the judge model is asked about this pipeline's pairs (``verify.prompt`` overrides)."""
+        return JUDGE_PROMPT_WITH_ARTICLE if self.want_article else JUDGE_PROMPT_IMAGE_ONLY
 
     def answer_schema(self) -> dict:
         """The strict JSON schema requested with ``structured_output: true``."""
