@@ -4,7 +4,7 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)
 
-from vqaflow.backends.api import Sampling
+from vqaflow.backends.base import Sampling
 from vqaflow.backends.vllm import VllmBackend, VllmSettings
 from vqaflow.generate import generate_shard
 from vqaflow.logs import run_logged

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from chat_server import ChatServer
-from vqaflow.backends.api import ApiBackend, ApiSettings, Sampling
-from vqaflow.backends.base import FatalBackendError, GenerationTask
+from vqaflow.backends.api import ApiBackend, ApiSettings
+from vqaflow.backends.base import FatalBackendError, GenerationTask, Sampling
 from vqaflow.prompts import Prompt, chat_messages
 
 
@@ -24,9 +24,22 @@ def tasks(count: int, text: str = "Describe rec-{n}.", images: tuple[str, ...] =
     ]
 
 
-def run(server: ChatServer, work: list[GenerationTask], **settings) -> dict:
-    options = {"model": "test-vlm", "base_url": server.base_url, "backoff_s": 0.01, **settings}
-    backend = ApiBackend(ApiSettings(**options), Sampling(max_tokens=64), max_pixels=1 << 20)
+# the config schema's defaults, but quick backoff
+DEFAULTS = {
+    "model": "test-vlm", "key_env": "OPENAI_API_KEY", "base_url": None, "max_concurrency": 64,
+    "timeout_s": 120.0, "connect_timeout_s": 10.0, "max_retries": 8, "max_empty_retries": 2,
+    "backoff_s": 0.01, "backoff_max_s": 60.0, "dead_after_s": 60.0,
+    "requests_per_minute": None, "tokens_per_minute": None,
+}
+
+
+def settings_for(base_url: str, **settings) -> ApiSettings:
+    return ApiSettings(**{**DEFAULTS, "base_url": base_url, **settings})
+
+
+def run(server: ChatServer | str, work: list[GenerationTask], max_tokens: int = 64, **settings) -> dict:
+    base_url = server if isinstance(server, str) else server.base_url
+    backend = ApiBackend(settings_for(base_url, **settings), Sampling(max_tokens=max_tokens), max_pixels=1 << 20)
     outcomes = {}
 
     def record(outcome):
@@ -70,7 +83,7 @@ def test_retry_after_is_honoured_then_retries_run_out():
 @pytest.mark.parametrize("fault", ["500", "drop", "empty"])
 def test_transient_faults_are_retried(fault):
     with ChatServer(faults={fault: 0.5}, seed=1) as server:
-        outcomes = run(server, tasks(20))
+        outcomes = run(server, tasks(20), max_empty_retries=8)
         assert server.stats["statuses"][fault] > 0
     assert all(o.ok and o.answer for o in outcomes.values())
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vqaflow.backends.api import Sampling
+from vqaflow.backends.base import Sampling
 from vqaflow.backends.base import GenerationTask
 from vqaflow.prompts import Prompt
 from workflow_helpers import DEMO_IMAGES

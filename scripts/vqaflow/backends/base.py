@@ -23,6 +23,16 @@ class GenerationTask:
     seed: int | None = None
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """The ``generation:`` section plus structured output (the seed is per task)."""
+
+    temperature: float | None = 0.7
+    top_p: float | None = 0.9
+    max_tokens: int = 1024
+    response_format: dict | None = None
+
+
 @dataclass
 class Outcome:
     """A backend's result for one task: an answer, or an error saying why not."""

@@ -16,8 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 from .. import images
 from ..prompts import chat_messages
-from .api import Sampling
-from .base import GenerationTask, OnOutcome, Outcome
+from .base import GenerationTask, OnOutcome, Outcome, Sampling
 
 PREPARE_THREADS = 4
 
