@@ -13,10 +13,11 @@ and unreliable: a fixed latency, and shares (``faults``) of chat requests answer
 * ``hang``: the request is accepted and never answered (until the client gives up).
 
 It checks the bearer key (401) and the model (404), answers 400
-``context_length_exceeded`` for any message containing ``[[context-overflow]]`` and
-stops at ``finish_reason: length`` for ``[[truncate]]``. Like a real model it honours
-``max_tokens``: an answer longer than ``max_tokens * 4`` characters is cut there and
-ends with ``finish_reason: length``.
+``context_length_exceeded`` for any message containing ``[[context-overflow]]``, 422 with
+a FastAPI-style ``{"detail": [...]}`` body for ``[[unprocessable]]``, and stops at
+``finish_reason: length`` for ``[[truncate]]``. Like a real model it honours
+``max_tokens``: an answer longer than ``max_tokens * 4`` characters is cut there and ends
+with ``finish_reason: length``.
 
 Answers are deterministic: they describe the images the request carried (count and
 decoded sizes), so tests can see every image arrived as its own content part. A record
@@ -56,6 +57,7 @@ TEST_KEY = "test-key"
 MODEL = "test-vlm"
 TAG = re.compile(r"\brec-\d+\b")
 OVERFLOW = "[[context-overflow]]"
+UNPROCESSABLE = "[[unprocessable]]"
 TRUNCATE = "[[truncate]]"
 FAULTS = ("429", "500", "drop", "empty", "html", "text", "truncated_json", "error_body", "hang")
 HTML_PAGE = (
@@ -180,6 +182,10 @@ class ChatServer:
         if OVERFLOW in text:
             self._count("400")
             return _error(400, "This model's maximum context length is 4096 tokens.", "context_length_exceeded")
+        if UNPROCESSABLE in text:
+            self._count("422")
+            detail = [{"loc": ["body", "messages", 0], "msg": "unsupported content part", "type": "value_error"}]
+            return web.json_response({"detail": detail}, status=422)
         await asyncio.sleep(self.latency)
         fault = self._fault()
         if fault == "429":

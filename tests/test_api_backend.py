@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import socket
+import threading
 import time
 
 import pytest
@@ -37,7 +40,9 @@ def settings_for(base_url: str, **settings) -> ApiSettings:
     return ApiSettings(**{**DEFAULTS, "base_url": base_url, **settings})
 
 
-def run(server: ChatServer | str, work: list[GenerationTask], max_tokens: int = 64, **settings) -> dict:
+def run(
+    server: ChatServer | str, work: list[GenerationTask], max_tokens: int = 64, on_outcome=None, **settings
+) -> dict:
     base_url = server if isinstance(server, str) else server.base_url
     backend = ApiBackend(settings_for(base_url, **settings), Sampling(max_tokens=max_tokens), max_pixels=1 << 20)
     outcomes = {}
@@ -45,6 +50,8 @@ def run(server: ChatServer | str, work: list[GenerationTask], max_tokens: int = 
     def record(outcome):
         assert outcome.id not in outcomes, "each task is reported once"
         outcomes[outcome.id] = outcome
+        if on_outcome is not None:
+            on_outcome(outcome)
 
     backend.run(work, record)
     return outcomes
@@ -142,3 +149,136 @@ def test_requests_per_minute_limit_paces_after_a_short_burst():
         elapsed = time.monotonic() - started
     # 12 requests (6 s at 2/s) may burst; the other 4 wait half a second each
     assert len(outcomes) == 16 and elapsed >= 1.8
+
+
+# --- robustness: every record isolated, the endpoint checked, empty answers ---------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("fault", ["html", "text", "truncated_json", "error_body"])
+def test_unreadable_200_answers_are_retried(fault):
+    with ChatServer(faults={fault: 0.5}, seed=1) as server:
+        outcomes = run(server, tasks(20))
+        assert server.stats["statuses"][fault] > 0
+    assert all(o.ok and "rec-" in o.answer for o in outcomes.values())
+    assert max(o.generation["attempts"] for o in outcomes.values()) > 1
+
+
+def test_unreadable_200_answers_are_named_when_retries_run_out():
+    with ChatServer(faults={"html": 1.0}) as server:
+        outcomes = run(server, tasks(1), max_retries=1)
+    outcome = outcomes["r0"]
+    assert outcome.error_kind == "retries_exhausted"
+    assert "bad_response" in outcome.error and "HTML page" in outcome.error and "502 Bad Gateway" in outcome.error
+
+
+def test_closed_port_fails_in_seconds_naming_the_url():
+    url = f"http://user:secret@127.0.0.1:{free_port()}/v1?token=hidden"
+    started = time.monotonic()
+    with pytest.raises(FatalBackendError) as failure:
+        run(url, tasks(4))
+    assert time.monotonic() - started < 10
+    message = str(failure.value)
+    assert f"http://127.0.0.1:{url.split(':')[3].split('/')[0]}/v1" in message
+    assert "OPENAI_BASE_URL" in message and "api.base_url" in message
+    assert "secret" not in message and "hidden" not in message
+
+
+def test_unknown_host_fails_in_seconds():
+    started = time.monotonic()
+    with pytest.raises(FatalBackendError, match="cannot connect to http://no-such-host.invalid/v1"):
+        run("http://no-such-host.invalid/v1", tasks(1), connect_timeout_s=5)
+    assert time.monotonic() - started < 30
+
+
+def test_server_that_never_answers_fails_after_the_connect_timeout():
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+        started = time.monotonic()
+        with pytest.raises(FatalBackendError, match="no answer from " + re.escape(url)) as failure:
+            run(url, tasks(4), timeout_s=1, connect_timeout_s=1)
+        assert time.monotonic() - started < 1 + 5
+    assert "api.connect_timeout_s" in str(failure.value)
+
+
+def test_hanging_chat_requests_stop_the_run_after_dead_after_s():
+    with ChatServer(faults={"hang": 1.0}) as server:
+        started = time.monotonic()
+        with pytest.raises(FatalBackendError, match=re.escape(server.base_url) + ".*dead_after_s"):
+            run(server, tasks(4), timeout_s=1, dead_after_s=2, max_retries=100, backoff_max_s=0.2)
+        assert time.monotonic() - started < 15
+
+
+def test_server_dying_mid_run_stops_it_after_dead_after_s():
+    server = ChatServer(latency=0.02).__enter__()
+    answered = []
+    threading.Timer(0.5, server.__exit__).start()
+    started = time.monotonic()
+    with pytest.raises(FatalBackendError, match=re.escape(server.base_url) + ".*connection level"):
+        run(server, tasks(2000), max_concurrency=4, dead_after_s=2, max_retries=1000,
+            backoff_max_s=0.2, on_outcome=answered.append)
+    assert time.monotonic() - started < 30
+    assert answered and all(o.ok for o in answered), "records answered before the server died stay answered"
+
+
+def test_empty_answers_vary_the_seed_then_fail_as_empty_answer():
+    with ChatServer(faults={"empty": 1.0}) as server:
+        outcomes = run(server, tasks(2), max_empty_retries=2)
+        assert server.stats["requests"] == 2 * 3
+    outcome = outcomes["r1"]
+    assert outcome.error_kind == "empty_answer" and outcome.generation["attempts"] == 3
+    seeds = re.search(r"seeds ([\d, ]+)", outcome.error).group(1).split(", ")
+    assert seeds[0] == "1" and len(set(seeds)) == 3
+
+
+def test_answer_after_an_empty_one_records_the_seed_used():
+    with ChatServer(faults={"empty": 0.5}, seed=3) as server:
+        outcomes = run(server, tasks(30), max_empty_retries=8)
+    for n, outcome in enumerate(outcomes[f"r{n}"] for n in range(30)):
+        seed = outcome.generation["seed"]
+        assert outcome.ok and f"A: {seed}" in outcome.answer
+        assert (seed == n) == (outcome.generation["attempts"] == 1)
+
+
+def test_unprocessable_request_keeps_the_servers_message():
+    work = tasks(2, "Describe rec-{n}. [[unprocessable]]")
+    with ChatServer() as server:
+        outcomes = run(server, work)
+    outcome = outcomes["r0"]
+    assert outcome.error_kind == "rejected"
+    assert outcome.error == "HTTP 422: body.messages.0: unsupported content part"
+
+
+def test_record_raising_in_preparation_fails_alone():
+    work = tasks(3)
+    work[1] = GenerationTask("r1", Prompt(None, (("user", "Describe rec-1."),), (None,)), seed=1)
+    with ChatServer() as server:
+        outcomes = run(server, work)
+    assert outcomes["r0"].ok and outcomes["r2"].ok
+    assert outcomes["r1"].error_kind == "internal" and "AttributeError" in outcomes["r1"].error
+
+
+def test_decompression_bomb_fails_its_record_alone(tmp_path):
+    from test_images import png_header_only
+
+    bomb = png_header_only(tmp_path / "bomb.png", 20000, 20000)
+    work = tasks(3)
+    work[1] = tasks(2, images=(bomb,))[1]
+    with ChatServer() as server:
+        outcomes = run(server, work)
+    assert outcomes["r0"].ok and outcomes["r2"].ok
+    assert outcomes["r1"].error_kind == "image" and "400,000,000 pixels" in outcomes["r1"].error
+
+
+def test_server_honours_max_tokens():
+    with ChatServer() as server:
+        outcomes = run(server, tasks(1), max_tokens=4)
+    outcome = outcomes["r0"]
+    assert outcome.generation["finish_reason"] == "length" and len(outcome.answer) == 16
