@@ -24,7 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from vqaflow.backends.api import ApiBackend, ApiSettings, Sampling  # noqa: E402
+from vqaflow.backends.api import ApiBackend, ApiSettings  # noqa: E402
+from vqaflow.backends.base import Sampling  # noqa: E402
 from vqaflow.generate import PromptSettings, generate_shard  # noqa: E402
 from vqaflow.records import write_shards  # noqa: E402
 
@@ -62,7 +63,9 @@ def measure(base_url: str, concurrency: int, records: int, latency: float, workd
     run_dir.mkdir()
     shard = make_shard(run_dir, records)
     backend = ApiBackend(
-        ApiSettings(model="test-vlm", base_url=base_url, max_concurrency=concurrency),
+        ApiSettings(model="test-vlm", key_env="OPENAI_API_KEY", base_url=base_url, max_concurrency=concurrency,
+                    timeout_s=120, connect_timeout_s=10, max_retries=8, max_empty_retries=2, backoff_s=1.0,
+                    backoff_max_s=60, dead_after_s=60, requests_per_minute=None, tokens_per_minute=None),
         Sampling(max_tokens=256), max_pixels=1 << 20,
     )
     started = time.monotonic()

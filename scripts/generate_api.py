@@ -4,7 +4,8 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)
 
-from vqaflow.backends.api import ApiBackend, ApiSettings, Sampling
+from vqaflow.backends.api import ApiBackend, ApiSettings
+from vqaflow.backends.base import Sampling
 from vqaflow.generate import generate_shard
 from vqaflow.logs import run_logged
 from vqaflow.settings import prompt_settings
