@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import threading
@@ -12,6 +13,9 @@ import pytest
 from chat_server import ChatServer
 from vqaflow.backends.api import ApiBackend, ApiSettings
 from vqaflow.backends.base import FatalBackendError, GenerationTask, Sampling
+from vqaflow.backends.openai_protocol import (
+    Retryable, attempt_seed, decode_body, error_text, public_url, read_completion, request_body,
+)
 from vqaflow.prompts import Prompt, chat_messages
 
 
@@ -282,3 +286,39 @@ def test_server_honours_max_tokens():
         outcomes = run(server, tasks(1), max_tokens=4)
     outcome = outcomes["r0"]
     assert outcome.generation["finish_reason"] == "length" and len(outcome.answer) == 16
+
+
+def test_protocol_reads_completions_and_names_bad_bodies():
+    completion = {"model": "m2", "choices": [{"finish_reason": "stop", "message": {"content": "Hi."}}],
+                  "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+    answer, generation = read_completion(decode_body(json.dumps(completion).encode()), "m")
+    assert answer == "Hi." and generation == {"backend": "api", "model": "m2", "finish_reason": "stop",
+                                              "prompt_tokens": 3, "completion_tokens": 1}
+    cases = [(b"<!DOCTYPE html><html><title>502 Bad Gateway</title></html>", "HTML page"),
+             (b"upstream reset", "with text"), (b'{"id": "x", "cho', "incomplete JSON"),
+             (b"[1]", "not an object"), (b'{"error": {"message": "overloaded"}}', "error body: overloaded"),
+             (b'{"choices": []}', "without a readable choice")]
+    for raw, reason in cases:
+        with pytest.raises(Retryable, match=reason) as failure:
+            read_completion(decode_body(raw), "m")
+        assert failure.value.kind == "bad_response"
+    with pytest.raises(Retryable) as failure:
+        read_completion({"choices": [{"finish_reason": "length", "message": {"content": " "}}]}, "m")
+    assert failure.value.kind == "empty_answer" and "length" in str(failure.value)
+
+
+def test_protocol_request_body_and_seeds():
+    task = tasks(1, images=("x.png",))[0]
+    body = request_body("m", task, ["data:image/png;base64,AA"], Sampling(max_tokens=9, top_p=None), 7)
+    assert body["seed"] == 7 and body["max_tokens"] == 9 and "top_p" not in body
+    assert body["messages"][0]["content"][0] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}
+    assert "seed" not in request_body("m", task, [], Sampling(), None)
+    assert attempt_seed(7, 0) == 7 and attempt_seed(None, 2) is None
+    assert attempt_seed(7, 1) == attempt_seed(7, 1) != attempt_seed(7, 2)
+
+
+def test_protocol_messages_and_urls():
+    assert error_text({"detail": [{"loc": ["body", "x"], "msg": "field required"}]}) == "body.x: field required"
+    assert error_text({"detail": "Not Found"}) == "Not Found"
+    assert error_text({"error": {"message": "nope"}}) == "nope"
+    assert public_url("https://user:pw@host.example/v1/?key=1#f") == "https://host.example/v1"

@@ -99,13 +99,17 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _as_text(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+
+
 def decode_body(raw: bytes | str) -> dict:
     """A 200 answer's body as a JSON object; a body that is not (an HTML page from a
     proxy, plain text, truncated JSON) raises :class:`Retryable` ``bad_response``."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        text = _as_text(raw)
         if not text.strip():
             what = "an empty body"
         elif re.search(r"<(html|body|!doctype|head)", text[:500], re.I):
@@ -116,7 +120,7 @@ def decode_body(raw: bytes | str) -> dict:
             what = "text"
         raise Retryable("bad_response", f"HTTP 200 with {what}, not a completion: {snippet(text)!r}") from None
     if not isinstance(data, dict):
-        raise Retryable("bad_response", f"HTTP 200 with JSON that is not an object: {snippet(str(raw))!r}")
+        raise Retryable("bad_response", f"HTTP 200 with JSON that is not an object: {snippet(_as_text(raw))!r}")
     return data
 
 
