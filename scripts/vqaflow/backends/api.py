@@ -117,10 +117,14 @@ class _Endpoint:
         if self.failing_since is None:
             self.failing_since = max(started, self.last_answer)
         if now - self.failing_since >= self.dead_after_s:
+            cause = (
+                "The server may be stuck, or slower than api.timeout_s for every request"
+                if error.kind == "timeout" else "The server may have stopped or become unreachable"
+            )
             raise FatalBackendError(
                 f"{self.url} has failed every request at the connection level for "
                 f"{now - self.failing_since:.0f} s (api.dead_after_s: {self.dead_after_s:g}); "
-                f"last: {error}. The server may have stopped or become unreachable; {WHERE_TO_LOOK}"
+                f"last: {error}. {cause}; {WHERE_TO_LOOK}"
             )
 
 
