@@ -322,3 +322,21 @@ def test_protocol_messages_and_urls():
     assert error_text({"detail": "Not Found"}) == "Not Found"
     assert error_text({"error": {"message": "nope"}}) == "nope"
     assert public_url("https://user:pw@host.example/v1/?key=1#f") == "https://host.example/v1"
+
+
+class ServerWithoutListing(ChatServer):
+    """A server with no ``/models`` route (404), as some inference servers are."""
+
+    def _app(self):
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        return app
+
+
+def test_server_without_model_listing_still_works():
+    with ServerWithoutListing() as server:
+        outcomes = run(server, tasks(5), connect_timeout_s=2)
+        assert server.stats["statuses"] == {"200": 5}
+    assert all(o.ok for o in outcomes.values())
