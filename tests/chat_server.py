@@ -1,10 +1,23 @@
 """An OpenAI-compatible chat-completions server for tests and benchmarks.
 
 It speaks the real protocol over real sockets on 127.0.0.1 and can be told to be slow
-and unreliable: a fixed latency, and shares of 429s (with ``Retry-After``), 500s,
-dropped connections and empty answers. It checks the bearer key (401) and the model
-(404), answers 400 ``context_length_exceeded`` for any message containing
-``[[context-overflow]]`` and stops at ``finish_reason: length`` for ``[[truncate]]``.
+and unreliable: a fixed latency, and shares (``faults``) of chat requests answered with
+
+* ``429``: a 429 with ``Retry-After``; ``500``: a 500 error;
+* ``drop``: the connection closed without an answer;
+* ``empty``: a completion whose answer is empty;
+* ``html``: a 200 whose body is an HTML page (``text/html``), as proxies and gateways send;
+* ``text``: a 200 whose body is plain text;
+* ``truncated_json``: a 200 whose JSON completion is cut off half-way;
+* ``error_body``: a 200 whose JSON body is ``{"error": {...}}``, not a completion;
+* ``hang``: the request is accepted and never answered (until the client gives up).
+
+It checks the bearer key (401) and the model (404), answers 400
+``context_length_exceeded`` for any message containing ``[[context-overflow]]``, 422 with
+a FastAPI-style ``{"detail": [...]}`` body for ``[[unprocessable]]``, and stops at
+``finish_reason: length`` for ``[[truncate]]``. Like a real model it honours
+``max_tokens``: an answer longer than ``max_tokens * 4`` characters is cut there and ends
+with ``finish_reason: length``.
 
 Answers are deterministic: they describe the images the request carried (count and
 decoded sizes), so tests can see every image arrived as its own content part. A record
@@ -19,6 +32,8 @@ In a test::
 From a shell (benchmarks, the SLURM test)::
 
     python tests/chat_server.py --port 0 --latency 0.5 --ready-file url.txt
+    python tests/chat_server.py --fault-html 0.2 --fault-hang 0.05   # shares of faults
+    python tests/chat_server.py --fault-hang 1                      # chat requests hang (listings answer)
 """
 
 from __future__ import annotations
@@ -42,7 +57,14 @@ TEST_KEY = "test-key"
 MODEL = "test-vlm"
 TAG = re.compile(r"\brec-\d+\b")
 OVERFLOW = "[[context-overflow]]"
+UNPROCESSABLE = "[[unprocessable]]"
 TRUNCATE = "[[truncate]]"
+FAULTS = ("429", "500", "drop", "empty", "html", "text", "truncated_json", "error_body", "hang")
+HTML_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n<body>\n"
+    "<center><h1>502 Bad Gateway</h1></center>\n<hr><center>nginx</center>\n</body></html>\n"
+)
+PLAIN_TEXT = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
 
 
 def _error(status: int, message: str, code: str, headers: dict | None = None) -> web.Response:
@@ -109,7 +131,10 @@ class ChatServer:
         retry_after: float = 0.05, port: int = 0, seed: int = 0,
     ):
         self.latency, self.key, self.models = latency, key, models
-        self.faults = {"429": 0.0, "500": 0.0, "drop": 0.0, "empty": 0.0, **(faults or {})}
+        unknown = set(faults or {}) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
+        self.faults = {**dict.fromkeys(FAULTS, 0.0), **(faults or {})}
         self.script = script or {}
         self.retry_after = retry_after
         self.port = port
@@ -136,10 +161,10 @@ class ChatServer:
 
     def _fault(self) -> str | None:
         roll = self.random.random()
-        for name in ("429", "500", "drop", "empty"):
-            if roll < self.faults[name]:
+        for name in FAULTS:  # in this order, so adding a fault keeps older sequences
+            if roll < self.faults.get(name, 0.0):
                 return name
-            roll -= self.faults[name]
+            roll -= self.faults.get(name, 0.0)
         return None
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -163,6 +188,10 @@ class ChatServer:
         if OVERFLOW in text:
             self._count("400")
             return _error(400, "This model's maximum context length is 4096 tokens.", "context_length_exceeded")
+        if UNPROCESSABLE in text:
+            self._count("422")
+            detail = [{"loc": ["body", "messages", 0], "msg": "unsupported content part", "type": "value_error"}]
+            return web.json_response({"detail": detail}, status=422)
         await asyncio.sleep(self.latency)
         fault = self._fault()
         if fault == "429":
@@ -176,6 +205,19 @@ class ChatServer:
             self._count("drop")
             request.transport.abort()
             return web.Response()
+        if fault == "hang":
+            self._count("hang")
+            await asyncio.Event().wait()  # cancelled when the client gives up
+        if fault == "html":
+            self._count("html")
+            return web.Response(text=HTML_PAGE, content_type="text/html")
+        if fault == "text":
+            self._count("text")
+            return web.Response(text=PLAIN_TEXT, content_type="text/plain")
+        if fault == "error_body":
+            self._count("error_body")
+            return web.json_response({"error": {"message": "The server had an error while processing "
+                                                "your request.", "type": "server_error", "code": None}})
         sizes = [_image_size(url) for url in urls]
         self.stats["image_sizes"].extend(sizes)
         tag = (TAG.search(text) or [None])[0]
@@ -185,13 +227,18 @@ class ChatServer:
         if fault == "empty":
             self._count("empty")
             content = ""
+        elif fault == "truncated_json":
+            self._count("truncated_json")
         else:
             self._count("200")
             if tag:
                 self.stats["answered"][tag] += 1
         if TRUNCATE in text:
             content, finish = content[: len(content) * 2 // 3], "length"
-        return web.json_response({
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        if max_tokens and len(content) > max_tokens * 4:
+            content, finish = content[: max_tokens * 4], "length"
+        completion = {
             "id": f"chatcmpl-{self.stats['requests']}", "object": "chat.completion",
             "created": int(time.time()), "model": body["model"],
             "choices": [{"index": 0, "finish_reason": finish,
@@ -199,7 +246,11 @@ class ChatServer:
             "usage": {"prompt_tokens": len(text) // 4 + 85 * len(urls),
                       "completion_tokens": len(content) // 4,
                       "total_tokens": len(text) // 4 + 85 * len(urls) + len(content) // 4},
-        })
+        }
+        if fault == "truncated_json":
+            cut = json.dumps(completion)
+            return web.Response(text=cut[: len(cut) // 2], content_type="application/json")
+        return web.json_response(completion)
 
     async def list_models(self, request: web.Request) -> web.Response:
         self.stats["listings"] += 1
@@ -464,15 +515,18 @@ class _LineRequest:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1].split("In a test::")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--key", default=TEST_KEY)
     parser.add_argument("--ready-file", type=Path, help="write the base URL here when serving")
-    for fault in ("429", "500", "drop", "empty"):
-        parser.add_argument(f"--fault-{fault}", type=float, default=0.0, help=f"share of {fault} faults")
+    for fault in FAULTS:
+        parser.add_argument(f"--fault-{fault.replace('_', '-')}", type=float, default=0.0,
+                            help=f"share of chat requests answered with the {fault} fault (see above)")
     args = parser.parse_args()
-    faults = {name: getattr(args, f"fault_{name}") for name in ("429", "500", "drop", "empty")}
+    faults = {name: getattr(args, f"fault_{name}") for name in FAULTS}
     with ChatServer(args.latency, faults, key=args.key, port=args.port) as server:
         if args.ready_file:
             args.ready_file.write_text(server.base_url + "\n")

@@ -14,11 +14,10 @@ import pytest
 
 from chat_server import ChatServer
 from vqaflow.backends.api import ApiBackend, ApiSettings
-from vqaflow.backends.base import Sampling
 from vqaflow.backends.base import FatalBackendError, GenerationTask, Outcome
 from vqaflow.backends.batch import BatchBackend, BatchSettings
 from vqaflow.prompts import Prompt
-from workflow_helpers import image_names, read_output, snakemake, write_config, write_records
+from workflow_helpers import image_names, read_output, sampling, settings_from_defaults, snakemake, write_config, write_records
 
 TESTS = Path(__file__).resolve().parent
 FAST = {"poll_s": 0.01, "max_poll_s": 0.05, "fallback": "none", "max_requests": 50_000,
@@ -38,12 +37,13 @@ def tasks(count: int, text: str = "Describe rec-{n}.", images: tuple[str, ...] =
 
 
 def api_settings(server: ChatServer, **settings) -> ApiSettings:
-    return ApiSettings(**{"model": "test-vlm", "base_url": server.base_url, "backoff_s": 0.01, **settings})
+    return settings_from_defaults(ApiSettings, "api", **{"model": "test-vlm", "base_url": server.base_url,
+                                                          "backoff_s": 0.01, **settings})
 
 
 def backend(server: ChatServer, state: Path, api: dict | None = None, online=None, **batch) -> BatchBackend:
     return BatchBackend(api_settings(server, **(api or {})), BatchSettings(**{**FAST, **batch}),
-                        Sampling(0.7, 0.9, 64), 1 << 20, state, fallback=online)
+                        sampling(max_tokens=64), 1 << 20, state, fallback=online)
 
 
 def collect(run_backend, work: list[GenerationTask]) -> dict:
@@ -67,7 +67,7 @@ def test_full_run_answers_as_online(tmp_path):
     with ChatServer(script={"rec-2": "A scripted answer."}) as server:
         batch = collect(backend(server, tmp_path / "state.json"), work)
         stats = dict(server.batch_stats)
-        online = collect(ApiBackend(api_settings(server), Sampling(0.7, 0.9, 64), 1 << 20), work)
+        online = collect(ApiBackend(api_settings(server), sampling(max_tokens=64), 1 << 20), work)
     assert stats["batches_created"] == 1 and stats["files_uploaded"] == 1
     assert stats["lines_per_batch"] == [6]
     assert batch["r2"].answer == "A scripted answer."
@@ -86,7 +86,7 @@ def test_full_run_answers_as_online(tmp_path):
 def test_identity_is_the_online_identity(tmp_path):
     with ChatServer() as server:
         batch = backend(server, tmp_path / "state.json")
-        online = ApiBackend(api_settings(server), Sampling(0.7, 0.9, 64), 1 << 20)
+        online = ApiBackend(api_settings(server), sampling(max_tokens=64), 1 << 20)
         assert batch.identity() == online.identity()
 
 
@@ -102,18 +102,18 @@ def test_polling_backs_off_up_to_the_cap(tmp_path):
 
 CHILD = """
 import json, sys
-sys.path[:0] = [sys.argv[1]]
+sys.path[:0] = [sys.argv[1], sys.argv[5]]
 from vqaflow.backends.api import ApiSettings
-from vqaflow.backends.base import Sampling
 from vqaflow.backends.base import GenerationTask
+from workflow_helpers import sampling, settings_from_defaults
 from vqaflow.backends.batch import BatchBackend, BatchSettings
 from vqaflow.prompts import Prompt
 base_url, state, count = sys.argv[2], sys.argv[3], int(sys.argv[4])
 work = [GenerationTask(f"r{n}", Prompt(None, (("user", f"Describe rec-{n}."),), ()), seed=n) for n in range(count)]
 settings = BatchSettings(poll_s=0.05, max_poll_s=0.05, fallback="none", max_requests=50000,
                          max_file_mb=190, completion_window="24h", discount=0.5)
-backend = BatchBackend(ApiSettings(model="test-vlm", base_url=base_url), settings, Sampling(0.7, 0.9, 64),
-                       1 << 20, state)
+api = settings_from_defaults(ApiSettings, "api", model="test-vlm", base_url=base_url)
+backend = BatchBackend(api, settings, sampling(max_tokens=64), 1 << 20, state)
 backend.run(work, lambda outcome: print(json.dumps(outcome.id), flush=True))
 """
 
@@ -124,7 +124,7 @@ def test_killed_while_polling_reattaches_without_a_second_batch(tmp_path):
     with ChatServer() as server:
         server.batch["retrieves_per_step"] = 10**6  # stays validating while the child polls
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(TESTS.parent / "scripts"), server.base_url, str(state), "5"],
+            [sys.executable, "-c", CHILD, str(TESTS.parent / "scripts"), server.base_url, str(state), "5", str(TESTS)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ},
         )
         try:

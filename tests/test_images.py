@@ -1,10 +1,18 @@
 import base64
 import io
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from vqaflow import images
+
+SCRIPTS = Path(images.__file__).resolve().parent.parent
 
 
 def save(image, path, **kwargs):
@@ -114,3 +122,81 @@ def test_digest_follows_content(tmp_path):
     b = save(Image.new("RGB", (20, 20)), tmp_path / "b.png")
     assert images.digest(a) != images.digest(b)
     assert images.digest(a) == images.digest(a)
+
+
+def png_header_only(path, width, height):
+    """A PNG declaring ``width`` x ``height`` pixels in a few bytes (a decompression
+    bomb's header: the limit must apply before any pixel data is read)."""
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    Path(path).write_bytes(data)
+    return str(path)
+
+
+@pytest.mark.parametrize("width, height", [(20000, 20000), (13000, 12000)])
+def test_too_many_pixels_refused_before_decoding(tmp_path, width, height):
+    # 400 MP is above Pillow's own bomb limit (it raises), 156 MP only above ours
+    path = png_header_only(tmp_path / "bomb.png", width, height)
+    pixels = f"{width * height:,} pixels"
+    limit = f"limit of {images.MAX_IMAGE_PIXELS:,} pixels"
+    for prepare in (images.load, images.data_url):
+        with pytest.raises(images.ImageError) as failure:
+            prepare(path)
+        assert pixels in str(failure.value) and limit in str(failure.value) and path in str(failure.value)
+
+
+def test_path_with_nul_byte_is_an_image_error():
+    with pytest.raises(images.ImageError, match="not a usable path"):
+        images.data_url("bad\0name.jpg")
+
+
+@pytest.fixture(scope="module")
+def huge_jpeg(tmp_path_factory):
+    """A 100-megapixel photo-like JPEG (12000 x 8400)."""
+    path = tmp_path_factory.mktemp("huge") / "huge.jpg"
+    noisy((1200, 840)).resize((12000, 8400), Image.Resampling.NEAREST).save(path, quality=85)
+    return str(path)
+
+
+PEAK_MEMORY = """
+import json, resource, sys
+from concurrent.futures import ThreadPoolExecutor
+sys.path.insert(0, sys.argv[1])
+from vqaflow import images
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with ThreadPoolExecutor(4) as pool:  # as a shard job prepares images: 4 threads
+    urls = list(pool.map(images.data_url, [sys.argv[2]] * 8))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"grown_mb": (after - before) / 1024, "peak_mb": after / 1024, "length": len(urls[0])}))
+"""
+
+
+def test_huge_jpegs_are_decoded_at_reduced_size(huge_jpeg):
+    url = images.data_url(huge_jpeg)
+    header, image = decode(url)
+    assert header == "data:image/jpeg;base64"
+    assert image.width * image.height <= images.DEFAULT_MAX_PIXELS
+    assert abs(image.width / image.height - 12000 / 8400) < 0.01
+    loaded = images.load(huge_jpeg, max_pixels=250_000)
+    assert loaded.width * loaded.height <= 250_000
+
+
+def test_huge_jpegs_keep_memory_small(huge_jpeg):
+    # decoded at full size, each of the 4 images in flight would take 400 MB and more
+    result = subprocess.run([sys.executable, "-c", PEAK_MEMORY, str(SCRIPTS), huge_jpeg],
+                            capture_output=True, text=True, check=True)
+    memory = json.loads(result.stdout)
+    assert memory["grown_mb"] < 300, memory
+
+
+def test_decode_budget_lets_an_oversized_image_run_alone():
+    budget = images._Budget(100)
+    with budget.hold(60):
+        assert budget.used == 60
+    with budget.hold(10_000):  # more than the budget: takes all of it, so runs alone
+        assert budget.used == 100
+    assert budget.used == 0

@@ -2,6 +2,13 @@
 
 Local files and data URLs are decoded with Pillow and prepared; http(s) URLs pass
 through unchanged for the API backend to fetch.
+
+Memory stays bounded whatever the images: an image whose header declares more than
+:data:`MAX_IMAGE_PIXELS` pixels is refused before anything is decoded (a decompression
+bomb, or a scan no model needs at full size); a JPEG larger than ``max_pixels`` is
+decoded at 1/2, 1/4 or 1/8 of its size by the JPEG decoder itself (``Image.draft``),
+so a 100-megapixel photo costs a few megabytes; other formats are decoded at full size,
+at most :data:`DECODE_BUDGET_BYTES` of them at once across the process's threads.
 """
 
 from __future__ import annotations
@@ -10,6 +17,12 @@ import base64
 import binascii
 import hashlib
 import io
+import math
+import re
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -18,10 +31,49 @@ DEFAULT_MAX_PIXELS = 1024 * 1024
 JPEG_QUALITY = 90
 MAX_AS_IS_BYTES = 1_500_000
 SENDABLE_MODES = {"JPEG": {"RGB", "L"}, "PNG": {"RGB", "RGBA", "L"}}
+# The largest image (width x height, from its header) that is decoded at all: 150 MP
+# lets through every camera photo (100-MP medium format, stitched panoramas) and keeps
+# a full decode of any other format under 1.2 GB.
+MAX_IMAGE_PIXELS = 150_000_000
+# Bytes of decoded images (and their conversion copies) held at once by all threads of
+# the process; an image needing more waits until it can run alone.
+DECODE_BUDGET_BYTES = 1_000_000_000
+
+# Pillow warns from 89 MP and refuses from 179 MP; this module applies its own limit.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class ImageError(ValueError):
     """An image could not be used; the message names the image and the reason."""
+
+
+class _Budget:
+    """A process-wide byte budget for decoded images, shared by all threads."""
+
+    def __init__(self, total: int):
+        self.total, self.used = total, 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, amount: int) -> Iterator[None]:
+        amount = min(amount, self.total)  # an image larger than the budget runs alone
+        with self._changed:
+            self._changed.wait_for(lambda: self.used + amount <= self.total)
+            self.used += amount
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.used -= amount
+                self._changed.notify_all()
+
+
+_BUDGET = _Budget(DECODE_BUDGET_BYTES)
+# Pillow allocates image memory in blocks of 16 MB by default, which the C allocator keeps
+# in per-thread arenas after use: four threads each decoding a 100-MP image once kept
+# 2 GB. Blocks above the allocator's 32 MB mmap threshold go back to the system when freed
+# (an image smaller than a block takes only what it needs).
+Image.core.set_block_size(64 * 1024 * 1024)
 
 
 def is_url(ref: str) -> bool:
@@ -33,9 +85,14 @@ def is_data_url(ref: str) -> bool:
     return ref.startswith("data:")
 
 
+def is_digest(ref: str) -> bool:
+    """True for ``sha256:<hex>``: an embedded image the dataset names by its digest."""
+    return ref.startswith("sha256:")
+
+
 def resolve(ref: str, root: str | Path) -> str:
-    """Absolute path of a local image (relative to ``root``); URLs unchanged."""
-    if is_url(ref) or is_data_url(ref):
+    """Absolute path of a local image (relative to ``root``); URLs and digests unchanged."""
+    if is_url(ref) or is_data_url(ref) or is_digest(ref):
         return ref
     return str((Path(root) / Path(ref).expanduser()).resolve())
 
@@ -56,6 +113,8 @@ def read_bytes(ref: str) -> bytes:
         raise ImageError(f"{ref}: image file not found") from None
     except OSError as err:
         raise ImageError(f"{ref}: cannot read image: {err.strerror or err}") from None
+    except ValueError as err:  # a path with a NUL byte
+        raise ImageError(f"{ref!r}: not a usable path: {err}") from None
 
 
 def digest(ref: str) -> str:
@@ -82,17 +141,56 @@ def _normalise_mode(image: Image.Image) -> Image.Image:
     return image
 
 
-def _decode(ref: str) -> tuple[bytes, Image.Image]:
-    """The file's bytes and the decoded image (decoding fully finds corrupt files)."""
+def _too_large(ref: str, pixels: int, size: str = "") -> ImageError:
+    return ImageError(
+        f"{_name(ref)}: {pixels:,} pixels{size} exceeds the limit of {MAX_IMAGE_PIXELS:,} "
+        "pixels for an image (refused before decoding)"
+    )
+
+
+def _decoded_bytes(image: Image.Image, header_pixels: int) -> int:
+    """A generous estimate of the memory a decode and its conversions take."""
+    per_pixel = 1 if image.mode in ("1", "L", "P") else 2 if image.mode.startswith("I;16") else 4
+    cost = 2 * per_pixel * image.width * image.height
+    if image.format == "JPEG" and image.info.get("progressive"):
+        cost += 4 * header_pixels  # the decoder buffers every coefficient of the full image
+    return cost
+
+
+@contextmanager
+def _opened(ref: str, max_pixels: int | None) -> Iterator[tuple[bytes, Image.Image, int]]:
+    """The file's bytes, the decoded image and its pixel count as the header declares it.
+
+    Refuses an image above :data:`MAX_IMAGE_PIXELS` before decoding; decodes a JPEG
+    larger than ``max_pixels`` at a reduced size; decodes fully otherwise (which finds
+    corrupt files). The memory is accounted in the decode budget while the caller
+    holds the image.
+    """
     data = read_bytes(ref)
     try:
         image = Image.open(io.BytesIO(data))
-        image.load()
+    except Image.DecompressionBombError as err:
+        declared = re.search(r"\((\d+) pixels\)", str(err))
+        raise _too_large(ref, int(declared.group(1))) if declared else ImageError(f"{_name(ref)}: {err}") from None
     except UnidentifiedImageError:
         raise ImageError(f"{_name(ref)}: not an image format Pillow can decode") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{_name(ref)}: corrupt image: {err}") from None
-    return data, image
+    width, height = image.size
+    pixels = width * height
+    if pixels > MAX_IMAGE_PIXELS:
+        raise _too_large(ref, pixels, f" ({width}x{height})")
+    if max_pixels and image.format == "JPEG" and pixels > max_pixels:
+        scale = (max_pixels / pixels) ** 0.5  # the decoder picks a size at least this large
+        image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
+    with _BUDGET.hold(_decoded_bytes(image, pixels)):
+        try:
+            image.load()
+        except Image.DecompressionBombError as err:
+            raise ImageError(f"{_name(ref)}: {err}") from None
+        except (OSError, SyntaxError, ValueError) as err:
+            raise ImageError(f"{_name(ref)}: corrupt image: {err}") from None
+        yield data, image, pixels
 
 
 def _name(ref: str) -> str:
@@ -101,7 +199,7 @@ def _name(ref: str) -> str:
 
 def _prepare(ref: str, image: Image.Image, max_pixels: int) -> Image.Image:
     try:
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # no full-size copy when upright
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{_name(ref)}: corrupt EXIF data: {err}") from None
     image = _normalise_mode(image)
@@ -120,16 +218,18 @@ def load(ref: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     (RGBA only where transparency is real), and downscales to at most ``max_pixels``
     keeping the aspect ratio (never upscales).
     """
-    return _prepare(ref, _decode(ref)[1], max_pixels)
+    with _opened(ref, max_pixels) as (_, image, _):
+        return _prepare(ref, image, max_pixels)
 
 
-def _sendable_mime(data: bytes, image: Image.Image, max_pixels: int) -> str | None:
+def _sendable_mime(data: bytes, image: Image.Image, pixels: int, max_pixels: int) -> str | None:
     """The MIME type when the file can go out unchanged: a JPEG or PNG already in a
-    plain mode, upright, within ``max_pixels`` and :data:`MAX_AS_IS_BYTES`."""
+    plain mode, upright, within ``max_pixels`` (``pixels`` as the file declares them)
+    and :data:`MAX_AS_IS_BYTES`."""
     modes = SENDABLE_MODES.get(image.format)
     if modes is None or image.mode not in modes or len(data) > MAX_AS_IS_BYTES:
         return None
-    if image.width * image.height > max_pixels:
+    if pixels > max_pixels:  # (a JPEG that large was decoded at a reduced size)
         return None
     if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
         return None
@@ -158,8 +258,8 @@ def data_url(ref: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
     prepared image."""
     if is_url(ref):
         return ref
-    data, image = _decode(ref)
-    mime = _sendable_mime(data, image, max_pixels)
-    if mime is None:
-        data, mime = encode(_prepare(ref, image, max_pixels))
+    with _opened(ref, max_pixels) as (data, image, pixels):
+        mime = _sendable_mime(data, image, pixels, max_pixels)
+        if mime is None:
+            data, mime = encode(_prepare(ref, image, max_pixels))
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"

@@ -117,6 +117,8 @@ def latency_percentiles(latencies: list[float]) -> dict[str, float]:
 def _thumbnail(ref: str, image_root: str) -> str:
     if images.is_url(ref):
         return f'<img src="{html.escape(ref)}" width="128">'
+    if images.is_digest(ref):
+        return f"<em>embedded image {html.escape(ref[:19])}…</em>"
     try:
         image = images.load(images.resolve(ref, image_root))
     except images.ImageError as err:

@@ -1,17 +1,25 @@
 """The OpenAI-compatible API backend: asynchronous requests with the official client.
 
-At most ``max_concurrency`` requests are in flight; a model listing checks the key first. Images are prepared in a thread pool
-ahead of the requests, so encoding never stalls the event loop. Every attempt that fails
-for a reason retrying can fix (429, 5xx, timeouts, dropped connections, empty answers)
-is retried with exponential backoff and full jitter, honouring ``Retry-After``. A bad
-key or an unknown model stops the whole run at once; a request the server rejects
-(400, 413, 422) fails only its record.
+Before any generation request, a model listing checks that the endpoint answers at all
+(a refused connection, an unknown host or no answer within ``connect_timeout_s`` stops
+the run at once, naming the URL) and that the key is accepted. Then at most
+``max_concurrency`` requests are in flight. Images are prepared in a thread pool ahead
+of the requests, so encoding never stalls the event loop.
+
+Every record is isolated: whatever goes wrong while preparing, sending or reading it
+becomes its own failure (a kind and a reason) or a retry. Attempts that failed for a
+reason retrying can fix (429, 5xx, timeouts, dropped connections, a 200 whose body is
+not a completion) are retried with exponential backoff and full jitter, honouring
+``Retry-After``. An empty answer is asked again at once with another seed, at most
+``max_empty_retries`` times. A bad key or an unknown model stops the whole run; so does
+an endpoint that fails every request at the connection level for ``dead_after_s``. A
+request the server rejects (400, 413, 422) fails only its record.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
+import json
 import os
 import random
 import ssl
@@ -20,12 +28,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
 import openai
-from openai.types.chat import ChatCompletion
 
 from .. import images
-from ..prompts import chat_messages
 from .base import FatalBackendError, GenerationTask, OnOutcome, Outcome, Sampling
+from .openai_protocol import (
+    RecordFailure,
+    Retryable,
+    attempt_seed,
+    classify_error,
+    connection_reason,
+    decode_body,
+    public_url,
+    read_completion,
+    request_body,
+)
 from .ratelimit import RateLimiter
+
+__all__ = ["ApiBackend", "ApiSettings", "api_key", "classify_error"]
 
 IMAGE_TOKEN_ESTIMATE = 800
 PREPARE_THREADS = 4
@@ -35,42 +54,31 @@ WORKERS_PER_CLIENT = 16
 # Workers start this far apart, so responses do not all arrive in one burst that the
 # event loop then handles serially while every other worker waits (docs/benchmarks.md).
 RAMP_S = 0.002
+WHERE_TO_LOOK = (
+    "check OPENAI_BASE_URL or the config's api.base_url, "
+    "and that the server is started (a local server: is it running on that port?)"
+)
 
 
 @dataclass(frozen=True)
 class ApiSettings:
-    """The ``api:`` section of the config (the key itself is never part of it)."""
+    """The ``api:`` section of the config (the key itself is never part of it).
+
+    No defaults here: the config schema holds them (config/README.md explains each)."""
 
     model: str
-    key_env: str = "OPENAI_API_KEY"
-    base_url: str | None = None
-    max_concurrency: int = 64
-    timeout_s: float = 120.0
-    max_retries: int = 8
-    backoff_s: float = 1.0
-    backoff_max_s: float = 60.0
-    max_empty_retries: int = 2
-    connect_timeout_s: float = 10.0
-    dead_after_s: float = 60.0
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-
-
-class _RecordFailure(Exception):
-    """The record cannot be answered; the run goes on."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
-
-
-class _Retryable(Exception):
-    """The attempt failed in a way another attempt may fix."""
-
-    def __init__(self, kind: str, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.kind = kind
-        self.retry_after = retry_after
+    key_env: str
+    base_url: str | None
+    max_concurrency: int
+    timeout_s: float
+    connect_timeout_s: float
+    max_retries: int
+    max_empty_retries: int
+    backoff_s: float
+    backoff_max_s: float
+    dead_after_s: float
+    requests_per_minute: float | None
+    tokens_per_minute: float | None
 
 
 def api_key(key_env: str) -> str:
@@ -83,50 +91,41 @@ def api_key(key_env: str) -> str:
     return key
 
 
-def _retry_after(error: openai.APIStatusError) -> float | None:
-    value = error.response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
-
-
-def _status_message(error: openai.APIStatusError) -> str:
-    body = error.body if isinstance(error.body, dict) else {}
-    message = body.get("message") or body.get("error", {}).get("message") if body else None
-    return f"HTTP {error.status_code}: {message or error.message}"
-
-
-def classify(error: Exception, key_env: str = "OPENAI_API_KEY") -> Exception:
-    """Map a client exception to fatal, retryable or record failure."""
-    if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
-        return FatalBackendError(
-            f"the API refused the key ({_status_message(error)}); "
-            f"check the key in {key_env} and api.base_url"
-        )
-    if isinstance(error, openai.NotFoundError):
-        return FatalBackendError(
-            f"unknown model or endpoint ({_status_message(error)}); check api.model and api.base_url"
-        )
-    if isinstance(error, openai.RateLimitError):
-        return _Retryable("rate_limited", _status_message(error), _retry_after(error))
-    if isinstance(error, openai.APITimeoutError):
-        return _Retryable("timeout", "request timed out")
-    if isinstance(error, openai.APIConnectionError):
-        return _Retryable("connection", f"connection error: {error}")
-    if isinstance(error, openai.APIStatusError):
-        if error.status_code >= 500 or error.status_code in (408, 409):
-            return _Retryable("server_error", _status_message(error), _retry_after(error))
-        return _RecordFailure("rejected", _status_message(error))
-    return error
-
-
 def _estimate_tokens(task: GenerationTask, sampling: Sampling) -> int:
     text = sum(len(t) for _, t in task.prompt.turns) + len(task.prompt.system or "")
     return text // 4 + IMAGE_TOKEN_ESTIMATE * len(task.prompt.images) + sampling.max_tokens
+
+
+class _Endpoint:
+    """Whether the endpoint is still alive for this job: it is dead once every attempt
+    has failed at the connection level (refused, reset, timed out) for ``dead_after_s``
+    without a single HTTP answer in between."""
+
+    def __init__(self, url: str, dead_after_s: float):
+        self.url = url
+        self.dead_after_s = dead_after_s
+        self.last_answer = time.monotonic()
+        self.failing_since: float | None = None
+
+    def answered(self, now: float) -> None:
+        self.last_answer = now
+        self.failing_since = None
+
+    def connection_failed(self, started: float, error: Retryable) -> None:
+        """Raise :class:`FatalBackendError` when the endpoint has been unreachable too long."""
+        now = time.monotonic()
+        if self.failing_since is None:
+            self.failing_since = max(started, self.last_answer)
+        if now - self.failing_since >= self.dead_after_s:
+            cause = (
+                "The server may be stuck, or slower than api.timeout_s for every request"
+                if error.kind == "timeout" else "The server may have stopped or become unreachable"
+            )
+            raise FatalBackendError(
+                f"{self.url} has failed every request at the connection level for "
+                f"{now - self.failing_since:.0f} s (api.dead_after_s: {self.dead_after_s:g}); "
+                f"last: {error}. {cause}; {WHERE_TO_LOOK}"
+            )
 
 
 class ApiBackend:
@@ -157,19 +156,29 @@ class ApiBackend:
     async def _run(self, tasks: list[GenerationTask], on_outcome: OnOutcome, key: str) -> None:
         settings = self.settings
         tls = ssl.create_default_context()  # one for all clients: each costs ~30 ms to build
+        timeout = openai.Timeout(settings.timeout_s, connect=settings.connect_timeout_s)
         clients = [
             openai.AsyncOpenAI(
-                api_key=key, base_url=settings.base_url, max_retries=0, timeout=settings.timeout_s,
-                http_client=openai.DefaultAsyncHttpxClient(verify=tls, timeout=settings.timeout_s),
+                api_key=key, base_url=settings.base_url, max_retries=0, timeout=timeout,
+                http_client=openai.DefaultAsyncHttpxClient(verify=tls, timeout=timeout),
             )
             for _ in range(-(-settings.max_concurrency // WORKERS_PER_CLIENT))
         ]
+        try:
+            endpoint = _Endpoint(public_url(str(clients[0].base_url)), settings.dead_after_s)
+            await self._run_checked(tasks, on_outcome, clients, endpoint)
+        finally:
+            await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
+
+    async def _run_checked(self, tasks, on_outcome: OnOutcome, clients, endpoint: _Endpoint) -> None:
+        settings = self.settings
         limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
         ready: asyncio.Queue = asyncio.Queue(maxsize=2 * settings.max_concurrency)
         loop = asyncio.get_running_loop()
         first_done = asyncio.Event()
-        if await self._model_listed(clients[0]):
+        if await self._check_endpoint(clients[0], endpoint.url):
             first_done.set()
+        endpoint.answered(time.monotonic())
         with ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
 
             async def prepare_all() -> None:
@@ -185,9 +194,12 @@ class ApiBackend:
                                 await loop.run_in_executor(pool, images.data_url, ref, self.max_pixels)
                                 for ref in task.prompt.images
                             ]
-                            await ready.put((task, urls, None))
+                            item = (task, urls, None)
                         except images.ImageError as err:
-                            await ready.put((task, None, str(err)))
+                            item = (task, None, ("image", str(err)))
+                        except Exception as err:  # one record's bad luck, not the job's
+                            item = (task, None, ("internal", f"preparing its images: {type(err).__name__}: {err}"))
+                        await ready.put(item)
 
                 await asyncio.gather(*(preparer() for _ in range(PREPARE_THREADS)))
                 for _ in range(settings.max_concurrency):
@@ -198,12 +210,12 @@ class ApiBackend:
                     await first_done.wait()
                     await asyncio.sleep(index * RAMP_S)
                 while (item := await ready.get()) is not None:
-                    task, urls, image_error = item
-                    if image_error is not None:
-                        on_outcome(Outcome(task.id, error=image_error, error_kind="image"))
+                    task, urls, failure = item
+                    if failure is not None:
+                        on_outcome(Outcome(task.id, error=failure[1], error_kind=failure[0]))
                     else:
                         client = clients[index // WORKERS_PER_CLIENT]
-                        on_outcome(await self._answer(client, limiter, task, urls))
+                        on_outcome(await self._answer(client, limiter, endpoint, task, urls))
                     first_done.set()
 
             workers = [asyncio.create_task(worker(i)) for i in range(settings.max_concurrency)]
@@ -214,63 +226,91 @@ class ApiBackend:
                 for job in (producer, *workers):
                     job.cancel()
                 await asyncio.gather(producer, *workers, return_exceptions=True)
-                await asyncio.gather(*(client.close() for client in clients))
 
-    async def _model_listed(self, client: openai.AsyncOpenAI) -> bool:
-        """Check the key with a cheap model listing before any generation request.
+    async def _check_endpoint(self, client: openai.AsyncOpenAI, url: str) -> bool:
+        """Check the endpoint and the key with a cheap model listing before any
+        generation request; returns whether the listing names the model.
 
-        A refused key is fatal here. When the listing names the model, every worker
-        starts at once; otherwise (no listing, model not listed) the first request goes
-        alone, so a wrong model or endpoint costs one request, not ``max_concurrency``.
+        No connection (refused, unknown host) or no answer within ``connect_timeout_s``
+        and a refused key are fatal here. Any other answer (a server without a
+        ``/models`` route, a listing not naming the model) lets the run go on, but then
+        the first request goes alone, so a wrong model or endpoint costs one request,
+        not ``max_concurrency``.
         """
+        settings = self.settings
         try:
-            page = await client.with_options(timeout=min(10.0, self.settings.timeout_s)).models.list()
+            raw = await client.get("/models", cast_to=bytes, options={"timeout": settings.connect_timeout_s})
+        except openai.APITimeoutError:
+            raise FatalBackendError(
+                f"no answer from {url} within {settings.connect_timeout_s:g} s "
+                f"(api.connect_timeout_s); {WHERE_TO_LOOK}"
+            ) from None
+        except openai.APIConnectionError as err:
+            raise FatalBackendError(f"cannot connect to {url} ({connection_reason(err)}); {WHERE_TO_LOOK}") from None
         except (openai.AuthenticationError, openai.PermissionDeniedError) as err:
-            raise classify(err, self.settings.key_env) from None
-        except openai.APIError:
+            raise classify_error(err, settings.key_env, url) from None
+        except openai.APIStatusError:
+            return False  # it answers: no /models route, or a listing it does not offer
+        try:
+            listed = json.loads(raw).get("data") or []
+            return any(isinstance(m, dict) and m.get("id") == settings.model for m in listed)
+        except (ValueError, AttributeError, TypeError):
             return False
-        return any(model.id == self.settings.model for model in page.data)
 
     async def _answer(
-        self, client: openai.AsyncOpenAI, limiter: RateLimiter, task: GenerationTask, urls: list[str]
+        self, client: openai.AsyncOpenAI, limiter: RateLimiter, endpoint: _Endpoint,
+        task: GenerationTask, urls: list[str],
     ) -> Outcome:
-        """One record: attempts with backoff until an answer, a record failure or a fatal error."""
-        settings, sampling = self.settings, self.sampling
-        request = {
-            "model": settings.model,
-            "messages": chat_messages(task.prompt, [{"type": "image_url", "image_url": {"url": u}} for u in urls]),
-            "max_tokens": sampling.max_tokens,
-        }
-        for name in ("temperature", "top_p"):
-            if getattr(sampling, name) is not None:
-                request[name] = getattr(sampling, name)
-        if sampling.json_schema is not None:
-            request["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": sampling.json_schema, "strict": True},
-            }
-        if task.seed is not None:
-            request["seed"] = task.seed
-        tokens = _estimate_tokens(task, sampling)
+        """One record: attempts until an answer, a record failure or a fatal error."""
+        settings = self.settings
+        try:
+            body = request_body(settings.model, task, urls, self.sampling, task.seed)
+            tokens = _estimate_tokens(task, self.sampling)
+        except Exception as err:
+            return Outcome(task.id, error=f"building its request: {type(err).__name__}: {err}",
+                           error_kind="internal")
         errors: list[str] = []
+        empty_seeds: list[int | None] = []
+        seed = task.seed
         for attempt in range(1, settings.max_retries + 2):
             await limiter.acquire(tokens)
             started = time.monotonic()
             try:
                 # the client's own POST, with the body built above: create() would walk and
-                # re-validate every message part again (~3.5 ms a request, docs/benchmarks.md)
-                response = await client.post("/chat/completions", body=request, cast_to=ChatCompletion)
-                return self._outcome(task, response, attempt, time.monotonic() - started)
-            except Exception as raw:  # classified below; unknown errors propagate
-                error = raw if isinstance(raw, _Retryable) else classify(raw, settings.key_env)
-                if isinstance(error, FatalBackendError):
-                    raise error from None
-                if isinstance(error, _RecordFailure):
-                    return Outcome(task.id, error=str(error), error_kind=error.kind,
-                                   generation={"attempts": attempt})
-                if not isinstance(error, _Retryable):
-                    raise
+                # re-validate every message part again (~3.5 ms a request, docs/benchmarks.md);
+                # raw bytes, so a 200 that is not a completion is read (and retried) here
+                raw = await client.post("/chat/completions", body=body, cast_to=bytes)
+                now = time.monotonic()
+                endpoint.answered(now)
+                answer, generation = read_completion(decode_body(raw), settings.model)
+                generation.update(seed=seed, latency_s=round(now - started, 3), attempts=attempt)
+                return Outcome(task.id, answer=answer, generation=generation)
+            except Exception as raw_error:
+                error = classify_error(raw_error, settings.key_env, endpoint.url)
+            if isinstance(error, FatalBackendError):
+                raise error from None
+            if isinstance(error, RecordFailure):
+                return Outcome(task.id, error=str(error), error_kind=error.kind,
+                               generation={"attempts": attempt})
             errors.append(f"{error.kind}: {error}")
+            if error.connection_level:
+                endpoint.connection_failed(started, error)
+            else:
+                endpoint.answered(time.monotonic())  # a 429, a 5xx, a bad body: it is there
+            if error.kind == "empty_answer":
+                empty_seeds.append(seed)
+                if len(empty_seeds) > settings.max_empty_retries:
+                    return Outcome(
+                        task.id,
+                        error=f"{error} {len(empty_seeds)} times (seeds {', '.join(map(str, empty_seeds))}); "
+                              "a larger generation.max_tokens may help",
+                        error_kind="empty_answer",
+                        generation={"attempts": attempt, "seed": seed},
+                    )
+                seed = attempt_seed(task.seed, len(empty_seeds))
+                if seed is not None:
+                    body = {**body, "seed": seed}
+                continue  # another seed is another request: no need to wait
             if attempt <= settings.max_retries:
                 await asyncio.sleep(self._backoff(attempt, error.retry_after))
         return Outcome(
@@ -285,23 +325,3 @@ class ApiBackend:
         ceiling = min(self.settings.backoff_max_s, self.settings.backoff_s * 2 ** (attempt - 1))
         delay = random.uniform(0, ceiling)
         return max(delay, retry_after) if retry_after is not None else delay
-
-    def _outcome(self, task: GenerationTask, response, attempt: int, latency: float) -> Outcome:
-        choice = response.choices[0] if response.choices else None
-        content = choice.message.content if choice and choice.message else None
-        if not content or not content.strip():
-            raise _Retryable("empty_answer", "the server returned an empty answer")
-        usage = response.usage
-        return Outcome(
-            task.id,
-            answer=content,
-            generation={
-                "backend": "api",
-                "model": response.model or self.settings.model,
-                "finish_reason": choice.finish_reason,
-                "prompt_tokens": usage.prompt_tokens if usage else None,
-                "completion_tokens": usage.completion_tokens if usage else None,
-                "latency_s": round(latency, 3),
-                "attempts": attempt,
-            },
-        )

@@ -35,8 +35,8 @@ from pathlib import Path
 import openai
 
 from .. import images
-from ..prompts import chat_messages
-from .api import ApiBackend, ApiSettings, api_key, classify
+from .api import ApiBackend, ApiSettings, api_key
+from .openai_protocol import Retryable, classify_error, read_completion, request_body
 from .base import Backend, FatalBackendError, GenerationTask, OnOutcome, Outcome, Sampling
 
 ENDPOINT = "/v1/chat/completions"
@@ -69,49 +69,6 @@ class _LineFailure(Exception):
     def __init__(self, kind: str, message: str, retry: bool):
         super().__init__(message)
         self.kind, self.retry = kind, retry
-
-
-# --- the request body and the reading of a completion ------------------------------------
-# TODO(lead): replace both with the shared functions of backends/openai_protocol.py
-# (request_body / the completion reader) once that lands; these mirror api.py exactly.
-
-
-def _request_body(model: str, task: GenerationTask, image_urls: list[str], sampling: Sampling,
-                  seed: int | None) -> dict:
-    """The chat-completions body the online backend sends for ``task`` (api.py's ``_answer``)."""
-    body = {
-        "model": model,
-        "messages": chat_messages(task.prompt, [{"type": "image_url", "image_url": {"url": u}} for u in image_urls]),
-        "max_tokens": sampling.max_tokens,
-    }
-    for name in ("temperature", "top_p"):
-        if getattr(sampling, name) is not None:
-            body[name] = getattr(sampling, name)
-    if sampling.json_schema is not None:
-        body["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": "answer", "schema": sampling.json_schema, "strict": True},
-        }
-    if seed is not None:
-        body["seed"] = seed
-    return body
-
-
-def _read_completion(body: dict, model: str) -> tuple[str, dict]:
-    """Answer and generation fields of a chat-completion body (api.py's ``_outcome``)."""
-    choices = body.get("choices") or []
-    choice = choices[0] if choices else None
-    message = (choice or {}).get("message") or {}
-    content = message.get("content")
-    if not content or not content.strip():
-        raise _LineFailure("empty_answer", "the server returned an empty answer", retry=True)
-    usage = body.get("usage") or {}
-    return content, {
-        "model": body.get("model") or model,
-        "finish_reason": choice.get("finish_reason"),
-        "prompt_tokens": usage.get("prompt_tokens"),
-        "completion_tokens": usage.get("completion_tokens"),
-    }
 
 
 # --- the state file ---------------------------------------------------------------------
@@ -255,7 +212,7 @@ class _Run:
         try:
             return action()
         except openai.APIError as raw:
-            error = classify(raw, self.api.key_env)
+            error = classify_error(raw, self.api.key_env)
             if isinstance(error, FatalBackendError):
                 raise error from None
             raise
@@ -333,7 +290,7 @@ class _Run:
                 urls = [images.data_url(ref, backend.max_pixels) for ref in task.prompt.images]
             except images.ImageError as err:
                 return task, None, str(err)
-            body = _request_body(self.api.model, task, urls, backend.sampling, task.seed)
+            body = request_body(self.api.model, task, urls, backend.sampling, task.seed)
             request = {"custom_id": task.id, "method": "POST", "url": ENDPOINT, "body": body}
             return task, (json.dumps(request, ensure_ascii=False) + "\n").encode(), None
 
@@ -420,7 +377,7 @@ class _Run:
         try:
             return self.client.batches.retrieve(batch_id)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as raw:
-            raise classify(raw, self.api.key_env) from None
+            raise classify_error(raw, self.api.key_env) from None
         except openai.NotFoundError:
             flight = self.flights.pop(batch_id)
             _log(f"batch {batch_id} is unknown to the server; its {len(flight.task_ids)} lines are resubmitted")
@@ -483,7 +440,7 @@ class _Run:
                                          generation={"attempts": attempts, "batch_id": batch.id}))
                 continue
             self._report(Outcome(task_id, answer=answer, generation={
-                "backend": "batch", **generation, "latency_s": round(latency, 3),
+                **generation, "backend": "batch", "seed": self.tasks[task_id].seed, "latency_s": round(latency, 3),
                 "attempts": attempts, "batch_id": batch.id,
             }))
         return self._retry(retry)
@@ -493,7 +450,10 @@ class _Run:
         status = response.get("status_code")
         body = response.get("body") if isinstance(response.get("body"), dict) else {}
         if status == 200:
-            return _read_completion(body, self.api.model)
+            try:
+                return read_completion(body, self.api.model)
+            except Retryable as unreadable:
+                raise _LineFailure(unreadable.kind, str(unreadable), retry=True) from None
         error = line.get("error") or (body.get("error") if isinstance(body.get("error"), dict) else None) or {}
         message = error.get("message") or "no reason given"
         if status is None:
