@@ -13,9 +13,9 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
-import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
