@@ -13,11 +13,17 @@ import pytest
 from chat_server import ChatServer
 from vqaflow.backends.api import ApiBackend, ApiSettings
 from vqaflow.backends.base import FatalBackendError, GenerationTask
-from workflow_helpers import sampling, settings_from_defaults
 from vqaflow.backends.openai_protocol import (
-    Retryable, attempt_seed, decode_body, error_text, public_url, read_completion, request_body,
+    Retryable,
+    attempt_seed,
+    decode_body,
+    error_text,
+    public_url,
+    read_completion,
+    request_body,
 )
 from vqaflow.prompts import Prompt, chat_messages
+from workflow_helpers import sampling, settings_from_defaults
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,15 @@ from vqaflow.backends.api import ApiBackend, ApiSettings
 from vqaflow.backends.base import FatalBackendError, GenerationTask, Outcome
 from vqaflow.backends.batch import BatchBackend, BatchSettings
 from vqaflow.prompts import Prompt
-from workflow_helpers import image_names, read_output, sampling, settings_from_defaults, snakemake, write_config, write_records
+from workflow_helpers import (
+    image_names,
+    read_output,
+    sampling,
+    settings_from_defaults,
+    snakemake,
+    write_config,
+    write_records,
+)
 
 TESTS = Path(__file__).resolve().parent
 FAST = {"poll_s": 0.01, "max_poll_s": 0.05, "fallback": "none", "max_requests": 50_000,

@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image as PILImage
-from workflow_helpers import COLUMNS
+
 from vqaflow.records import InputError, count_records, parquet_num_rows
+from workflow_helpers import COLUMNS
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 

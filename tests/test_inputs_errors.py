@@ -6,7 +6,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from workflow_helpers import COLUMNS
+
 from vqaflow.dataset import refine_record
 from vqaflow.jsonl import read_jsonl
 from vqaflow.pipelines import PIPELINES
@@ -16,6 +16,7 @@ from vqaflow.records import (
     iter_records,
     write_shards,
 )
+from workflow_helpers import COLUMNS
 
 # --- a JSON object instead of an array
 

@@ -8,7 +8,7 @@ import json
 import polars as pl
 import pytest
 from PIL import Image as PILImage
-from workflow_helpers import COLUMNS
+
 from vqaflow import images
 from vqaflow.jsonl import read_jsonl
 from vqaflow.records import (
@@ -19,6 +19,7 @@ from vqaflow.records import (
     sniff_mime,
     write_shards,
 )
+from workflow_helpers import COLUMNS
 
 datasets = pytest.importorskip("datasets")
 

@@ -5,7 +5,7 @@ import os
 
 import polars as pl
 import pytest
-from workflow_helpers import COLUMNS
+
 from vqaflow.records import (
     InputError,
     count_records,
@@ -15,6 +15,7 @@ from vqaflow.records import (
     shard_names,
     write_shards,
 )
+from workflow_helpers import COLUMNS
 
 
 def touch(path, data=b"x"):

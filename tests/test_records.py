@@ -3,8 +3,8 @@ import json
 import polars as pl
 import pytest
 
-from workflow_helpers import COLUMNS
 from vqaflow.records import InputError, count_records, iter_records, shard_names, write_shards
+from workflow_helpers import COLUMNS
 
 
 def write_jsonl(path, rows):

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from chat_server import ChatServer
-from workflow_helpers import tagged_records, REPO, read_output, snakemake, write_config, write_records
+from workflow_helpers import REPO, read_output, snakemake, tagged_records, write_config, write_records
 
 pytestmark = pytest.mark.workflow
 

@@ -20,7 +20,16 @@ import pytest
 import yaml
 
 from chat_server import ChatServer
-from workflow_helpers import ENGINE_ENV, REPO, tagged_records, vllm_config, read_output, snakemake, write_config, write_records
+from workflow_helpers import (
+    ENGINE_ENV,
+    REPO,
+    read_output,
+    snakemake,
+    tagged_records,
+    vllm_config,
+    write_config,
+    write_records,
+)
 
 pytestmark = [
     pytest.mark.slurm,

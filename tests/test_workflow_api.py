@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from chat_server import ChatServer
-from workflow_helpers import REPO, image_names, tagged_records, read_output, snakemake, write_config, write_records
+from workflow_helpers import REPO, image_names, read_output, snakemake, tagged_records, write_config, write_records
 
 pytestmark = pytest.mark.workflow
 

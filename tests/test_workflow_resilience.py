@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from chat_server import ChatServer
-from workflow_helpers import tagged_records, SNAKEFILE, read_output, snakemake, write_config, write_records
+from workflow_helpers import SNAKEFILE, read_output, snakemake, tagged_records, write_config, write_records
 
 pytestmark = pytest.mark.workflow
 

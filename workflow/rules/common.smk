@@ -120,7 +120,9 @@ if config["backend"] in ("api", "batch") and key_env(config) in os.environ:
 
 
 onstart:
-    if config["backend"] in ("api", "batch") and not os.environ.get(key_env(config)):
+    if config["backend"] in ("api", "batch") and not os.environ.get(
+        key_env(config)
+    ):
         raise WorkflowError(
             f"No API key: set the environment variable {key_env(config)} "
             "(or name another one in the config's api.key_env) and run again."

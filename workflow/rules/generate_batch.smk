@@ -5,7 +5,6 @@
 
 
 rule generate_batch:
-    localrule: True
     input:
         out("shards/{shard}.jsonl"),
     output:
@@ -13,6 +12,7 @@ rule generate_batch:
         failed=out("generated/{shard}.failed.jsonl"),
     log:
         out("logs/generate_batch/{shard}.log"),
+    localrule: True
     conda:
         "../../envs/vqaflow.yaml"
     params:

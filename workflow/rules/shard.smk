@@ -8,7 +8,7 @@ rule split_input:
     conda:
         "../../envs/vqaflow.yaml"
     params:
-        spec=config["input"],
+        spec=lambda wildcards: config["input"],
         shard_size=config["shard_size"],
         journal=out("journal"),
         columns=config["keys"],

@@ -36,8 +36,8 @@ import openai
 
 from .. import images
 from .api import ApiBackend, ApiSettings, api_key
-from .openai_protocol import Retryable, classify_error, read_completion, request_body
 from .base import Backend, FatalBackendError, GenerationTask, OnOutcome, Outcome, Sampling
+from .openai_protocol import Retryable, classify_error, read_completion, request_body
 
 ENDPOINT = "/v1/chat/completions"
 PREPARE_THREADS = 4

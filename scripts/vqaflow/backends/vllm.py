@@ -10,9 +10,9 @@ samples with its own seed. A record whose image cannot be used, or that the engi
 
 from __future__ import annotations
 
+import copy
 import time
 from concurrent.futures import ThreadPoolExecutor
-import copy
 from dataclasses import asdict, dataclass, replace
 
 from .. import images
