@@ -106,6 +106,8 @@ def snakemake(
     environment = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "DF_API_KEY", "OPENAI_BASE_URL")}
     if key is not None:
         environment["OPENAI_API_KEY"] = key
+    # this checkout's package in every job, whichever checkout pip installed
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "scripts"), environment.get("PYTHONPATH")]))
     environment.update(env or {})
     command = [
         sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
