@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from dataclasses import dataclass
 from functools import lru_cache
 
 FLAGS = ("long_answer", "and_or", "answer_in_question", "not_a_question", "wrong_language",
@@ -217,6 +218,14 @@ def language_scripts(language: str) -> frozenset[str]:
         raise ValueError(
             f"filters: unknown language {language!r}; known: {', '.join(sorted(LANGUAGE_SCRIPTS))}"
         ) from None
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """The ``filters:`` section."""
+
+    max_answer_words: int
+    language: str | None
 
 
 def flag_pair(qa: dict, language: str | None = None,

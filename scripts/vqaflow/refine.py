@@ -495,3 +495,13 @@ def parse_answer(text: str, want_article: bool, finish_reason: str | None = None
     truncated = finish_reason == "length"
     status = "partial" if truncated and parsed.status == "ok" else parsed.status
     return Parse(parsed.context, parsed.qas, status, ("truncated",) if truncated else (), truncated)
+
+
+def read_json(text: str) -> object | None:
+    """The first JSON object or array in an answer (fenced or bare), else None."""
+    for candidate in _json_candidates(_normalise(text)):
+        try:
+            return json.loads(candidate)
+        except ValueError:
+            continue
+    return None
