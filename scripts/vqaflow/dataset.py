@@ -19,16 +19,12 @@ def refine_record(line: dict, pipeline: str, structured: bool, keys: OutputKeys)
     """The output record: the input record unchanged plus answer, parse and generation."""
     answer = line["answer"]
     generation = line["generation"]
-    if structured:
-        parsed = refine.parse_structured(answer, pipeline)
-    elif pipeline == "context_vqa":
-        parsed = refine.parse_context_vqa(answer)
-    else:
-        parsed = refine.parse_qa_pairs(answer)
+    parsed = refine.parse_answer(answer, want_article=pipeline == "context_vqa",
+                                 finish_reason=generation.get("finish_reason"))
     record = dict(line["record"])
     record.setdefault(keys.id, line["id"])
     record[keys.answer] = answer
-    parse = {"status": parsed.status, "truncated": generation.get("finish_reason") == "length"}
+    parse = {"status": parsed.status, "issues": list(parsed.issues), "truncated": parsed.truncated}
     if pipeline == "context_vqa":
         context = parsed.context or ""
         record[keys.refined] = {"context": context, "qas": parsed.qas}
