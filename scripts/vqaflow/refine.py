@@ -52,15 +52,12 @@ CONTEXT_KEYS = ("context", "article", "wikipedia_article", "wikipedia", "passage
                 "背景", "上下文", "正文", "内容")
 ARTICLE_BODY_KEYS = ("text", "content", "body", "article", "正文", "内容")
 
-LABEL = re.compile(
-    r"(?:[-•+>]\s*)?"  # bullet
-    r"(?:[(（]?(?:\d{1,3}|[一二三四五六七八九十]{1,3})[.)、）:：]\s*)?"  # list number
-    r"[\[【]?(?P<label>[^\W\d_][\w&/'’ -]{0,40}?)"
-    r"\s*(?P<num>(?:#|no\.?\s*)?(?:\d{1,3}|[一二三四五六七八九十]{1,3}))?"
-    r"(?:\s*[(（][^)）]{0,30}[)）])?[\]】]?"
-    r"\s*(?:(?:[:：)）.]|\s[-–—]|[-–—](?=\s))\s*(?P<rest>.*)|$)",
-    re.IGNORECASE | re.DOTALL,
-)
+LIST_PREFIX = re.compile(  # a bullet, a list number, an opening bracket
+    r"(?:[-•+>]\s*)?(?:[(（]?(?:\d{1,3}|[一二三四五六七八九十]{1,3})[.)、）:：]\s*)?[\[【]?")
+LABEL_SEP = re.compile(r"[:：)）.]|\s[-–—]|[-–—](?=\s)")
+LABEL_TAIL = re.compile(  # a label's number, remark or closing bracket ("Question 3 (easy)]")
+    r"\s*(?:(?:#|no\.?\s*)?(?:\d{1,3}|[一二三四五六七八九十]{1,3}))?\s*(?:[(（][^)）]{0,30}[)）]?)?[\]】]?\s*$",
+    re.IGNORECASE)
 INLINE_ANSWER = re.compile(
     r"(?<=[?？.。!！])\s*(?:[-–—]\s*)?[(（]?\s*(?:answer|ans|a|答案|答|回答)\s*\d*\s*[:：]\s*", re.IGNORECASE)
 PAREN_ANSWER = re.compile(r"\s*[(（]\s*(?:answer|ans|a|答案|答)\s*[:：]\s*(.+?)\s*[)）]\s*$", re.IGNORECASE)
@@ -72,7 +69,7 @@ CHATTER = re.compile(
     r"note:|好的|当然|以下是|下面是|这是|希望|如果您|根据您的|我将|让我|我会)(?:\b|(?<=[^\x00-\x7f]))",
     re.IGNORECASE,
 )
-CHATTER_TAIL = re.compile(r"let me know|hope this helps|feel free to|如有|希望这些", re.IGNORECASE)
+CHATTER_INSIDE = ("let me know", "hope this helps", "feel free to", "如有", "希望这些")
 LABEL_INSIDE = re.compile(r"\b(?:[Qq]uestion|[Aa]nswer|Q|A)\s*\d*\s*[:：]\s|(?:问题|答案|问|答)\s*\d*\s*[:：]")
 INTERROGATIVE = re.compile(
     r"(?:what|which|who|whom|whose|when|where|why|how|is|are|was|were|am|do|does|did|can|could|should|"
@@ -155,12 +152,23 @@ def label_kind(label: str) -> str | None:
 
 def _label(plain: str) -> tuple[str | None, str]:
     """(kind, rest of the line) when the line starts with a label, else (None, line)."""
-    match = LABEL.match(plain)
-    if match:
-        kind = label_kind(match.group("label"))
-        if kind is not None:
-            return kind, (match.group("rest") or "").strip()
-    return None, plain
+    body = plain[LIST_PREFIX.match(plain).end():]
+    sep = LABEL_SEP.search(body, 0, 48)
+    if sep is None and len(body) > 48:
+        return None, plain
+    head, rest = (body[: sep.start()], body[sep.end():]) if sep else (body, "")
+    kind = _head_kind(head)
+    if kind is None:
+        return None, plain
+    return kind, rest.lstrip(":：)）.-–— \t")
+
+
+@lru_cache(maxsize=4096)
+def _head_kind(head: str) -> str | None:
+    """:func:`label_kind` of a label with its number and remark ("Question 3 (easy)")."""
+    if not head[:1].isalpha():
+        return None
+    return label_kind(head[: LABEL_TAIL.search(head).start()])
 
 
 def _header_kind(plain: str) -> str | None:
@@ -178,10 +186,13 @@ def _header_kind(plain: str) -> str | None:
 def _split_inline(text: str, bare: bool = False) -> tuple[str, str]:
     """A question and the answer on its line ("What is it? A: a tower", "… (Answer: a tower)";
     with ``bare`` also "What is it? - a tower")."""
-    paren = PAREN_ANSWER.search(text)
+    tail = text.rstrip()
+    if tail.endswith(("?", "？")) and ":" not in tail and "：" not in tail:
+        return text, ""
+    paren = PAREN_ANSWER.search(text) if tail.endswith((")", "）")) else None
     if paren:
         return text[: paren.start()], paren.group(1)
-    parts = INLINE_ANSWER.split(text, maxsplit=1)
+    parts = INLINE_ANSWER.split(text, maxsplit=1) if (":" in text or "：" in text) else ()
     if len(parts) == 2 and parts[1].strip():
         return parts[0], parts[1]
     parts = DASH_ANSWER.split(text, maxsplit=1)
@@ -566,8 +577,13 @@ def _check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
 
 
 def _article_issue(article: str) -> bool:
-    return bool(CHATTER.match(article) or LABEL_INSIDE.search(article) or CHATTER_TAIL.search(article)
-                or _label(article)[0] is not None)
+    """Whether the article starts with chatter or a label, or holds a label or chatter."""
+    if CHATTER.match(article) or _label(article)[0] is not None:
+        return True
+    if (":" in article or "：" in article) and LABEL_INSIDE.search(article):
+        return True
+    lowered = article.lower()
+    return any(phrase in lowered for phrase in CHATTER_INSIDE)
 
 
 # -- public API ------------------------------------------------------------------------------------
