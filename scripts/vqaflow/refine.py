@@ -40,6 +40,9 @@ QUESTION_ROOTS = frozenset({"question", "q", "ques", "query", "user", "human", "
 ANSWER_ROOTS = frozenset({"answer", "a", "ans", "response", "reply", "assistant", "gpt", "答案", "答", "回答",
                           "解答"})
 ANSWERS_SECTION = frozenset({"answers", "answer key", "answers key", "答案如下", "参考答案"})
+LABEL_WORDS = frozenset(root for root in QUESTION_ROOTS | ANSWER_ROOTS if root.isascii())
+LABEL_FIRST_CHARS = frozenset("问答提回解题[【(（-•+>*#0123456789")
+FIRST_WORD = re.compile(r"[A-Za-z]+")
 TITLE_ROOTS = frozenset({"title", "标题", "题目名称"})
 ARTICLE_HEADS = frozenset({"article", "context", "passage", "text", "entry", "background", "document",
                            "content", "wikipedia", "wiki", "description", "summary", "overview", "essay"})
@@ -54,22 +57,26 @@ ARTICLE_BODY_KEYS = ("text", "content", "body", "article", "正文", "内容")
 
 LIST_PREFIX = re.compile(  # a bullet, a list number, an opening bracket
     r"(?:[-•+>]\s*)?(?:[(（]?(?:\d{1,3}|[一二三四五六七八九十]{1,3})[.)、）:：]\s*)?[\[【]?")
-LABEL_SEP = re.compile(r"[:：)）.]|\s[-–—]|[-–—](?=\s)")
+LABEL_SEP = re.compile(r"[:：)）.\]】]|[-–—](?!\S)")
 LABEL_TAIL = re.compile(  # a label's number, remark or closing bracket ("Question 3 (easy)]")
-    r"\s*(?:(?:#|no\.?\s*)?(?:\d{1,3}|[一二三四五六七八九十]{1,3}))?\s*(?:[(（][^)）]{0,30}[)）]?)?[\]】]?\s*$",
+    r"\s*(?:(?:#|no\.?\s*)?(?:\d{1,3}|[一二三四五六七八九十]{1,3}))?\s*(?:[(（][^)）]{0,30}[)）]?)?\s*$",
     re.IGNORECASE)
 INLINE_ANSWER = re.compile(
-    r"(?<=[?？.。!！])\s*(?:[-–—]\s*)?[(（]?\s*(?:answer|ans|a|答案|答|回答)\s*\d*\s*[:：]\s*", re.IGNORECASE)
+    r"(?<=[?？.。!！])\s*(?:[-–—]\s*)?[(（]?\s*(?:answer|ans|a|答案|答|回答)\s*(?:\d*\s*[:：]|\d+\.)\s*",
+    re.IGNORECASE)
 PAREN_ANSWER = re.compile(r"\s*[(（]\s*(?:answer|ans|a|答案|答)\s*[:：]\s*(.+?)\s*[)）]\s*$", re.IGNORECASE)
 DASH_ANSWER = re.compile(r"(?<=[?？])\s*(?:[-–—]+|[:：])\s*")
 CHATTER = re.compile(
     r"(?:sure|certainly|of course|absolutely|okay|ok|alright|great|here is|here's|here are|below is|"
     r"below are|i hope|hope this|let me|let's|i'll|i will|i've|i have|i'd|i am going|i'm going|feel free|"
-    r"happy to|glad to|these questions|the following|as an ai|i'm sorry|i am sorry|i cannot|i can't|"
+    r"happy to|glad to|these questions|as an ai|i'm sorry|i am sorry|i cannot|i can't|"
     r"note:|好的|当然|以下是|下面是|这是|希望|如果您|根据您的|我将|让我|我会)(?:\b|(?<=[^\x00-\x7f]))",
     re.IGNORECASE,
 )
+CHATTER_WORDS = frozenset({"sure", "certainly", "of", "absolutely", "okay", "ok", "alright", "great", "here",
+                           "below", "i", "hope", "let", "feel", "happy", "glad", "these", "as", "note"})
 CHATTER_INSIDE = ("let me know", "hope this helps", "feel free to", "如有", "希望这些")
+QA_PHRASE = re.compile(r"question[- ]answer|questions? and answers?|\bq\s*&\s*a\b|\bqa pairs|问答")
 LABEL_INSIDE = re.compile(r"\b(?:[Qq]uestion|[Aa]nswer|Q|A)\s*\d*\s*[:：]\s|(?:问题|答案|问|答)\s*\d*\s*[:：]")
 INTERROGATIVE = re.compile(
     r"(?:what|which|who|whom|whose|when|where|why|how|is|are|was|were|am|do|does|did|can|could|should|"
@@ -82,7 +89,6 @@ NUMBERED = re.compile(r"(?:[(（]?\d{1,3}[.)、）]|[一二三四五六七八九
 BULLET = re.compile(r"(?:[-•+>]|\*(?=\s))\s*")
 HEADING = re.compile(r"#{1,6}\s*")
 SEPARATOR = re.compile(r"[-*_=~]{3,}")
-LABEL_MARK = re.compile(r"[:：]| [-–—]")
 EMPHASIS_PRESENT = re.compile(r"[*_`~]")
 UNDERSCORE = re.compile(r"(?<!\w)_(?=\S)|(?<=\S)_(?!\w)")
 MARKUP_STARTS = frozenset("#*_|-•+>0123456789<`([（【")
@@ -160,7 +166,7 @@ def _label(plain: str) -> tuple[str | None, str]:
     kind = _head_kind(head)
     if kind is None:
         return None, plain
-    return kind, rest.lstrip(":：)）.-–— \t")
+    return kind, rest.lstrip(":：)）.]】-–— \t")
 
 
 @lru_cache(maxsize=4096)
@@ -173,9 +179,12 @@ def _head_kind(head: str) -> str | None:
 
 def _header_kind(plain: str) -> str | None:
     """A prose section header ("Here is a Wikipedia-style article about the tower:")."""
-    if len(plain) > 200 or not plain.endswith((":", "：")) or "?" in plain:
+    if len(plain) > 200 or "?" in plain or "？" in plain:
         return None
     lowered = plain.lower()
+    if not plain.endswith((":", "：")):  # "Next, the question-answer pairs."
+        short = len(plain) < 80 and QA_PHRASE.search(lowered)
+        return "qa" if short else None
     if re.search(r"\bq\s*&\s*a\b|\bqa\b|question|问答|问题", lowered):
         return "qa"
     if re.search(r"\b(?:article|passage|entry|context)\b|文章|百科|背景", lowered):
@@ -192,7 +201,7 @@ def _split_inline(text: str, bare: bool = False) -> tuple[str, str]:
     paren = PAREN_ANSWER.search(text) if tail.endswith((")", "）")) else None
     if paren:
         return text[: paren.start()], paren.group(1)
-    parts = INLINE_ANSWER.split(text, maxsplit=1) if (":" in text or "：" in text) else ()
+    parts = INLINE_ANSWER.split(text, maxsplit=1)
     if len(parts) == 2 and parts[1].strip():
         return parts[0], parts[1]
     parts = DASH_ANSWER.split(text, maxsplit=1)
@@ -207,13 +216,20 @@ def _split_inline(text: str, bare: bool = False) -> tuple[str, str]:
 
 def _is_paragraph(stripped: str) -> bool:
     """A long line of prose: no markup, label, question shape or chatter at its start."""
-    return (
-        len(stripped) > 120
-        and stripped[0] not in MARKUP_STARTS
-        and not LABEL_MARK.search(stripped, 0, 60)
-        and not stripped.endswith(("?", "？"))
-        and not CHATTER.match(stripped)
-    )
+    if len(stripped) <= 120 or stripped[0] in MARKUP_STARTS or stripped.endswith(("?", "？")):
+        return False
+    head = stripped[:60]
+    if ":" in head or "：" in head or " -" in head or " –" in head or " —" in head:
+        return False
+    return not _chatty(stripped)
+
+
+def _chatty(text: str) -> bool:
+    """Whether the text opens with the model's chatter ("Sure! Here is …", "以下是…")."""
+    first = text[:1]
+    if first.isascii() and (not first.isalpha() or FIRST_WORD.match(text).group().lower() not in CHATTER_WORDS):
+        return False
+    return CHATTER.match(text) is not None
 
 
 # -- line classification ---------------------------------------------------------------------------
@@ -252,7 +268,7 @@ def classify_line(raw: str) -> Line:
     header = _header_kind(plain)
     if header is not None:
         return Line("section", "", header)
-    if CHATTER.match(plain):
+    if len(plain) < 150 and _chatty(plain):
         return Line("chatter", plain)
     listed = NUMBERED.match(plain) or BULLET.match(plain)
     if listed:
@@ -339,6 +355,10 @@ class _Reader:
 
     def _answer(self, text: str) -> None:
         """An answer line: to the pending question, else to the first unanswered one."""
+        if not text and self.unanswered:  # "Answers:" below a list of questions
+            self._finish()
+            self.section = "answers"
+            return
         if self.question is None and self.unanswered:
             self.question = self.unanswered.pop(0)
         if self.question is None:
@@ -489,7 +509,7 @@ def _text(value: object) -> str:
 
 
 def _json_pairs(items: object) -> tuple[list[dict], int]:
-    """The complete pairs of a JSON list and how many items had a question but no answer."""
+    """The complete pairs of a JSON list and how many items were not complete pairs."""
     pairs, incomplete = [], 0
     for item in items if isinstance(items, list) else []:
         if isinstance(item, dict):
@@ -501,7 +521,7 @@ def _json_pairs(items: object) -> tuple[list[dict], int]:
         question, answer = _text(question), _text(answer)
         if question and answer:
             pairs.append({"question": question, "answer": answer})
-        elif question:
+        else:
             incomplete += 1
     return pairs, incomplete
 
@@ -522,7 +542,9 @@ def _is_pair(item: object) -> bool:
 
 def _from_json(text: str) -> tuple[str, list[dict], list[str], int] | None:
     """(context, pairs, issues, where the JSON starts) of a JSON answer, or None."""
+    cut = None
     for data, start, complete in _json_values(text):
+        cut = cut if complete else start
         context = ""
         if isinstance(data, dict):
             context = _text(_pick(data, CONTEXT_KEYS))
@@ -537,14 +559,18 @@ def _from_json(text: str) -> tuple[str, list[dict], list[str], int] | None:
             if incomplete:
                 issues.append("incomplete_pair")
             return context, pairs, issues, start
-    return None
+    return None if cut is None else ("", [], ["partial_json"], cut)
 
 
 # -- self-checks -----------------------------------------------------------------------------------
 
 def _starts_with_label(text: str) -> bool:
     """Whether a question or answer still starts with a question or answer label."""
-    if not LABEL_MARK.search(text, 0, 30) and ")" not in text[:12] and "." not in text[:12]:
+    first = text[:1]
+    if first.isascii() and first.isalpha():
+        if FIRST_WORD.match(text).group().lower() not in LABEL_WORDS:
+            return False
+    elif first not in LABEL_FIRST_CHARS:
         return False
     return _label(text)[0] in ("question", "answer")
 
@@ -554,6 +580,8 @@ def _is_question(text: str) -> bool:
 
 
 def _label_only(text: str) -> bool:
+    if len(text) > 12:
+        return False
     key = text.lower().strip(" .:：-–—*")
     return not key or (len(key) <= 8 and label_kind(key) in ("question", "answer", "answers"))
 
@@ -577,13 +605,14 @@ def _check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
 
 
 def _article_issue(article: str) -> bool:
-    """Whether the article starts with chatter or a label, or holds a label or chatter."""
-    if CHATTER.match(article) or _label(article)[0] is not None:
+    """Whether the article starts with chatter or a label, or holds a label or ends with chatter."""
+    if _chatty(article):
         return True
-    if (":" in article or "：" in article) and LABEL_INSIDE.search(article):
-        return True
-    lowered = article.lower()
-    return any(phrase in lowered for phrase in CHATTER_INSIDE)
+    if ":" in article or "：" in article or "]" in article[:48] or "】" in article[:48]:
+        if _label(article)[0] is not None or LABEL_INSIDE.search(article):
+            return True
+    ending = article[-150:].lower()
+    return any(phrase in ending for phrase in CHATTER_INSIDE)
 
 
 # -- public API ------------------------------------------------------------------------------------
