@@ -27,6 +27,7 @@ Issue codes:
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import unicodedata
@@ -43,6 +44,9 @@ ANSWERS_SECTION = frozenset({"answers", "answer key", "answers key", "答案如�
 LABEL_WORDS = frozenset(root for root in QUESTION_ROOTS | ANSWER_ROOTS if root.isascii())
 LABEL_FIRST_CHARS = frozenset("问答提回解题[【(（-•+>*#0123456789")
 FIRST_WORD = re.compile(r"[A-Za-z]+")
+LOOSE_LABEL = re.compile(  # a label word and a colon a few words later ("Question one: …")
+    r"[\[【(（*_\s]*(?:question|ques|query|answer|ans|response|q|a|问题|问|答案|答|回答)\b[^:：?？\n]{0,12}[:：]",
+    re.IGNORECASE)
 TITLE_ROOTS = frozenset({"title", "标题", "题目名称"})
 ARTICLE_HEADS = frozenset({"article", "context", "passage", "text", "entry", "background", "document",
                            "content", "wikipedia", "wiki", "description", "summary", "overview", "essay"})
@@ -59,13 +63,14 @@ LIST_PREFIX = re.compile(  # a bullet, a list number, an opening bracket
     r"(?:[-•+>]\s*)?(?:[(（]?(?:\d{1,3}|[一二三四五六七八九十]{1,3})[.)、）:：]\s*)?[\[【]?")
 LABEL_SEP = re.compile(r"[:：)）.\]】]|[-–—](?!\S)")
 LABEL_TAIL = re.compile(  # a label's number, remark or closing bracket ("Question 3 (easy)]")
-    r"\s*(?:(?:#|no\.?\s*)?(?:\d{1,3}|[一二三四五六七八九十]{1,3}))?\s*(?:[(（][^)）]{0,30}[)）]?)?\s*$",
+    r"\s*(?:(?:#|no\.?\s*)?(?:\d{1,3}|[一二三四五六七八九十]{1,3}|one|two|three|four|five|six|seven|eight|nine|ten))?"
+    r"\s*(?:[(（][^)）]{0,30}[)）]?)?\s*$",
     re.IGNORECASE)
 INLINE_ANSWER = re.compile(
-    r"(?<=[?？.。!！])\s*(?:[-–—]\s*)?[(（]?\s*(?:answer|ans|a|答案|答|回答)\s*(?:\d*\s*[:：]|\d+\.)\s*",
+    r"(?<=[?？.。!！])\s*(?:[-–—|｜]\s*)?[(（]?\s*(?:answer|ans|a|答案|答|回答)\s*(?:\d*\s*[:：]|\d+\.)\s*",
     re.IGNORECASE)
 PAREN_ANSWER = re.compile(r"\s*[(（]\s*(?:answer|ans|a|答案|答)\s*[:：]\s*(.+?)\s*[)）]\s*$", re.IGNORECASE)
-DASH_ANSWER = re.compile(r"(?<=[?？])\s*(?:[-–—]+|[:：])\s*")
+DASH_ANSWER = re.compile(r"(?<=[?？])\s*(?:[-–—]+>?|→|=>|[:：])\s*")
 CHATTER = re.compile(
     r"(?:sure|certainly|of course|absolutely|okay|ok|alright|great|here is|here's|here are|below is|"
     r"below are|i hope|hope this|let me|let's|i'll|i will|i've|i have|i'd|i am going|i'm going|feel free|"
@@ -97,6 +102,7 @@ THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 WORD = re.compile(r"\w+")
 ANSWER_PARTS = re.compile(r",|;|\band\b")
 JSON_STARTS = re.compile(r"[{\[]")
+TRAILING_COMMA = re.compile(r",(\s*[}\]])")
 JSON_TRIES = 8  # "{" or "[" positions tried before giving up on JSON
 decode_json = json.JSONDecoder().raw_decode
 
@@ -189,6 +195,8 @@ def _header_kind(plain: str) -> str | None:
         return "qa"
     if re.search(r"\b(?:article|passage|entry|context)\b|文章|百科|背景", lowered):
         return "article"
+    if re.search(r"\banswers\b|答案", lowered):
+        return "answers"
     return None
 
 
@@ -481,6 +489,25 @@ def _json_values(text: str):
             if "EOF" in str(error):  # cut off, not malformed: the complete part is usable
                 yield jiter.from_json(rest, partial_mode="on"), start, False
                 return
+        repaired = _repair(text[start:])
+        if repaired is not None:
+            yield repaired, start, True
+
+
+def _repair(text: str) -> object | None:
+    """A malformed JSON value read anyway: trailing commas dropped, or a Python literal."""
+    try:
+        return decode_json(TRAILING_COMMA.sub(r"\1", text))[0]
+    except ValueError:
+        pass
+    end = max(text.rfind("}"), text.rfind("]")) + 1
+    if "'" not in text or not end:
+        return None
+    try:
+        value = ast.literal_eval(text[:end])
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, (dict, list)) else None
 
 
 def read_json(text: str) -> object | None:
@@ -534,6 +561,14 @@ def _pairs_value(data: dict) -> object:
     return None
 
 
+def _zipped(data: dict) -> list | None:
+    """Pairs given as two lists: ``{"questions": [...], "answers": [...]}``."""
+    questions, answers = _pick(data, ("questions", "问题")), _pick(data, ("answers", "答案"))
+    if isinstance(questions, list) and isinstance(answers, list) and len(questions) == len(answers):
+        return [list(pair) for pair in zip(questions, answers)]
+    return None
+
+
 def _is_pair(item: object) -> bool:
     if isinstance(item, dict):
         return _pick(item, QUESTION_KEYS) is not None
@@ -551,6 +586,8 @@ def _from_json(text: str) -> tuple[str, list[dict], list[str], int] | None:
             items = _pairs_value(data)
             if items is None and _pick(data, QUESTION_KEYS) is not None:
                 items = [data]
+            if items is None:
+                items = _zipped(data)
         else:
             items = data
         pairs, incomplete = _json_pairs(items)
@@ -572,7 +609,7 @@ def _starts_with_label(text: str) -> bool:
             return False
     elif first not in LABEL_FIRST_CHARS:
         return False
-    return _label(text)[0] in ("question", "answer")
+    return _label(text)[0] in ("question", "answer") or LOOSE_LABEL.match(text) is not None
 
 
 def _is_question(text: str) -> bool:
