@@ -75,11 +75,11 @@ CHATTER = re.compile(
     r"(?:sure|certainly|of course|absolutely|okay|ok|alright|great|here is|here's|here are|below is|"
     r"below are|i hope|hope this|let me|let's|i'll|i will|i've|i have|i'd|i am going|i'm going|feel free|"
     r"happy to|glad to|these questions|as an ai|i'm sorry|i am sorry|i cannot|i can't|"
-    r"note:|好的|当然|以下是|下面是|这是|希望|如果您|根据您的|我将|让我|我会)(?:\b|(?<=[^\x00-\x7f]))",
+    r"note:|note that|please note|好的|当然|以下是|下面是|这是|希望|如果您|根据您的|我将|让我|我会)(?:\b|(?<=[^\x00-\x7f]))",
     re.IGNORECASE,
 )
 CHATTER_WORDS = frozenset({"sure", "certainly", "of", "absolutely", "okay", "ok", "alright", "great", "here",
-                           "below", "i", "hope", "let", "feel", "happy", "glad", "these", "as", "note"})
+                           "below", "i", "hope", "let", "feel", "happy", "glad", "these", "as", "note", "please"})
 CHATTER_INSIDE = ("let me know", "hope this helps", "feel free to", "如有", "希望这些")
 QA_PHRASE = re.compile(r"question[- ]answer|questions? and answers?|\bq\s*&\s*a\b|\bqa pairs|问答")
 LABEL_INSIDE = re.compile(r"\b(?:[Qq]uestion|[Aa]nswer|Q|A)\s*\d*\s*[:：]\s|(?:问题|答案|问|答)\s*\d*\s*[:：]")
@@ -459,6 +459,8 @@ class _Reader:
             issues.append("incomplete_pair")
         if self.unanswered:
             issues.append("unanswered_question")
+        if self.orphans:
+            issues.append("incomplete_pair")
         return _clean(" ".join(self.article)), self.qas, issues
 
 
@@ -473,15 +475,18 @@ def _read(text: str, want_article: bool) -> tuple[str, list[dict], list[str]]:
 
 def _json_values(text: str):
     """(value, start, complete) for each JSON object or array found, the first ones first."""
+    malformed = -1  # where a value that could not be read starts
     for tries, match in enumerate(JSON_STARTS.finditer(text)):
         if tries == JSON_TRIES:
             return
         start = match.start()
         try:
-            yield decode_json(text, start)[0], start, True
-            continue
+            value = decode_json(text, start)[0]
         except ValueError:
             pass
+        else:  # inside a value that could not be read, it is only a part of the answer
+            yield value, start, malformed < 0 or _closed(text[malformed:start])
+            continue
         rest = text[start:].encode()
         try:
             jiter.from_json(rest)
@@ -492,6 +497,13 @@ def _json_values(text: str):
         repaired = _repair(text[start:])
         if repaired is not None:
             yield repaired, start, True
+        elif malformed < 0:
+            malformed = start
+
+
+def _closed(text: str) -> bool:
+    """Whether the value opening ``text`` is closed within it (``[citation needed] {…}``)."""
+    return ("]" if text[0] == "[" else "}") in text
 
 
 def _repair(text: str) -> object | None:
