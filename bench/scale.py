@@ -70,11 +70,13 @@ def _refine_one(shard: Path) -> int:
 
 def step_refine(workdir: Path, processes: int) -> dict:
     """Refine every shard, ``processes`` shards at a time, as `snakemake --cores N` runs
-    refine_answers jobs side by side."""
+    refine_answers jobs side by side; with the workers' CPU time."""
     (workdir / "refined").mkdir()
     shards = sorted((workdir / "generated").glob("shard-?????.jsonl"))
     with ProcessPoolExecutor(processes) as pool:
-        return {"records": sum(pool.map(_refine_one, shards, chunksize=8)), "processes": processes}
+        count = sum(pool.map(_refine_one, shards, chunksize=8))
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, joined: CPU time holds on a busy machine
+    return {"records": count, "processes": processes, "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2)}
 
 
 def step_merge(workdir: Path, output_format: str) -> dict:
