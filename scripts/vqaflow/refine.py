@@ -10,19 +10,25 @@ assembles the article and the pairs. Article paragraphs are joined by a single s
 
 Status is honest: ``ok`` only when pairs were found (and an article, when wanted) and no
 self-check raised an issue; ``none`` when nothing usable was found; else ``partial``.
+``truncated`` is ``finish_reason == "length"``, or JSON cut off, or a last pair cut off.
 Issue codes:
 
-- ``truncated``: the backend stopped at ``max_tokens`` (``finish_reason == "length"``).
+- ``truncated``: the backend stopped at ``max_tokens`` (``finish_reason == "length"``); the
+  last pair of a free-text answer, when the text ends in its answer, is dropped as cut.
 - ``no_article``: an article was wanted and none was found.
 - ``no_pairs``: no question-answer pair was found.
-- ``article_chatter``: the article holds the model's chatter or a label.
-- ``label_in_question`` / ``label_in_answer``: a question or answer still starts with a label.
+- ``article_chatter``: the article starts with the model's chatter or a label, holds a
+  question or answer label, or ends with chatter.
+- ``label_in_question`` / ``label_in_answer``: a question or answer still starts with a label
+  (``答案：…``, ``Ans: …``, ``Question one: …``).
 - ``empty_answer``: an answer that is empty or only a label (``Ans``); the pair is dropped.
 - ``not_a_question``: a question with neither a question mark nor an interrogative or
-  imperative opening.
-- ``incomplete_pair``: the last pair was cut off (dropped).
+  imperative opening (``what``, ``is``, ``name``, ``list``, ``吗``, ``什么``, ``请`` …).
+- ``incomplete_pair``: a pair cut off at the end, a JSON item without both question and
+  answer, or an answer with no question before it (all dropped).
 - ``unanswered_question``: a question without an answer before the end (dropped).
-- ``partial_json``: the JSON was cut off; only complete pairs are kept.
+- ``partial_json``: the JSON was cut off or malformed around what was read; only complete
+  pairs are kept.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from typing import NamedTuple
 
 import jiter
 
+# label roots and JSON keys, English and Chinese
 QUESTION_ROOTS = frozenset({"question", "q", "ques", "query", "user", "human", "问题", "问", "提问", "题目"})
 ANSWER_ROOTS = frozenset({"answer", "a", "ans", "response", "reply", "assistant", "gpt", "答案", "答", "回答",
                           "解答"})
@@ -59,6 +66,7 @@ CONTEXT_KEYS = ("context", "article", "wikipedia_article", "wikipedia", "passage
                 "背景", "上下文", "正文", "内容")
 ARTICLE_BODY_KEYS = ("text", "content", "body", "article", "正文", "内容")
 
+# line structure
 LIST_PREFIX = re.compile(  # a bullet, a list number, an opening bracket
     r"(?:[-•+>]\s*)?(?:[(（]?(?:\d{1,3}|[一二三四五六七八九十]{1,3})[.)、）:：]\s*)?[\[【]?")
 LABEL_SEP = re.compile(r"[:：)）.\]】]|[-–—](?!\S)")
@@ -134,7 +142,7 @@ def _plain(text: str) -> str:
 
 
 @lru_cache(maxsize=1024)
-def label_kind(label: str) -> str | None:
+def _label_kind(label: str) -> str | None:
     """What a label names: question, answer, answers, title, article, qa (a section) or None."""
     key = " ".join(label.lower().replace("-", " ").replace("_", " ").split())
     words = key.split()
@@ -177,10 +185,10 @@ def _label(plain: str) -> tuple[str | None, str]:
 
 @lru_cache(maxsize=4096)
 def _head_kind(head: str) -> str | None:
-    """:func:`label_kind` of a label with its number and remark ("Question 3 (easy)")."""
+    """:func:`_label_kind` of a label with its number and remark ("Question 3 (easy)")."""
     if not head[:1].isalpha():
         return None
-    return label_kind(head[: LABEL_TAIL.search(head).start()])
+    return _label_kind(head[: LABEL_TAIL.search(head).start()])
 
 
 def _header_kind(plain: str) -> str | None:
@@ -382,7 +390,7 @@ class _Reader:
         cells = [_clean(c) for c in row.strip().strip("|").split("|")]
         if all(TABLE_RULE.fullmatch(c) or not c for c in cells):
             return
-        kinds = [label_kind(c) if c and len(c) < 20 else None for c in cells]
+        kinds = [_label_kind(c) if c and len(c) < 20 else None for c in cells]
         if "question" in kinds:
             q = kinds.index("question")
             self.table_columns = (q, kinds.index("answer") if "answer" in kinds else q + 1)
@@ -632,7 +640,7 @@ def _label_only(text: str) -> bool:
     if len(text) > 12:
         return False
     key = text.lower().strip(" .:：-–—*")
-    return not key or (len(key) <= 8 and label_kind(key) in ("question", "answer", "answers"))
+    return not key or (len(key) <= 8 and _label_kind(key) in ("question", "answer", "answers"))
 
 
 def _check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
@@ -657,9 +665,9 @@ def _article_issue(article: str) -> bool:
     """Whether the article starts with chatter or a label, or holds a label or ends with chatter."""
     if _chatty(article):
         return True
-    if ":" in article or "：" in article or "]" in article[:48] or "】" in article[:48]:
-        if _label(article)[0] is not None or LABEL_INSIDE.search(article):
-            return True
+    marked = ":" in article or "：" in article or "]" in article[:48] or "】" in article[:48]
+    if marked and (_label(article)[0] is not None or LABEL_INSIDE.search(article)):
+        return True
     ending = article[-150:].lower()
     return any(phrase in ending for phrase in CHATTER_INSIDE)
 
