@@ -6,7 +6,8 @@ classified (:func:`classify_line`) by its *structure* - a label (a short word fr
 vocabulary of label roots, optionally bulleted, numbered or emphasised, followed by ``:``,
 ``：``, ``-``, ``)`` or ``.``, or alone on its line), a prose section header ending with a
 colon, a question shape, a table row, chatter or plain text - and a small state machine
-assembles the article and the pairs. Article paragraphs are joined by a single space.
+assembles the article and the pairs. Article lines and paragraphs are joined by a single space (by nothing between two CJK
+characters).
 
 Status is honest: ``ok`` only when pairs were found (and an article, when wanted) and no
 self-check raised an issue; ``none`` when nothing usable was found; else ``partial``.
@@ -107,6 +108,7 @@ UNDERSCORE = re.compile(r"(?<!\w)_(?=\S)|(?<=\S)_(?!\w)")
 MARKUP_STARTS = frozenset("#*_|-•+>0123456789<`([（【")
 TABLE_RULE = re.compile(r":?-{2,}:?")
 THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+CJK = "\u2e80"  # CJK scripts and full-width punctuation start here
 WORD = re.compile(r"\w+")
 ANSWER_PARTS = re.compile(r",|;|\band\b")
 JSON_STARTS = re.compile(r"[{\[]")
@@ -248,6 +250,16 @@ def _chatty(text: str) -> bool:
     return CHATTER.match(text) is not None
 
 
+def _join(lines: list[str]) -> str:
+    """Lines joined by a space, or by nothing between two CJK characters (``…米。`` ``它是…``)."""
+    text = ""
+    for line in lines:
+        line = line.strip()
+        if line:
+            text += (" " if text and (text[-1] < CJK or line[0] < CJK) else "") + line
+    return _clean(text)
+
+
 # -- line classification ---------------------------------------------------------------------------
 
 class Line(NamedTuple):
@@ -355,7 +367,7 @@ class _Reader:
 
     def _finish(self) -> None:
         if self.question is not None:
-            question, answer = _clean(self.question), _clean(" ".join(self.answer))
+            question, answer = _clean(self.question), _join(self.answer)
             if question and answer:
                 self.qas.append({"question": question, "answer": answer})
             elif question:
@@ -469,7 +481,7 @@ class _Reader:
             issues.append("unanswered_question")
         if self.orphans:
             issues.append("incomplete_pair")
-        return _clean(" ".join(self.article)), self.qas, issues
+        return _join(self.article), self.qas, issues
 
 
 def _read(text: str, want_article: bool) -> tuple[str, list[dict], list[str]]:
