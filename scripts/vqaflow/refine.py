@@ -50,6 +50,7 @@ ANSWER_ROOTS = frozenset({"answer", "a", "ans", "response", "reply", "assistant"
                           "解答"})
 ANSWERS_SECTION = frozenset({"answers", "answer key", "answers key", "答案如下", "参考答案"})
 LABEL_WORDS = frozenset(root for root in QUESTION_ROOTS | ANSWER_ROOTS if root.isascii())
+LABEL_INITIALS = frozenset(word[0] for word in LABEL_WORDS)
 LABEL_FIRST_CHARS = frozenset("问答提回解题[【(（-•+>*#0123456789")
 FIRST_WORD = re.compile(r"[A-Za-z]+")
 LOOSE_LABEL = re.compile(  # a label word and a colon a few words later ("Question one: …")
@@ -89,6 +90,7 @@ CHATTER = re.compile(
 )
 CHATTER_WORDS = frozenset({"sure", "certainly", "of", "absolutely", "okay", "ok", "alright", "great", "here",
                            "below", "i", "hope", "let", "feel", "happy", "glad", "these", "as", "note", "please"})
+CHATTER_INITIALS = frozenset(word[0] for word in CHATTER_WORDS)
 CHATTER_INSIDE = ("let me know", "hope this helps", "feel free to", "如有", "希望这些")
 QA_PHRASE = re.compile(r"question[- ]answer|questions? and answers?|\bq\s*&\s*a\b|\bqa pairs|问答")
 LABEL_INSIDE = re.compile(r"\b(?:[Qq]uestion|[Aa]nswer|Q|A)\s*\d*\s*[:：]\s|(?:问题|答案|问|答)\s*\d*\s*[:：]")
@@ -244,8 +246,9 @@ def _is_paragraph(stripped: str) -> bool:
 
 def _chatty(text: str) -> bool:
     """Whether the text opens with the model's chatter ("Sure! Here is …", "以下是…")."""
-    first = text[:1]
-    if first.isascii() and (not first.isalpha() or FIRST_WORD.match(text).group().lower() not in CHATTER_WORDS):
+    first = text[:1].lower()
+    if first.isascii() and (first not in CHATTER_INITIALS
+                            or FIRST_WORD.match(text).group().lower() not in CHATTER_WORDS):
         return False
     return CHATTER.match(text) is not None
 
@@ -635,9 +638,9 @@ def _from_json(text: str) -> tuple[str, list[dict], list[str], int] | None:
 
 def _starts_with_label(text: str) -> bool:
     """Whether a question or answer still starts with a question or answer label."""
-    first = text[:1]
+    first = text[:1].lower()
     if first.isascii() and first.isalpha():
-        if FIRST_WORD.match(text).group().lower() not in LABEL_WORDS:
+        if first not in LABEL_INITIALS or FIRST_WORD.match(text).group().lower() not in LABEL_WORDS:
             return False
     elif first not in LABEL_FIRST_CHARS:
         return False
@@ -681,7 +684,10 @@ def _article_issue(article: str) -> bool:
     if marked and (_label(article)[0] is not None or LABEL_INSIDE.search(article)):
         return True
     ending = article[-150:].lower()
-    return any(phrase in ending for phrase in CHATTER_INSIDE)
+    for phrase in CHATTER_INSIDE:
+        if phrase in ending:
+            return True
+    return False
 
 
 # -- public API ------------------------------------------------------------------------------------
