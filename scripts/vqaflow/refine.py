@@ -366,6 +366,7 @@ class _Reader:
         self.unanswered: list[str] = []
         self.orphans = 0  # answers with no question to go to
         self.blank_since_answer = False
+        self.blank_since_question = False
         self.table_columns: tuple[int, int] | None = None
 
     def _finish(self) -> None:
@@ -382,7 +383,7 @@ class _Reader:
         self.section = "qa"
         self.question = question
         self.answer = [answer] if answer.strip() else []
-        self.blank_since_answer = False
+        self.blank_since_answer = self.blank_since_question = False
 
     def _answer(self, text: str) -> None:
         """An answer line: to the pending question, else to the first unanswered one."""
@@ -390,6 +391,11 @@ class _Reader:
             self._finish()
             self.section = "answers"
             return
+        if self.unanswered and self.question is not None and not self.answer and self.blank_since_question:
+            self._finish()  # a block of answers below a block of questions
+            self.section = "answers"
+        if self.section == "answers" and text:
+            self._finish()  # one answer for each listed question, in order
         if self.question is None and self.unanswered:
             self.question = self.unanswered.pop(0)
         if self.question is None:
@@ -418,8 +424,9 @@ class _Reader:
     def feed(self, line: Line) -> None:
         kind = line.kind
         if kind in ("blank", "separator"):
-            if self.question is not None and self.answer:
-                self.blank_since_answer = True
+            if self.question is not None:
+                self.blank_since_answer = bool(self.answer)
+                self.blank_since_question = True
             if self.section == "article" and self.article and self.article[-1] != "":
                 self.article.append("")
         elif kind == "section":
