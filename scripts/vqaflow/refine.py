@@ -92,6 +92,8 @@ CHATTER_WORDS = frozenset({"sure", "certainly", "of", "absolutely", "okay", "ok"
                            "below", "i", "hope", "let", "feel", "happy", "glad", "these", "as", "note", "please"})
 CHATTER_INITIALS = frozenset(word[0] for word in CHATTER_WORDS)
 CHATTER_INSIDE = ("let me know", "hope this helps", "feel free to", "如有", "希望这些")
+REMARK = re.compile(r"(?:explanation|reason|reasoning|rationale|evidence|source|note|difficulty|type|"
+                    r"category|hint|解释|解析|理由|说明|提示|难度|类型)\b\s*[:：]", re.IGNORECASE)
 QA_PHRASE = re.compile(r"question[- ]answer|questions? and answers?|\bq\s*&\s*a\b|\bqa pairs|问答")
 LABEL_INSIDE = re.compile(r"\b(?:[Qq]uestion|[Aa]nswer|Q|A)\s*\d*\s*[:：]\s|(?:问题|答案|问|答)\s*\d*\s*[:：]")
 INTERROGATIVE = re.compile(
@@ -475,7 +477,7 @@ class _Reader:
                 self._ask(text, "")
         elif not self.answer:
             self.answer, self.expect = [text], ""
-        elif not self.blank_since_answer:
+        elif not self.blank_since_answer and not REMARK.match(text):
             self.answer.append(text)
 
     def result(self) -> tuple[str, list[dict], list[str]]:
