@@ -364,7 +364,7 @@ class _Reader:
         self.qas: list[dict] = []
         self.question: str | None = None
         self.answer: list[str] = []
-        self.expect = ""  # "question" or "answer" after a label alone on its line
+        self.expect_question = False  # after a question label alone on its line ("### Question 3")
         self.unanswered: list[str] = []
         self.orphans = 0  # answers with no question to go to
         self.blank_since_answer = False
@@ -378,7 +378,7 @@ class _Reader:
                 self.qas.append({"question": question, "answer": answer})
             elif question:
                 self.unanswered.append(question)
-        self.question, self.answer, self.expect = None, [], ""
+        self.question, self.answer, self.expect_question = None, [], False
 
     def _ask(self, question: str, answer: str) -> None:
         self._finish()
@@ -405,9 +405,6 @@ class _Reader:
             return
         if text:
             self.answer.append(text)
-            self.expect = ""
-        else:
-            self.expect = "answer"
 
     def _table(self, row: str) -> None:
         cells = [_clean(c) for c in row.strip().strip("|").split("|")]
@@ -439,7 +436,7 @@ class _Reader:
             self._ask(line.text, line.extra)
         elif kind == "qlabel":
             self._finish()
-            self.section, self.expect = "qa", "question"
+            self.section, self.expect_question = "qa", True
         elif kind == "answer" and (self.section != "article" or self.question is not None):
             self._answer(line.text)
         elif kind in ("item", "text", "answer"):
@@ -454,10 +451,10 @@ class _Reader:
             self.feed(classify_line(line.text))
 
     def _content(self, line: Line) -> None:
-        """An unlabelled line: an expected question or answer, an answer, or article text."""
+        """An unlabelled line: an expected question, an answer, or article text."""
         text = line.text
-        if self.expect == "question":
-            self.question, self.expect = text, ""
+        if self.expect_question:
+            self.question, self.expect_question = text, False
         elif self.section == "answers":
             if self.unanswered:
                 self.qas.append({"question": self.unanswered.pop(0), "answer": _clean(text)})
@@ -476,14 +473,14 @@ class _Reader:
             if line.extra == "numbered" or line.kind == "text":
                 self._ask(text, "")
         elif not self.answer:
-            self.answer, self.expect = [text], ""
+            self.answer = [text]
         elif not self.blank_since_answer and not REMARK.match(text):
             self.answer.append(text)
 
     def result(self) -> tuple[str, list[dict], list[str]]:
         """(article, pairs, issues of the reading itself)."""
         issues = []
-        cut = (self.question is not None and not self.answer) or self.expect == "question"
+        cut = (self.question is not None and not self.answer) or self.expect_question
         self._finish()
         if cut:
             if self.unanswered:
