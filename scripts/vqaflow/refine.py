@@ -66,6 +66,7 @@ ANSWER_KEYS = ("answer", "a", "ans", "response", "答案", "答", "回答")
 CONTEXT_KEYS = ("context", "article", "wikipedia_article", "wikipedia", "passage", "text", "wiki_article",
                 "wikipedia_style_article", "content", "background", "document", "文章", "维基百科文章",
                 "背景", "上下文", "正文", "内容")
+CONTEXT_ROOTS = ("article", "context", "passage", "wiki", "文章", "背景", "上下文", "正文")
 ARTICLE_BODY_KEYS = ("text", "content", "body", "article", "正文", "内容")
 
 # line structure
@@ -602,6 +603,12 @@ def _pairs_value(data: dict) -> object:
     return None
 
 
+def _context_like(data: dict) -> object:
+    """The value of a key that names an article in other words ("article_text", "wiki_context")."""
+    return next((value for key, value in data.items()
+                 if isinstance(value, (str, dict)) and any(root in _key(key) for root in CONTEXT_ROOTS)), None)
+
+
 def _zipped(data: dict) -> list | None:
     """Pairs given as two lists: ``{"questions": [...], "answers": [...]}``."""
     questions, answers = _pick(data, ("questions", "问题")), _pick(data, ("answers", "答案"))
@@ -623,7 +630,7 @@ def _from_json(text: str) -> tuple[str, list[dict], list[str], int] | None:
         cut = cut if complete else start
         context = ""
         if isinstance(data, dict):
-            context = _text(_pick(data, CONTEXT_KEYS))
+            context = _text(_pick(data, CONTEXT_KEYS) or _context_like(data))
             items = _pairs_value(data)
             if items is None and _pick(data, QUESTION_KEYS) is not None:
                 items = [data]
