@@ -11,7 +11,8 @@ characters).
 
 Status is honest: ``ok`` only when pairs were found (and an article, when wanted) and no
 self-check raised an issue; ``none`` when nothing usable was found; else ``partial``.
-``truncated`` is ``finish_reason == "length"``, or JSON cut off, or a last pair cut off.
+``truncated`` is ``finish_reason == "length"``, or JSON cut off (``partial_json``), or a last
+pair cut off (``incomplete_pair``).
 Issue codes:
 
 - ``truncated``: the backend stopped at ``max_tokens`` (``finish_reason == "length"``); the
@@ -25,9 +26,10 @@ Issue codes:
 - ``empty_answer``: an answer that is empty or only a label (``Ans``); the pair is dropped.
 - ``not_a_question``: a question with neither a question mark nor an interrogative or
   imperative opening (``what``, ``is``, ``name``, ``list``, ``吗``, ``什么``, ``请`` …).
-- ``incomplete_pair``: a pair cut off at the end, a JSON item without both question and
-  answer, or an answer with no question before it (all dropped).
-- ``unanswered_question``: a question without an answer before the end (dropped).
+- ``incomplete_pair``: a pair cut off at the end of the text or of cut-off JSON (dropped).
+- ``unanswered_question``: a question without an answer before the end, or a JSON item
+  without both question and answer (dropped).
+- ``orphan_answer``: an answer with no question before it (dropped).
 - ``partial_json``: the JSON was cut off or malformed around what was read; only complete
   pairs are kept.
 """
@@ -490,7 +492,7 @@ class _Reader:
         if self.unanswered:
             issues.append("unanswered_question")
         if self.orphans:
-            issues.append("incomplete_pair")
+            issues.append("orphan_answer")
         return _join(self.article), self.qas, issues
 
 
@@ -642,7 +644,7 @@ def _from_json(text: str) -> tuple[str, list[dict], list[str], int] | None:
         if pairs or context:
             issues = [] if complete else ["partial_json"]
             if incomplete:
-                issues.append("incomplete_pair")
+                issues.append("unanswered_question" if complete else "incomplete_pair")
             return context, pairs, issues, start
     return None if cut is None else ("", [], ["partial_json"], cut)
 
