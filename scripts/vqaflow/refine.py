@@ -579,18 +579,21 @@ def _text(value: object) -> str:
     return "" if value is None else _clean(str(value))
 
 
-def _json_pairs(items: object) -> tuple[list[dict], int]:
-    """The complete pairs of a JSON list and how many items were not complete pairs."""
+def _json_pairs(items: object, cut: bool = False) -> tuple[list[dict], int]:
+    """The complete pairs of a JSON list and how many items were not complete pairs; when the
+    JSON was ``cut``, the last item counts only with two strings (a number or list may be cut)."""
+    items = items if isinstance(items, list) else []
     pairs, incomplete = [], 0
-    for item in items if isinstance(items, list) else []:
+    for position, item in enumerate(items, 1):
         if isinstance(item, dict):
             question, answer = _pick(item, QUESTION_KEYS), _pick(item, ANSWER_KEYS)
         elif isinstance(item, list) and len(item) == 2:
             question, answer = item
         else:
             continue
+        whole = not cut or position < len(items) or (isinstance(question, str) and isinstance(answer, str))
         question, answer = _text(question), _text(answer)
-        if question and answer:
+        if question and answer and whole:
             pairs.append({"question": question, "answer": answer})
         else:
             incomplete += 1
@@ -640,7 +643,7 @@ def _from_json(text: str) -> tuple[str, list[dict], list[str], int] | None:
                 items = _zipped(data)
         else:
             items = data
-        pairs, incomplete = _json_pairs(items)
+        pairs, incomplete = _json_pairs(items, cut=not complete)
         if pairs or context:
             issues = [] if complete else ["partial_json"]
             if incomplete:
