@@ -114,6 +114,8 @@ EMPHASIS_PRESENT = re.compile(r"[*_`~]")
 UNDERSCORE = re.compile(r"(?<!\w)_(?=\S)|(?<=\S)_(?!\w)")
 MARKUP_STARTS = frozenset("#*_|-•+>0123456789<`([（【")
 TABLE_RULE = re.compile(r":?-{2,}:?")
+SPECIAL_TOKEN = re.compile(  # <|im_start|>assistant, <|eot_id|>, </s>
+    r"<\|start_header_id\|>\w*<\|end_header_id\|>|<\|im_start\|>\w*|<\|[\w-]{1,30}\|>|</?s>")
 THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 CJK = "\u2e80"  # CJK scripts and full-width punctuation start here
 WORD = re.compile(r"\w+")
@@ -346,8 +348,11 @@ def _is_title(line: str, rest: str) -> bool:
 # -- assembly --------------------------------------------------------------------------------------
 
 def _normalise(text: str) -> str:
-    """Line ends unified; reasoning (``<think>…</think>``, or never closed) removed."""
+    """Line ends unified; chat-template tokens and reasoning (``<think>…</think>``, or never
+    closed) removed."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "<|" in text or "</s>" in text:
+        text = SPECIAL_TOKEN.sub("", text)
     if "<think>" in text or "</think>" in text or "<THINK>" in text:
         text = THINK.sub("", text)
         lowered = text.lower()
