@@ -73,6 +73,8 @@ LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
 
 _CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK_CHAR = re.compile(f"[{_CJK}]")
+_CJK_SPACING = re.compile(rf"\s*([{_CJK}])\s*")
+_NOT_WORD = re.compile(r"[^\w\s]|_")  # punctuation and symbols
 _WORD = re.compile(rf"(?:(?![{_CJK}])[^\W_])+(?:['’.,\-](?:(?![{_CJK}])[^\W_])+)*")
 _LIST_SEP = re.compile(r"\s*[,;，；、]\s*")
 _AND_OR = re.compile(r"(?:^|\s)(?:and|or|and/or|&)(?=\s|$)", re.IGNORECASE)
@@ -137,10 +139,8 @@ def has_and_or(answer: str) -> bool:
 def normalise(text: str) -> str:
     """Casefolded, NFKC, punctuation and symbols removed, words joined by single spaces
     (no spaces around CJK characters)."""
-    text = _nfkc(text).casefold()
-    text = "".join(ch if (ch.isalnum() or ch.isspace()) else " " for ch in text)
-    text = " ".join(text.split())
-    return re.sub(rf"\s*([{_CJK}])\s*", r"\1", text)
+    text = " ".join(_NOT_WORD.sub(" ", _nfkc(text).casefold()).split())
+    return _CJK_SPACING.sub(r"\1", text) if _CJK_CHAR.search(text) else text
 
 
 def _contained(needle: str, haystack: str) -> bool:
