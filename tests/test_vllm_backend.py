@@ -93,3 +93,38 @@ def test_structured_output_follows_the_schema(tiny_model):
             assert all(set(pair) == {"question", "answer"} for pair in parsed["qas"])
         else:  # cut by max_tokens: still a prefix of schema-shaped JSON
             assert outcome.answer.lstrip().startswith('{"qas"') or outcome.answer.lstrip().startswith("{")
+
+
+def test_the_judge_runs_on_vllm_with_the_verdict_schema(tiny_model, tmp_path):
+    """The verify stage on the real engine: one judge request per record, under the verdict
+    schema, read back onto the pairs (a random model may cut its JSON short: then the pairs it
+    did not cover stay ``verdict: null``, never guessed)."""
+    from vqaflow.jsonl import read_jsonl, write_jsonl
+    from vqaflow.judge import VERDICT_SCHEMA
+    from vqaflow.settings import prompt_settings
+    from vqaflow.verify import verify_shard
+    from workflow_helpers import schema_defaults
+
+    settings = prompt_settings({**schema_defaults(), "pipeline": "image_vqa"})
+    qas = [{"question": "What colour is the sky?", "answer": "orange", "flags": []},
+           {"question": "Is it night?", "answer": "no", "flags": []}]
+    lines = [{"id": f"r{n}", "index": n, "record": {"id": f"r{n}", "image": SUNSET}} for n in range(3)]
+    write_jsonl(tmp_path / "shard.jsonl", lines)
+    write_jsonl(tmp_path / "refined.jsonl", [{**line["record"], "qas": [dict(qa) for qa in qas]} for line in lines])
+    judge = backend(tiny_model, VERDICT_SCHEMA, max_tokens=160, temperature=0.0)
+    counts = verify_shard(tmp_path / "refined.jsonl", tmp_path / "shard.jsonl", tmp_path / "verified.jsonl",
+                          tmp_path / "failed.jsonl", tmp_path / "journal.jsonl", settings, judge,
+                          settings.pipeline.judge_prompt, "tiny")
+    assert counts == {"records": 3, "verified": 3, "failed": 0, "transient": 0}
+    verified = list(read_jsonl(tmp_path / "verified.jsonl"))
+    for record in verified:
+        assert record["verify"]["status"] in ("ok", "partial")
+        assert record["verify"]["tokens"]["prompt"] > 0
+        for qa in record["qas"]:
+            assert qa["verdict"] is None or set(qa["verdict"]) == {"answerable", "correct", "reason"}
+    journal = (tmp_path / "journal.jsonl").read_text().splitlines()
+    assert len(journal) == 3
+    verify_shard(tmp_path / "refined.jsonl", tmp_path / "shard.jsonl", tmp_path / "again.jsonl",
+                 tmp_path / "failed.jsonl", tmp_path / "journal.jsonl", settings, judge,
+                 settings.pipeline.judge_prompt, "tiny")
+    assert len((tmp_path / "journal.jsonl").read_text().splitlines()) == 3, "a rerun asks the judge nothing"

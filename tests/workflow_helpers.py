@@ -98,17 +98,23 @@ def write_records(workdir: Path, records: list[dict], name: str = "records.jsonl
     return path
 
 
+def job_environment(key: str | None = TEST_KEY, env: dict | None = None) -> dict:
+    """The environment of a `snakemake` run: no key but ``key``, and this checkout's package
+    in every job, whichever checkout pip installed."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "DF_API_KEY", "OPENAI_BASE_URL")}
+    if key is not None:
+        environment["OPENAI_API_KEY"] = key
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "scripts"), environment.get("PYTHONPATH")]))
+    environment.update(env or {})
+    return environment
+
+
 def snakemake(
     workdir: Path, *args: str, env: dict | None = None, key: str | None = TEST_KEY,
     timeout: float = 300, check: bool = True, configfile: Path | None = None,
 ) -> subprocess.CompletedProcess:
     """Run snakemake on the workflow from ``workdir``; returns the completed process."""
-    environment = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "DF_API_KEY", "OPENAI_BASE_URL")}
-    if key is not None:
-        environment["OPENAI_API_KEY"] = key
-    # this checkout's package in every job, whichever checkout pip installed
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "scripts"), environment.get("PYTHONPATH")]))
-    environment.update(env or {})
+    environment = job_environment(key, env)
     command = [
         sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
         "--configfile", str(configfile or workdir / "config.yaml"), "--cores", "4", *args,
