@@ -23,9 +23,11 @@ def single_process_engine(monkeypatch):
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
-def backend(model: str, schema: dict | None = None, max_tokens: int = 16, temperature: float = 1.0) -> VllmBackend:
-    settings = settings_from_defaults(VllmSettings, "vllm", model=model, max_model_len=1024, dtype="bfloat16",
-                                      chunk_size=4, engine_args=CPU_ENGINE)
+def backend(model: str, schema: dict | None = None, max_tokens: int = 16, temperature: float = 1.0,
+            **engine) -> VllmBackend:
+    settings = settings_from_defaults(VllmSettings, "vllm", **{
+        "model": model, "max_model_len": 1024, "dtype": "bfloat16", "chunk_size": 4, "engine_args": CPU_ENGINE,
+        **engine})
     chosen = sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens, json_schema=schema)
     return VllmBackend(settings, chosen, 1 << 20)
 
@@ -111,7 +113,8 @@ def test_the_judge_runs_on_vllm_with_the_verdict_schema(tiny_model, tmp_path):
     lines = [{"id": f"r{n}", "index": n, "record": {"id": f"r{n}", "image": SUNSET}} for n in range(3)]
     write_jsonl(tmp_path / "shard.jsonl", lines)
     write_jsonl(tmp_path / "refined.jsonl", [{**line["record"], "qas": [dict(qa) for qa in qas]} for line in lines])
-    judge = backend(tiny_model, VERDICT_SCHEMA, max_tokens=160, temperature=0.0)
+    judge = backend(tiny_model, VERDICT_SCHEMA, max_tokens=160, temperature=0.0, max_model_len=2048,
+                    max_pixels=100_000)
     counts = verify_shard(tmp_path / "refined.jsonl", tmp_path / "shard.jsonl", tmp_path / "verified.jsonl",
                           tmp_path / "failed.jsonl", tmp_path / "journal.jsonl", settings, judge,
                           settings.pipeline.judge_prompt, "tiny")

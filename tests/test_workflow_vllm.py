@@ -82,7 +82,8 @@ def test_killed_vllm_job_resumes_at_the_last_finished_chunk(workdir, tiny_model)
 def test_verify_rule_runs_on_vllm(workdir, tiny_model):
     write_records(workdir, tagged_records(workdir, 3))
     vllm_config(workdir, tiny_model, structured_output=True, generation={"max_tokens": 96},
-                verify={"enabled": True, "max_tokens": 96}, repair={"enabled": False})
+                verify={"enabled": True, "max_tokens": 96, "vllm": {"max_model_len": 2048, "max_pixels": 100_000}},
+                repair={"enabled": False})
     snakemake(workdir, "--cores", "2", key=None, env=ENGINE_ENV, timeout=900)
     dataset = read_output(workdir, "dataset.jsonl")
     assert len(dataset) == 3

@@ -48,7 +48,6 @@ from functools import lru_cache
 
 FLAGS = ("long_answer", "and_or", "answer_in_question", "not_a_question", "wrong_language",
          "duplicate_question")
-DEFAULT_MAX_ANSWER_WORDS = 8
 CJK_CHARS_PER_WORD = 1.5
 LIST_ITEM_WORDS = 3
 NEAR_DUPLICATE_THRESHOLD = 0.8
@@ -116,7 +115,7 @@ def word_count(text: str) -> int:
     return len(_WORD.findall(text)) + math.ceil(cjk / CJK_CHARS_PER_WORD)
 
 
-def is_long_answer(answer: str, max_answer_words: int = DEFAULT_MAX_ANSWER_WORDS) -> bool:
+def is_long_answer(answer: str, max_answer_words: int) -> bool:
     parts = [part for part in _LIST_SEP.split(_nfkc(answer)) if part.strip()]
     if not parts:
         return False
@@ -228,8 +227,7 @@ class FilterSettings:
     language: str | None
 
 
-def flag_pair(qa: dict, language: str | None = None,
-              max_answer_words: int = DEFAULT_MAX_ANSWER_WORDS) -> list[str]:
+def flag_pair(qa: dict, language: str | None, max_answer_words: int) -> list[str]:
     """The reason codes of one pair (in the order of :data:`FLAGS`), empty when it passes."""
     question = str(qa.get("question") or "")
     answer = str(qa.get("answer") or "")
@@ -248,8 +246,7 @@ def flag_pair(qa: dict, language: str | None = None,
     return flags
 
 
-def flag_record(qas: list[dict], language: str | None = None,
-                max_answer_words: int = DEFAULT_MAX_ANSWER_WORDS) -> list[list[str]]:
+def flag_record(qas: list[dict], language: str | None, max_answer_words: int) -> list[list[str]]:
     """:func:`flag_pair` for every pair, plus ``duplicate_question`` for a pair whose
     question repeats an earlier pair's (the first occurrence is not flagged)."""
     seen: set[str] = set()

@@ -120,7 +120,7 @@ def _thumbnail(ref: str, image_root: str) -> str:
     if images.is_digest(ref):
         return f"<em>embedded image {html.escape(ref[:19])}…</em>"
     try:
-        image = images.load(images.resolve(ref, image_root))
+        image = images.load(images.resolve(ref, image_root), THUMBNAIL[0] * THUMBNAIL[1] * 4)
     except images.ImageError as err:
         return f"<em>{html.escape(str(err))}</em>"
     image.thumbnail(THUMBNAIL)
