@@ -1,17 +1,15 @@
 import base64
 import io
 import json
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from vqaflow import images
-from workflow_helpers import schema_defaults
+from workflow_helpers import png_header_only, schema_defaults
 
 MAX_PIXELS = schema_defaults()["images"]["max_pixels"]
 
@@ -125,19 +123,6 @@ def test_digest_follows_content(tmp_path):
     b = save(Image.new("RGB", (20, 20)), tmp_path / "b.png")
     assert images.digest(a) != images.digest(b)
     assert images.digest(a) == images.digest(a)
-
-
-def png_header_only(path, width, height):
-    """A PNG declaring ``width`` x ``height`` pixels in a few bytes (a decompression
-    bomb's header: the limit must apply before any pixel data is read)."""
-
-    def chunk(kind, payload):
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
-    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    Path(path).write_bytes(data)
-    return str(path)
 
 
 @pytest.mark.parametrize("width, height", [(20000, 20000), (13000, 12000)])

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import yaml
@@ -164,3 +166,16 @@ def vllm_config(workdir, model: str, **overrides):
 
 
 COLUMNS = Columns.from_config(schema_defaults()["keys"])
+
+
+def png_header_only(path, width, height):
+    """A PNG declaring ``width`` x ``height`` pixels in a few bytes (a decompression
+    bomb's header: the limit must apply before any pixel data is read)."""
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    Path(path).write_bytes(data)
+    return str(path)
