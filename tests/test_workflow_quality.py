@@ -114,3 +114,22 @@ def test_rule_flags_are_counted_in_stats_and_report(workdir):
     assert "lighthouse standing" not in json.dumps(exported)
     summary = (workdir / "results/test/report/quality.html").read_text()
     assert "long_answer" in summary
+
+
+def test_a_killed_verify_job_resumes_from_the_journal(workdir, server):
+    write_records(workdir, tagged_records(workdir, 6))
+    write_config(workdir, server.base_url, shard_size=6, verify={"enabled": True})
+    snakemake(workdir)
+    run = workdir / "results/test"
+    journal = run / "journal/shard-00000.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    judged = [n for n, line in enumerate(lines) if '"verdicts' in json.loads(line).get("answer", "")]
+    assert len(judged) == 6
+    # as if the verify job had been killed after its fourth answer
+    journal.write_text("".join(line for n, line in enumerate(lines) if n not in judged[4:]))
+    for name in ("verified/shard-00000.jsonl", "verified/shard-00000.failed.jsonl", "dataset.jsonl"):
+        (run / name).unlink()
+    before = sum(server.stats["judged"].values())
+    snakemake(workdir)
+    assert sum(server.stats["judged"].values()) == before + 2, "only the two unjournaled records asked again"
+    assert all(r["verify"]["status"] == "ok" for r in read_output(workdir, "dataset.jsonl"))
