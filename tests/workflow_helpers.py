@@ -179,3 +179,20 @@ def png_header_only(path, width, height):
     data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
     Path(path).write_bytes(data)
     return str(path)
+
+
+def text_tasks(count: int, text: str = "Describe rec-{n}.", images: tuple[str, ...] = ()) -> list:
+    """``count`` generation tasks tagged rec-<n> for the test server, each with its own seed."""
+    from vqaflow.backends.base import GenerationTask
+    from vqaflow.prompts import Prompt
+
+    return [GenerationTask(f"r{n}", Prompt(None, (("user", text.format(n=n)),), images), seed=n)
+            for n in range(count)]
+
+
+def api_settings_for(base_url: str, **overrides):
+    """The api section's defaults for the test server, with quick backoff."""
+    from vqaflow.backends.api import ApiSettings
+
+    return settings_from_defaults(ApiSettings, "api", **{"model": "test-vlm", "backoff_s": 0.01,
+                                                          "base_url": base_url, **overrides})
