@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from vqaflow.dataset import refine_record
+from vqaflow.filters import FilterSettings
 from vqaflow.jsonl import read_jsonl
 from vqaflow.pipelines import PIPELINES
 from vqaflow.records import (
@@ -160,7 +161,7 @@ def test_null_id_is_a_missing_id(tmp_path):
     write_shards(path, [tmp_path / "s.jsonl"], 5, COLUMNS)
     lines = list(read_jsonl(tmp_path / "s.jsonl"))
     line = {**lines[0], "answer": "", "generation": {"finish_reason": "stop"}}
-    assert refine_record(line, PIPELINES["image_qa"], COLUMNS)["id"] == "row-0"
+    assert refine_record(line, PIPELINES["image_qa"], COLUMNS, FilterSettings(8, None))["id"] == "row-0"
 
 
 def test_null_ids_in_parquet(tmp_path):

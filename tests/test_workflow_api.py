@@ -30,7 +30,7 @@ GENERATION_FIELDS = {
 
 
 def test_twelve_records_three_shards_in_parallel_merged_in_order(workdir):
-    with ChatServer(latency=0.3) as server:
+    with ChatServer(latency=1.0) as server:  # each job asks for a second: long enough to overlap
         write_records(workdir, tagged_records(workdir, 12))
         write_config(workdir, server.base_url, api={"max_concurrency": 4})
         snakemake(workdir)
@@ -47,8 +47,9 @@ def test_twelve_records_three_shards_in_parallel_merged_in_order(workdir):
         assert "rec-0" in first["vqa"]
         assert "rec-0 was recorded with 1 image(s)" in first["context_vqa"]["context"]
         assert first["context_vqa"]["qas"] == [
-            {"question": "How many images does rec-0 have?", "answer": "1"},
-            {"question": "Which seed produced rec-0?", "answer": first["vqa"].split("seed ")[1].split(".")[0]},
+            {"question": "How many images does rec-0 have?", "answer": "1", "flags": []},
+            {"question": "Which seed produced rec-0?", "answer": first["vqa"].split("seed ")[1].split(".")[0],
+             "flags": []},
         ]
         assert set(first["generation"]) >= GENERATION_FIELDS
         assert first["generation"]["model"] == "test-vlm"

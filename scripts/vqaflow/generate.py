@@ -215,8 +215,9 @@ def generate_shard(
         elif entry is not None:
             failures[task.id] = _failure(line, entry["error"], entry["kind"], entry.get("attempts"))
     pending = [tasks[rid] for rid in tasks if rid not in answers and rid not in failures]
-    tell(f"{shard}: {len(lines)} records, {len(answers)} stored, {len(pending)} to ask, "
-         f"{len(copies)} identical to another, {len(failures)} failed before asking")
+    identical = f", {len(copies)} identical to another" if copies else ""
+    tell(f"{shard}: {len(lines)} records, {len(answers)} stored, {len(pending)} to ask{identical}, "
+         f"{len(failures)} failed before asking")
     new_answers, new_failures = run.ask(backend, pending, "generate")
     answers.update(new_answers)
     failures.update(new_failures)
