@@ -32,6 +32,7 @@ include: "workflow/rules/refine.smk"
 include: "workflow/rules/merge.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/preview.smk"
 
 
 rule all:
