@@ -9,10 +9,11 @@ import random
 import pytest
 
 from vqaflow import preview
+from vqaflow.backends.api import ApiBackend, ApiSettings
 from vqaflow.backends.base import GenerationTask
 from vqaflow.backends.tokens import IMAGE_TOKEN_ESTIMATE, ImageTokens, text_tokens
 from vqaflow.prompts import Prompt
-from workflow_helpers import DEMO_IMAGES, sampling, settings_from_defaults  # noqa: F401
+from workflow_helpers import DEMO_IMAGES, sampling, settings_from_defaults
 
 PLAN = {
     "backend": "api", "prices": {"input_per_mtok": 0.15, "output_per_mtok": 0.6, "batch_discount": 0.5},
@@ -225,3 +226,18 @@ def test_image_tokens_from_the_estimate(tmp_path):
     meter = preview.image_token_meter(path)
     assert meter.mean == 255.5 and meter.images == 20
     assert preview.image_token_meter(tmp_path / "none.json").mean == IMAGE_TOKEN_ESTIMATE
+
+
+def test_the_api_backend_measures_image_tokens_as_it_goes(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    settings = settings_from_defaults(ApiSettings, "api", model="test-vlm", base_url=server.base_url,
+                                      tokens_per_minute=10**9)
+    backend = ApiBackend(settings, sampling(max_tokens=64), 1 << 20)
+    image = str(sorted(DEMO_IMAGES.iterdir())[0])
+    work = [GenerationTask(f"r{n}", Prompt(None, (("user", f"Describe rec-{n}."),), (image, image)), seed=n)
+            for n in range(4)]
+    outcomes = []
+    backend.run(work, outcomes.append)
+    assert all(o.ok for o in outcomes)
+    assert backend.image_tokens.mean == pytest.approx(85, abs=1), "the test server counts 85 per image"
+    assert backend.repairer(128, None).image_tokens is backend.image_tokens
