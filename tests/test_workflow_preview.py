@@ -50,6 +50,8 @@ def test_preview_projects_the_full_run_and_the_full_run_does_not_ask_it_again(wo
         assert all(count == 1 for count in server.stats["answered"].values()), "a record was asked twice"
         assert len(server.stats["answered"]) == 200
         stats = read_output(workdir, "stats.json")
+    log = (workdir / "results/test/logs/generate_api/shard-00000.log").read_text()
+    assert "image tokens: 85 per image, measured by the preview on 20 images" in log
     assert stats["records_ok"] == 200
     tokens = stats["tokens"]["prompt"] + stats["tokens"]["completion"]
     guess = projected["prompt_tokens"]["value"] + projected["completion_tokens"]["value"]
@@ -78,6 +80,8 @@ def test_preview_answers_follow_their_records_through_a_reshard(workdir):
         snakemake(workdir, "preview")  # again, on the new shards: every answer is stored
         assert server.stats["requests"] == requests
         found = read_output(workdir, "preview/estimate.json")
+        rerun = snakemake(workdir)
+        assert "Nothing to be done" in rerun.stdout + rerun.stderr, "a new estimate reruns no generate job"
     assert found["measured"]["asked"] == 0 and found["measured"]["already_in_journal"] == 6
     assert found["projected"]["prompt_tokens"]["value"] > 0, "stored answers still measure"
 
