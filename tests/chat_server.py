@@ -141,7 +141,7 @@ class ChatServer:
         self.random = random.Random(seed)
         self.stats: dict = {
             "requests": 0, "listings": 0, "statuses": Counter(), "answered": Counter(), "in_flight": 0,
-            "max_in_flight": 0, "image_sizes": [],
+            "max_in_flight": 0, "image_sizes": [], "body_bytes": 0,
         }
         self._started = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -169,6 +169,7 @@ class ChatServer:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         self.stats["requests"] += 1
+        self.stats["body_bytes"] += request.content_length or 0  # bytes uploaded (bench/preview_cost.py)
         self.stats["in_flight"] += 1
         self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self.stats["in_flight"])
         try:
