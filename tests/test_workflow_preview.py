@@ -103,3 +103,21 @@ def test_estimate_json_is_valid_json_without_prices(workdir, server):
     assert found["projected"]["cost_online"] is None
     interval = found["projected"]["prompt_tokens"]
     assert interval["low"] == interval["value"] == interval["high"], "every record measured: no doubt left"
+
+
+def test_a_batch_run_after_the_preview_sends_only_the_records_not_previewed(workdir):
+    write_records(workdir, tagged_records(workdir, 20))
+    with ChatServer() as server:
+        batch = {"poll_s": 0.05, "max_poll_s": 0.1}
+        write_config(workdir, server.base_url, backend="batch", shard_size=10, preview={"records": 5},
+                     batch=batch, api=PRICES)
+        snakemake(workdir, "preview")  # online, though the run is batch
+        assert server.batch_stats["batches_created"] == 0 and sum(server.stats["answered"].values()) == 5
+        found = read_output(workdir, "preview/estimate.json")
+        assert found["projected"]["cost_batch"]["value"] < found["projected"]["cost_online"]["value"]
+        snakemake(workdir)
+        assert sum(server.batch_stats["lines_per_batch"]) == 15, "previewed records went into a batch"
+        assert all(count == 1 for count in server.stats["answered"].values())
+        dataset = read_output(workdir, "dataset.jsonl")
+    sampled = {line["id"] for line in read_output(workdir, "preview/sample.jsonl")}
+    assert {r["id"] for r in dataset if r["generation"]["backend"] == "api"} == sampled
