@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -161,6 +162,7 @@ def generate_sample(shard_paths, positions, journal_dir, sample_path, answers_pa
     _gather(groups, work, "failed", failed_path)
     rows = request_rows(ordered, shard_of, journal_dir, before, settings, make_backend(), repair)
     write_jsonl(requests_path, rows)
+    shutil.rmtree(work)
     return {"records": len(ordered), "shards": len(groups), "seconds": round(elapsed, 3),
             "answered": sum(s["answered"] for s in summaries.values()),
             "failed": sum(s["failed"] for s in summaries.values()),
