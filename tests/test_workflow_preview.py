@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from chat_server import ChatServer
+from chat_server import TRUNCATE, ChatServer
 from workflow_helpers import read_output, snakemake, tagged_records, write_config, write_records
 
 pytestmark = pytest.mark.workflow
@@ -121,3 +121,19 @@ def test_a_batch_run_after_the_preview_sends_only_the_records_not_previewed(work
         dataset = read_output(workdir, "dataset.jsonl")
     sampled = {line["id"] for line in read_output(workdir, "preview/sample.jsonl")}
     assert {r["id"] for r in dataset if r["generation"]["backend"] == "api"} == sampled
+
+
+def test_repairs_are_previewed_counted_and_not_asked_again(workdir):
+    records = tagged_records(workdir, 10)
+    for record in records[:4]:
+        record["conversation"][0]["value"] += f" {TRUNCATE}"  # cut off: asked once more
+    write_records(workdir, records)
+    with ChatServer() as server:
+        write_config(workdir, server.base_url, shard_size=5, preview={"records": 10})
+        snakemake(workdir, "preview")
+        found = read_output(workdir, "preview/estimate.json")
+        assert server.stats["requests"] == 14
+        assert found["measured"]["asked"] == 14
+        assert found["projected"]["requests"]["value"] == pytest.approx(14)
+        snakemake(workdir)
+        assert server.stats["requests"] == 14, "the run asked a previewed request again"

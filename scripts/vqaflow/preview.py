@@ -189,7 +189,7 @@ def request_rows(lines, shard_of, journal_dir, before, settings, backend, repair
     over them, ``asked`` (requests this preview sent; the others were in the journal
     already), and ``images`` and ``text_tokens`` (for the image tokens)."""
     from .backends.tokens import text_tokens
-    from .generate import _safe_prepare, fingerprint, repair_fingerprint
+    from .generate import fingerprint, prepare, repair_fingerprint
     from .journal import read_journal
 
     identity = backend.identity()
@@ -204,13 +204,16 @@ def request_rows(lines, shard_of, journal_dir, before, settings, backend, repair
         row = {"id": line["id"], "index": line["index"], "shard": shard, "requests": 0, "asked": 0,
                "prompt_tokens": 0, "completion_tokens": 0, "latency_s": 0.0, "images": 0,
                "text_tokens": None, "image_prompt_tokens": None}
-        prepared, error = _safe_prepare(line, settings)
-        if error is None:
-            task, digests = prepared
+        try:
+            task, digests = prepare(line, settings)
+        except Exception:  # the record failed before asking: no request, no tokens
+            task = None
+        if task is not None:
             fp = fingerprint(identity, task, digests, settings.max_pixels)
             row["images"], row["text_tokens"] = len(task.prompt.images), text_tokens(task)
             entries = journals[shard].get(line["id"], {})
-            for key, is_first in ((fp, True), (repair_fingerprint(fixer_identity, fp), False)):
+            keys = [(fp, True)] + ([(repair_fingerprint(fixer_identity, fp), False)] if repair.enabled else [])
+            for key, is_first in keys:
                 entry = entries.get(key)
                 if entry is None or "answer" not in entry:
                     continue
