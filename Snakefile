@@ -29,6 +29,18 @@ else:
 
 
 include: "workflow/rules/refine.smk"
+
+
+if config["verify"]["enabled"]:
+
+    include: "workflow/rules/verify.smk"
+
+
+if config["dedup"]["images"] not in ("off", False):
+
+    include: "workflow/rules/dedup.smk"
+
+
 include: "workflow/rules/merge.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/report.smk"

@@ -58,7 +58,7 @@ def bench_hashing(count: int, size: tuple[int, int], workdir: Path) -> list[dict
     for workers in (1, 2):
         stats: dict = {}
         cpu = time.process_time()
-        dedup.find_duplicates([(str(i), [p]) for i, p in enumerate(paths)], "perceptual",
+        dedup.find_duplicates([(str(i), [p]) for i, p in enumerate(paths)], "perceptual", 4,
                               workers=workers, stats=stats)
         cpu = time.process_time() - cpu
         rows.append({"size": f"{size[0]}x{size[1]}", "jpeg_mb": round(megabytes, 2), "images": count,

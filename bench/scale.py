@@ -1,6 +1,6 @@
 """The workflow's own steps at scale: shard, refine and merge N records; plan 1,000 shards.
 
-Synthetic inputs reuse the demo images; refinement reads stored raw answers (no model).
+Synthetic inputs (an image path per record, never read); refinement reads stored raw answers (no model).
 Each step runs in a fresh process, so its wall time and peak RSS are its own.
 
     python bench/scale.py --records 10000 100000 1000000 --output bench/results-scale.json
@@ -22,9 +22,17 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
 
 from vqaflow import dataset, records  # noqa: E402
+from vqaflow.filters import FilterSettings  # noqa: E402
+from vqaflow.jsonl import read_jsonl  # noqa: E402
+from vqaflow.pipelines import PIPELINES  # noqa: E402
+from workflow_helpers import COLUMNS, schema_defaults  # noqa: E402
+
+CONTEXT_VQA = PIPELINES["context_vqa"]
+FILTERS = FilterSettings(**schema_defaults()["filters"])
+PRICES = dataset.Prices(None, None, 0.5)
 
 ANSWER = (  # every content line differs between records, as in real answers; labels repeat
     "**Wikipedia Article:**\n\nThe lighthouse at cape {n} stands on a rocky point above the harbour. "
@@ -37,20 +45,21 @@ GENERATION = {"backend": "api", "model": "bench", "finish_reason": "stop", "prom
 
 
 def make_input(path: Path, count: int) -> None:
-    images = [f"demo/images/{p.name}" for p in sorted((REPO / "demo/images").iterdir())]
+    """Records with an image each (no step here reads the files): as in real inputs, records
+    rarely share an image, which would add the near-duplicate question check of refinement."""
     with path.open("w") as out:
         for n in range(count):
             out.write(json.dumps({
-                "id": f"{n:08d}", "image": [images[n % len(images)]], "source": "bench",
+                "id": f"{n:08d}", "image": [f"images/{n:08d}.jpg"], "source": "bench",
                 "conversation": [{"from": "human", "value": "<image>\nWrite a Wikipedia article."}],
             }) + "\n")
 
 
 def step_shard(workdir: Path, shard_size: int) -> dict:
     source = workdir / "input.jsonl"
-    names = records.shard_names(records.count_records(source), shard_size)
+    names = records.shard_names(records.count_records(source, COLUMNS), shard_size)
     paths = [workdir / "shards" / f"{name}.jsonl" for name in names]
-    return {"records": records.write_shards(source, paths, shard_size), "shards": len(paths)}
+    return {"records": len(records.write_shards(source, paths, shard_size, COLUMNS)), "shards": len(paths)}
 
 
 def make_generated(workdir: Path) -> None:
@@ -58,37 +67,39 @@ def make_generated(workdir: Path) -> None:
     (workdir / "generated").mkdir()
     for shard in sorted((workdir / "shards").iterdir()):
         with (workdir / "generated" / shard.name).open("w") as out:
-            for line in records.read_jsonl(shard):
+            for line in read_jsonl(shard):
                 line.update(answer=ANSWER.format(n=line["id"], year=1800 + line["index"] % 200), generation=GENERATION)
                 out.write(json.dumps(line) + "\n")
         (workdir / "generated" / shard.name.replace(".jsonl", ".failed.jsonl")).write_text("")
 
 
 def _refine_one(shard: Path) -> int:
-    return dataset.refine_shard(shard, shard.parent.parent / "refined" / shard.name, "context_vqa")
+    return dataset.refine_shard(shard, shard.parent.parent / "refined" / shard.name, CONTEXT_VQA, COLUMNS, FILTERS)
 
 
 def step_refine(workdir: Path, processes: int) -> dict:
     """Refine every shard, ``processes`` shards at a time, as `snakemake --cores N` runs
-    refine_answers jobs side by side."""
+    refine_answers jobs side by side; with the workers' CPU time."""
     (workdir / "refined").mkdir()
     shards = sorted((workdir / "generated").glob("shard-?????.jsonl"))
     with ProcessPoolExecutor(processes) as pool:
-        return {"records": sum(pool.map(_refine_one, shards, chunksize=8)), "processes": processes}
+        count = sum(pool.map(_refine_one, shards, chunksize=8))
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, joined: CPU time holds on a busy machine
+    return {"records": count, "processes": processes, "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2)}
 
 
 def step_merge(workdir: Path, output_format: str) -> dict:
     refined = sorted((workdir / "refined").iterdir())
     failed = sorted((workdir / "generated").glob("*.failed.jsonl"))
     stats = dataset.merge(refined, failed, workdir / f"dataset.{output_format}", workdir / "failed.jsonl",
-                          workdir / "stats.json", output_format, "context_vqa")
+                          workdir / "stats.json", output_format, CONTEXT_VQA, COLUMNS, PRICES)
     return {"records": stats["records_ok"]}
 
 
 def step_plan(workdir: Path, shards: int) -> dict:
     config = workdir / "plan.yaml"
     config.write_text(f"run: plan\ninput: input.jsonl\npipeline: context_vqa\nshard_size: "
-                      f"{-(-records.count_records(workdir / 'input.jsonl') // shards)}\n")
+                      f"{-(-records.count_records(workdir / 'input.jsonl', COLUMNS) // shards)}\n")
     subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "all", "--snakefile",
                     str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config),
                     "--cores", "2"], check=True, capture_output=True)

@@ -4,6 +4,7 @@ import json
 
 from vqaflow.columns import Columns
 from vqaflow.dataset import Prices, merge
+from vqaflow.jsonl import read_jsonl
 from vqaflow.logs import run_logged
 from vqaflow.pipelines import pipeline
 
@@ -19,6 +20,7 @@ def main() -> None:
         pipeline(snakemake.params.pipeline),
         Columns.from_config(snakemake.params.columns),
         Prices(**snakemake.params.prices),
+        sum(1 for path in snakemake.input.duplicates for _ in read_jsonl(path)),
     )
     print(json.dumps(stats, indent=2))
 

@@ -2,6 +2,7 @@
 
 from vqaflow.columns import Columns
 from vqaflow.dataset import refine_shard
+from vqaflow.filters import FilterSettings
 from vqaflow.logs import run_logged
 from vqaflow.pipelines import pipeline
 
@@ -12,6 +13,7 @@ def main() -> None:
         snakemake.output[0],
         pipeline(snakemake.params.pipeline),
         Columns.from_config(snakemake.params.columns),
+        FilterSettings(**snakemake.params.filters),
     )
     print(f"{snakemake.input[0]}: refined {count} records")
 

@@ -16,6 +16,8 @@ def main() -> None:
     report.plot(report.collect(refined, chosen, columns), stats, Path(snakemake.output.qa_pairs).parent)
     samples = report.samples_html(refined, chosen, columns, snakemake.params.image_root)
     Path(snakemake.output.samples).write_text(samples, encoding="utf-8")
+    quality = report.quality_html(stats, refined, chosen, columns, snakemake.params.image_root)
+    Path(snakemake.output.quality).write_text(quality, encoding="utf-8")
 
 
 if __name__ == "__main__":

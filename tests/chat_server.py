@@ -122,6 +122,24 @@ def default_answer(text: str, sizes: list[str], seed: int | None, structured: bo
     return "\n".join(f"Q: {qa['question']}\nA: {qa['answer']}" for qa in qas)
 
 
+JUDGE_MARK = '{"verdicts": ['
+JUDGED_PAIR = re.compile(r"^(\d+)\. Question: (.*)$", re.M)
+
+
+def judge_answer(text: str) -> str:
+    """A judge's verdicts for the numbered pairs of a judge request: every pair is
+    accepted except questions about the seed, which no image can show."""
+    verdicts = []
+    for number, question in JUDGED_PAIR.findall(text):
+        about_seed = "seed" in question.lower()
+        verdicts.append({
+            "index": int(number),
+            "reason": "the seed cannot be seen in the image" if about_seed else "supported by the image",
+            "answerable": not about_seed, "correct": not about_seed,
+        })
+    return json.dumps({"verdicts": verdicts})
+
+
 class ChatServer:
     """The server, run on its own event loop in a background thread."""
 
@@ -141,7 +159,8 @@ class ChatServer:
         self.random = random.Random(seed)
         self.stats: dict = {
             "requests": 0, "listings": 0, "statuses": Counter(), "answered": Counter(), "in_flight": 0,
-            "max_in_flight": 0, "image_sizes": [], "body_bytes": 0,
+            "max_in_flight": 0, "image_sizes": [], "judged": Counter(), "judge_models": Counter(),
+            "body_bytes": 0,
         }
         self._started = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -223,7 +242,13 @@ class ChatServer:
         self.stats["image_sizes"].extend(sizes)
         tag = (TAG.search(text) or [None])[0]
         structured = (body.get("response_format") or {}).get("type") == "json_schema"
-        content = self.script.get(tag) or default_answer(text, sizes, body.get("seed"), structured)
+        judging = JUDGE_MARK in text
+        if judging:
+            content = judge_answer(text)
+            self.stats["judged"][tag] += 1
+            self.stats["judge_models"][body["model"]] += 1
+        else:
+            content = self.script.get(tag) or default_answer(text, sizes, body.get("seed"), structured)
         finish = "stop"
         if fault == "empty":
             self._count("empty")
@@ -232,7 +257,7 @@ class ChatServer:
             self._count("truncated_json")
         else:
             self._count("200")
-            if tag:
+            if tag and not judging:
                 self.stats["answered"][tag] += 1
         if TRUNCATE in text:
             content, finish = content[: len(content) * 2 // 3], "length"

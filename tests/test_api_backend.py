@@ -11,7 +11,7 @@ import time
 import pytest
 
 from chat_server import ChatServer
-from vqaflow.backends.api import ApiBackend, ApiSettings
+from vqaflow.backends.api import ApiBackend
 from vqaflow.backends.base import FatalBackendError, GenerationTask
 from vqaflow.backends.openai_protocol import (
     Retryable,
@@ -23,7 +23,7 @@ from vqaflow.backends.openai_protocol import (
     request_body,
 )
 from vqaflow.prompts import Prompt, chat_messages
-from workflow_helpers import sampling, settings_from_defaults
+from workflow_helpers import api_settings_for, sampling, text_tasks
 
 
 @pytest.fixture(autouse=True)
@@ -31,24 +31,11 @@ def key(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
 
 
-def tasks(count: int, text: str = "Describe rec-{n}.", images: tuple[str, ...] = ()) -> list[GenerationTask]:
-    return [
-        GenerationTask(f"r{n}", Prompt(None, (("user", text.format(n=n)),), images), seed=n)
-        for n in range(count)
-    ]
-
-
-def settings_for(base_url: str, **settings) -> ApiSettings:
-    """The schema's defaults, but quick backoff."""
-    return settings_from_defaults(ApiSettings, "api", **{"model": "test-vlm", "backoff_s": 0.01,
-                                                          "base_url": base_url, **settings})
-
-
 def run(
     server: ChatServer | str, work: list[GenerationTask], max_tokens: int = 64, on_outcome=None, **settings
 ) -> dict:
     base_url = server if isinstance(server, str) else server.base_url
-    backend = ApiBackend(settings_for(base_url, **settings), sampling(max_tokens=max_tokens), max_pixels=1 << 20)
+    backend = ApiBackend(api_settings_for(base_url, **settings), sampling(max_tokens=max_tokens), max_pixels=1 << 20)
     outcomes = {}
 
     def record(outcome):
@@ -63,7 +50,7 @@ def run(
 
 def test_answers_carry_generation_details():
     with ChatServer() as server:
-        outcomes = run(server, tasks(3))
+        outcomes = run(server, text_tasks(3))
     assert sorted(outcomes) == ["r0", "r1", "r2"]
     outcome = outcomes["r1"]
     assert outcome.ok and "rec-1" in outcome.answer and "seed" in outcome.answer
@@ -74,7 +61,7 @@ def test_answers_carry_generation_details():
 
 def test_concurrency_is_capped_and_reached():
     with ChatServer(latency=0.05) as server:
-        outcomes = run(server, tasks(60), max_concurrency=6)
+        outcomes = run(server, text_tasks(60), max_concurrency=6)
         assert server.stats["max_in_flight"] == 6
     assert all(o.ok for o in outcomes.values())
 
@@ -82,7 +69,7 @@ def test_concurrency_is_capped_and_reached():
 def test_retry_after_is_honoured_then_retries_run_out():
     with ChatServer(faults={"429": 1.0}, retry_after=0.2) as server:
         started = time.monotonic()
-        outcomes = run(server, tasks(1), max_retries=2)
+        outcomes = run(server, text_tasks(1), max_retries=2)
         elapsed = time.monotonic() - started
         assert server.stats["statuses"]["429"] == 3
     outcome = outcomes["r0"]
@@ -94,14 +81,14 @@ def test_retry_after_is_honoured_then_retries_run_out():
 @pytest.mark.parametrize("fault", ["500", "drop", "empty"])
 def test_transient_faults_are_retried(fault):
     with ChatServer(faults={fault: 0.5}, seed=1) as server:
-        outcomes = run(server, tasks(20), max_empty_retries=8)
+        outcomes = run(server, text_tasks(20), max_empty_retries=8)
         assert server.stats["statuses"][fault] > 0
     assert all(o.ok and o.answer for o in outcomes.values())
 
 
 def test_rejected_request_fails_only_its_record():
-    work = tasks(3)
-    work[1] = tasks(2, "Describe rec-{n}. [[context-overflow]]")[1]
+    work = text_tasks(3)
+    work[1] = text_tasks(2, "Describe rec-{n}. [[context-overflow]]")[1]
     with ChatServer() as server:
         outcomes = run(server, work)
     assert outcomes["r0"].ok and outcomes["r2"].ok
@@ -112,25 +99,25 @@ def test_bad_key_is_fatal_after_one_request(monkeypatch):
     monkeypatch.setenv("MY_KEY", "wrong")
     with ChatServer() as server:
         with pytest.raises(FatalBackendError, match="MY_KEY"):
-            run(server, tasks(50), key_env="MY_KEY")
+            run(server, text_tasks(50), key_env="MY_KEY")
         assert server.stats["statuses"] == {"401": 1}, "only the model listing was sent"
 
 
 def test_unlisted_model_costs_one_request():
     with ChatServer(models=("other-vlm",)) as server:
         with pytest.raises(FatalBackendError, match="unknown model"):
-            run(server, tasks(50), max_concurrency=16)
+            run(server, text_tasks(50), max_concurrency=16)
         assert server.stats["statuses"] == {"200": 1, "404": 1}
 
 
 def test_missing_key_names_the_variable(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     with ChatServer() as server, pytest.raises(FatalBackendError, match="OPENAI_API_KEY"):
-        run(server, tasks(1))
+        run(server, text_tasks(1))
 
 
 def test_unreadable_image_fails_its_record(tmp_path):
-    work = tasks(2, images=(str(tmp_path / "gone.png"),))
+    work = text_tasks(2, images=(str(tmp_path / "gone.png"),))
     with ChatServer() as server:
         outcomes = run(server, work)
         assert server.stats["requests"] == 0
@@ -149,7 +136,7 @@ def test_each_image_is_its_own_content_part():
 def test_requests_per_minute_limit_paces_after_a_short_burst():
     with ChatServer() as server:
         started = time.monotonic()
-        outcomes = run(server, tasks(16), requests_per_minute=120, max_concurrency=8)
+        outcomes = run(server, text_tasks(16), requests_per_minute=120, max_concurrency=8)
         elapsed = time.monotonic() - started
     # 12 requests (6 s at 2/s) may burst; the other 4 wait half a second each
     assert len(outcomes) == 16 and elapsed >= 1.8
@@ -167,7 +154,7 @@ def free_port() -> int:
 @pytest.mark.parametrize("fault", ["html", "text", "truncated_json", "error_body"])
 def test_unreadable_200_answers_are_retried(fault):
     with ChatServer(faults={fault: 0.5}, seed=1) as server:
-        outcomes = run(server, tasks(20))
+        outcomes = run(server, text_tasks(20))
         assert server.stats["statuses"][fault] > 0
     assert all(o.ok and "rec-" in o.answer for o in outcomes.values())
     assert max(o.generation["attempts"] for o in outcomes.values()) > 1
@@ -175,7 +162,7 @@ def test_unreadable_200_answers_are_retried(fault):
 
 def test_unreadable_200_answers_are_named_when_retries_run_out():
     with ChatServer(faults={"html": 1.0}) as server:
-        outcomes = run(server, tasks(1), max_retries=1)
+        outcomes = run(server, text_tasks(1), max_retries=1)
     outcome = outcomes["r0"]
     assert outcome.error_kind == "retries_exhausted"
     assert "bad_response" in outcome.error and "HTML page" in outcome.error and "502 Bad Gateway" in outcome.error
@@ -185,7 +172,7 @@ def test_closed_port_fails_in_seconds_naming_the_url():
     url = f"http://user:secret@127.0.0.1:{free_port()}/v1?token=hidden"
     started = time.monotonic()
     with pytest.raises(FatalBackendError) as failure:
-        run(url, tasks(4))
+        run(url, text_tasks(4))
     assert time.monotonic() - started < 10
     message = str(failure.value)
     assert f"http://127.0.0.1:{url.split(':')[3].split('/')[0]}/v1" in message
@@ -196,7 +183,7 @@ def test_closed_port_fails_in_seconds_naming_the_url():
 def test_unknown_host_fails_in_seconds():
     started = time.monotonic()
     with pytest.raises(FatalBackendError, match="cannot connect to http://no-such-host.invalid/v1"):
-        run("http://no-such-host.invalid/v1", tasks(1), connect_timeout_s=5)
+        run("http://no-such-host.invalid/v1", text_tasks(1), connect_timeout_s=5)
     assert time.monotonic() - started < 30
 
 
@@ -207,7 +194,7 @@ def test_server_that_never_answers_fails_after_the_connect_timeout():
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
         started = time.monotonic()
         with pytest.raises(FatalBackendError, match="no answer from " + re.escape(url)) as failure:
-            run(url, tasks(4), timeout_s=1, connect_timeout_s=1)
+            run(url, text_tasks(4), timeout_s=1, connect_timeout_s=1)
         assert time.monotonic() - started < 1 + 5
     assert "api.connect_timeout_s" in str(failure.value)
 
@@ -216,7 +203,7 @@ def test_hanging_chat_requests_stop_the_run_after_dead_after_s():
     with ChatServer(faults={"hang": 1.0}) as server:
         started = time.monotonic()
         with pytest.raises(FatalBackendError, match=re.escape(server.base_url) + ".*dead_after_s"):
-            run(server, tasks(4), timeout_s=1, dead_after_s=2, max_retries=100, backoff_max_s=0.2)
+            run(server, text_tasks(4), timeout_s=1, dead_after_s=2, max_retries=100, backoff_max_s=0.2)
         assert time.monotonic() - started < 15
 
 
@@ -226,7 +213,7 @@ def test_server_dying_mid_run_stops_it_after_dead_after_s():
     threading.Timer(0.5, server.__exit__).start()
     started = time.monotonic()
     with pytest.raises(FatalBackendError, match=re.escape(server.base_url) + ".*connection level"):
-        run(server, tasks(2000), max_concurrency=4, dead_after_s=2, max_retries=1000,
+        run(server, text_tasks(2000), max_concurrency=4, dead_after_s=2, max_retries=1000,
             backoff_max_s=0.2, on_outcome=answered.append)
     assert time.monotonic() - started < 30
     assert answered and all(o.ok for o in answered), "records answered before the server died stay answered"
@@ -234,7 +221,7 @@ def test_server_dying_mid_run_stops_it_after_dead_after_s():
 
 def test_empty_answers_vary_the_seed_then_fail_as_empty_answer():
     with ChatServer(faults={"empty": 1.0}) as server:
-        outcomes = run(server, tasks(2), max_empty_retries=2)
+        outcomes = run(server, text_tasks(2), max_empty_retries=2)
         assert server.stats["requests"] == 2 * 3
     outcome = outcomes["r1"]
     assert outcome.error_kind == "empty_answer" and outcome.generation["attempts"] == 3
@@ -244,7 +231,7 @@ def test_empty_answers_vary_the_seed_then_fail_as_empty_answer():
 
 def test_answer_after_an_empty_one_records_the_seed_used():
     with ChatServer(faults={"empty": 0.5}, seed=3) as server:
-        outcomes = run(server, tasks(30), max_empty_retries=8)
+        outcomes = run(server, text_tasks(30), max_empty_retries=8)
     for n, outcome in enumerate(outcomes[f"r{n}"] for n in range(30)):
         seed = outcome.generation["seed"]
         assert outcome.ok and f"A: {seed}" in outcome.answer
@@ -252,7 +239,7 @@ def test_answer_after_an_empty_one_records_the_seed_used():
 
 
 def test_unprocessable_request_keeps_the_servers_message():
-    work = tasks(2, "Describe rec-{n}. [[unprocessable]]")
+    work = text_tasks(2, "Describe rec-{n}. [[unprocessable]]")
     with ChatServer() as server:
         outcomes = run(server, work)
     outcome = outcomes["r0"]
@@ -261,7 +248,7 @@ def test_unprocessable_request_keeps_the_servers_message():
 
 
 def test_record_raising_in_preparation_fails_alone():
-    work = tasks(3)
+    work = text_tasks(3)
     work[1] = GenerationTask("r1", Prompt(None, (("user", "Describe rec-1."),), (None,)), seed=1)
     with ChatServer() as server:
         outcomes = run(server, work)
@@ -273,8 +260,8 @@ def test_decompression_bomb_fails_its_record_alone(tmp_path):
     from test_images import png_header_only
 
     bomb = png_header_only(tmp_path / "bomb.png", 20000, 20000)
-    work = tasks(3)
-    work[1] = tasks(2, images=(bomb,))[1]
+    work = text_tasks(3)
+    work[1] = text_tasks(2, images=(bomb,))[1]
     with ChatServer() as server:
         outcomes = run(server, work)
     assert outcomes["r0"].ok and outcomes["r2"].ok
@@ -283,7 +270,7 @@ def test_decompression_bomb_fails_its_record_alone(tmp_path):
 
 def test_server_honours_max_tokens():
     with ChatServer() as server:
-        outcomes = run(server, tasks(1), max_tokens=4)
+        outcomes = run(server, text_tasks(1), max_tokens=4)
     outcome = outcomes["r0"]
     assert outcome.generation["finish_reason"] == "length" and len(outcome.answer) == 16
 
@@ -308,7 +295,7 @@ def test_protocol_reads_completions_and_names_bad_bodies():
 
 
 def test_protocol_request_body_and_seeds():
-    task = tasks(1, images=("x.png",))[0]
+    task = text_tasks(1, images=("x.png",))[0]
     body = request_body("m", task, ["data:image/png;base64,AA"], sampling(max_tokens=9, top_p=None), 7)
     assert body["seed"] == 7 and body["max_tokens"] == 9 and "top_p" not in body
     assert body["messages"][0]["content"][0] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}
@@ -337,6 +324,6 @@ class ServerWithoutListing(ChatServer):
 
 def test_server_without_model_listing_still_works():
     with ServerWithoutListing() as server:
-        outcomes = run(server, tasks(5), connect_timeout_s=2)
+        outcomes = run(server, text_tasks(5), connect_timeout_s=2)
         assert server.stats["statuses"] == {"200": 5}
     assert all(o.ok for o in outcomes.values())

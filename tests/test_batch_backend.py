@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 
 from chat_server import ChatServer
-from vqaflow.backends.api import ApiBackend, ApiSettings
+from vqaflow.backends.api import ApiBackend
 from vqaflow.backends.base import FatalBackendError, GenerationTask, Outcome
 from vqaflow.backends.batch import BatchBackend, BatchSettings
-from vqaflow.prompts import Prompt
 from workflow_helpers import (
+    api_settings_for,
     image_names,
     read_output,
     sampling,
-    settings_from_defaults,
     snakemake,
+    text_tasks,
     write_config,
     write_records,
 )
@@ -37,20 +37,8 @@ def key(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
 
 
-def tasks(count: int, text: str = "Describe rec-{n}.", images: tuple[str, ...] = ()) -> list[GenerationTask]:
-    return [
-        GenerationTask(f"r{n}", Prompt(None, (("user", text.format(n=n)),), images), seed=n)
-        for n in range(count)
-    ]
-
-
-def api_settings(server: ChatServer, **settings) -> ApiSettings:
-    return settings_from_defaults(ApiSettings, "api", **{"model": "test-vlm", "base_url": server.base_url,
-                                                          "backoff_s": 0.01, **settings})
-
-
 def backend(server: ChatServer, state: Path, api: dict | None = None, online=None, **batch) -> BatchBackend:
-    return BatchBackend(api_settings(server, **(api or {})), BatchSettings(**{**FAST, **batch}),
+    return BatchBackend(api_settings_for(server.base_url, **(api or {})), BatchSettings(**{**FAST, **batch}),
                         sampling(max_tokens=64), 1 << 20, state, fallback=online)
 
 
@@ -71,11 +59,11 @@ def demo_image() -> str:
 
 
 def test_full_run_answers_as_online(tmp_path):
-    work = tasks(6, images=(demo_image(),))
+    work = text_tasks(6, images=(demo_image(),))
     with ChatServer(script={"rec-2": "A scripted answer."}) as server:
         batch = collect(backend(server, tmp_path / "state.json"), work)
         stats = dict(server.batch_stats)
-        online = collect(ApiBackend(api_settings(server), sampling(max_tokens=64), 1 << 20), work)
+        online = collect(ApiBackend(api_settings_for(server.base_url), sampling(max_tokens=64), 1 << 20), work)
     assert stats["batches_created"] == 1 and stats["files_uploaded"] == 1
     assert stats["lines_per_batch"] == [6]
     assert batch["r2"].answer == "A scripted answer."
@@ -94,7 +82,7 @@ def test_full_run_answers_as_online(tmp_path):
 def test_identity_is_the_online_identity(tmp_path):
     with ChatServer() as server:
         batch = backend(server, tmp_path / "state.json")
-        online = ApiBackend(api_settings(server), sampling(max_tokens=64), 1 << 20)
+        online = ApiBackend(api_settings_for(server.base_url), sampling(max_tokens=64), 1 << 20)
         assert batch.identity() == online.identity()
 
 
@@ -104,7 +92,7 @@ def test_polling_backs_off_up_to_the_cap(tmp_path):
         server.batch["retrieves_per_step"] = 4
         run = backend(server, tmp_path / "state.json", poll_s=1.0, max_poll_s=2.0)
         run.sleep = sleeps.append
-        collect(run, tasks(2))
+        collect(run, text_tasks(2))
     assert sleeps[:4] == [1.0, 1.5, 2.0, 2.0]
 
 
@@ -128,7 +116,7 @@ backend.run(work, lambda outcome: print(json.dumps(outcome.id), flush=True))
 
 def test_killed_while_polling_reattaches_without_a_second_batch(tmp_path):
     state = tmp_path / "batches" / "shard-000.json"
-    work = tasks(5)
+    work = text_tasks(5)
     with ChatServer() as server:
         server.batch["retrieves_per_step"] = 10**6  # stays validating while the child polls
         child = subprocess.Popen(
@@ -161,8 +149,8 @@ def test_killed_while_polling_reattaches_without_a_second_batch(tmp_path):
 def test_rerun_asks_only_for_unjournaled_tasks_and_submits_nothing(tmp_path):
     state = tmp_path / "state.json"
     with ChatServer() as server:
-        collect(backend(server, state), tasks(4))
-        again = collect(backend(server, state), tasks(4)[2:])
+        collect(backend(server, state), text_tasks(4))
+        again = collect(backend(server, state), text_tasks(4)[2:])
         assert server.batch_stats["batches_created"] == 1
     assert all(o.ok for o in again.values())
 
@@ -170,11 +158,11 @@ def test_rerun_asks_only_for_unjournaled_tasks_and_submits_nothing(tmp_path):
 def test_interrupted_creation_is_found_by_its_input_file(tmp_path):
     state = tmp_path / "state.json"
     with ChatServer() as server:
-        collect(backend(server, state), tasks(3))
+        collect(backend(server, state), text_tasks(3))
         recorded = json.loads(state.read_text())
         recorded["batches"][0]["id"] = None  # killed between batches.create and the state write
         state.write_text(json.dumps(recorded))
-        outcomes = collect(backend(server, state), tasks(3))
+        outcomes = collect(backend(server, state), text_tasks(3))
         assert server.batch_stats["batches_created"] == 1
     assert json.loads(state.read_text())["batches"][0]["id"] == "batch_1"
     assert all(o.ok for o in outcomes.values())
@@ -183,13 +171,13 @@ def test_interrupted_creation_is_found_by_its_input_file(tmp_path):
 def test_polling_outage_is_waited_out(tmp_path):
     with ChatServer() as server:
         server.batch["retrieve_errors"] = 3
-        outcomes = collect(backend(server, tmp_path / "state.json", api={"max_retries": 0}), tasks(2))
+        outcomes = collect(backend(server, tmp_path / "state.json", api={"max_retries": 0}), text_tasks(2))
         assert server.batch_stats["batches_created"] == 1
     assert all(o.ok for o in outcomes.values())
 
 
 def test_rejected_line_is_not_paid_again_on_a_rerun(tmp_path):
-    work = tasks(2, "Describe rec-{n}. [[context-overflow]]")
+    work = text_tasks(2, "Describe rec-{n}. [[context-overflow]]")
     with ChatServer() as server:
         first = collect(backend(server, tmp_path / "state.json"), work)
         again = collect(backend(server, tmp_path / "state.json"), work)  # failures are not journaled
@@ -200,15 +188,15 @@ def test_rejected_line_is_not_paid_again_on_a_rerun(tmp_path):
 def test_changed_model_is_not_reattached(tmp_path):
     state = tmp_path / "state.json"
     with ChatServer(models=("test-vlm", "other-vlm")) as server:
-        collect(backend(server, state), tasks(2))
-        outcomes = collect(backend(server, state, api={"model": "other-vlm"}), tasks(2))
+        collect(backend(server, state), text_tasks(2))
+        outcomes = collect(backend(server, state, api={"model": "other-vlm"}), text_tasks(2))
         assert server.batch_stats["batches_created"] == 2
     assert {o.generation["model"] for o in outcomes.values()} == {"other-vlm"}
 
 
 def test_request_over_the_file_limit_fails_its_record(tmp_path):
-    work = tasks(2)
-    work[1] = tasks(2, "Describe rec-{n}. " + "x" * 4000)[1]
+    work = text_tasks(2)
+    work[1] = text_tasks(2, "Describe rec-{n}. " + "x" * 4000)[1]
     with ChatServer() as server:
         outcomes = collect(backend(server, tmp_path / "state.json", max_file_mb=2000 / 2**20), work)
         assert server.batch_stats["lines_per_batch"] == [1]
@@ -219,8 +207,8 @@ def test_request_over_the_file_limit_fails_its_record(tmp_path):
 def test_changed_prompt_is_submitted_again(tmp_path):
     state = tmp_path / "state.json"
     with ChatServer() as server:
-        collect(backend(server, state), tasks(2))
-        outcomes = collect(backend(server, state), tasks(2, "Describe rec-{n} again."))
+        collect(backend(server, state), text_tasks(2))
+        outcomes = collect(backend(server, state), text_tasks(2, "Describe rec-{n} again."))
         assert server.batch_stats["batches_created"] == 2
     assert all(o.ok and "again" not in o.answer for o in outcomes.values())
 
@@ -229,7 +217,7 @@ def test_changed_prompt_is_submitted_again(tmp_path):
 def test_failed_lines_go_into_a_follow_up_batch(tmp_path, knob):
     with ChatServer(seed=3) as server:
         server.batch.update({knob: 0.5, "faulty_batches": 1})
-        outcomes = collect(backend(server, tmp_path / "state.json"), tasks(20))
+        outcomes = collect(backend(server, tmp_path / "state.json"), text_tasks(20))
         stats = server.batch_stats
     assert stats["batches_created"] == 2
     assert 0 < stats["lines_per_batch"][1] < 20
@@ -242,7 +230,7 @@ def test_failed_lines_go_into_a_follow_up_batch(tmp_path, knob):
 def test_retries_run_out(tmp_path):
     with ChatServer() as server:
         server.batch["fail_share"] = 1.0
-        outcomes = collect(backend(server, tmp_path / "state.json", api={"max_retries": 2}), tasks(3))
+        outcomes = collect(backend(server, tmp_path / "state.json", api={"max_retries": 2}), text_tasks(3))
         assert server.batch_stats["batches_created"] == 3
     for outcome in outcomes.values():
         assert outcome.error_kind == "retries_exhausted" and "500" in outcome.error
@@ -252,7 +240,7 @@ def test_retries_run_out(tmp_path):
 def test_expired_batch_keeps_its_lines_and_finishes_in_a_second(tmp_path):
     with ChatServer() as server:
         server.batch.update({"expire_after": 3, "faulty_batches": 1})
-        outcomes = collect(backend(server, tmp_path / "state.json"), tasks(8))
+        outcomes = collect(backend(server, tmp_path / "state.json"), text_tasks(8))
         assert server.batch_stats["lines_per_batch"] == [8, 5]
     assert all(o.ok for o in outcomes.values())
     assert sorted(o.id for o in outcomes.values() if o.generation["batch_id"] == "batch_1") == ["r0", "r1", "r2"]
@@ -261,7 +249,7 @@ def test_expired_batch_keeps_its_lines_and_finishes_in_a_second(tmp_path):
 def test_failed_batch_is_resubmitted(tmp_path):
     with ChatServer() as server:
         server.batch["fail_batches"] = 1
-        outcomes = collect(backend(server, tmp_path / "state.json"), tasks(3))
+        outcomes = collect(backend(server, tmp_path / "state.json"), text_tasks(3))
         assert server.batch_stats["lines_per_batch"] == [3, 3]
     assert all(o.ok and o.generation["batch_id"] == "batch_2" for o in outcomes.values())
 
@@ -271,7 +259,7 @@ def test_cancelled_batch_is_resubmitted_and_said_so(tmp_path, capsys):
         server.batch["retrieves_per_step"] = 3
         run = backend(server, tmp_path / "state.json")
         run.sleep = lambda _: server.batches["batch_1"]["object"]["status"] == "validating" and server.cancel("batch_1")
-        outcomes = collect(run, tasks(3))
+        outcomes = collect(run, text_tasks(3))
         assert server.batch_stats["cancelled"] == 1 and server.batch_stats["lines_per_batch"] == [3, 3]
     assert all(o.ok and o.generation["batch_id"] == "batch_2" for o in outcomes.values())
     assert "cancelled" in capsys.readouterr().err
@@ -279,7 +267,7 @@ def test_cancelled_batch_is_resubmitted_and_said_so(tmp_path, capsys):
 
 def test_large_input_is_split_into_several_batches(tmp_path):
     with ChatServer() as server:
-        outcomes = collect(backend(server, tmp_path / "state.json", max_requests=4), tasks(10))
+        outcomes = collect(backend(server, tmp_path / "state.json", max_requests=4), text_tasks(10))
         assert server.batch_stats["lines_per_batch"] == [4, 4, 2]
     assert all(o.ok for o in outcomes.values())
     assert len(json.loads((tmp_path / "state.json").read_text())["batches"]) == 3
@@ -287,7 +275,7 @@ def test_large_input_is_split_into_several_batches(tmp_path):
 
 def test_file_size_limit_splits_too(tmp_path):
     with ChatServer() as server:
-        work = tasks(6, images=(demo_image(),))
+        work = text_tasks(6, images=(demo_image(),))
         one_line = len(json.dumps({"x": __import__("vqaflow.images").images.data_url(demo_image(), 1 << 20)}))
         outcomes = collect(backend(server, tmp_path / "state.json", max_file_mb=2.5 * one_line / 2**20), work)
         assert server.batch_stats["lines_per_batch"] == [2, 2, 2]
@@ -295,8 +283,8 @@ def test_file_size_limit_splits_too(tmp_path):
 
 
 def test_rejected_line_fails_only_its_record(tmp_path):
-    work = tasks(3)
-    work[1] = tasks(2, "Describe rec-{n}. [[context-overflow]]")[1]
+    work = text_tasks(3)
+    work[1] = text_tasks(2, "Describe rec-{n}. [[context-overflow]]")[1]
     with ChatServer() as server:
         outcomes = collect(backend(server, tmp_path / "state.json"), work)
         assert server.batch_stats["batches_created"] == 1
@@ -307,7 +295,7 @@ def test_rejected_line_fails_only_its_record(tmp_path):
 
 def test_empty_answers_are_retried(tmp_path):
     with ChatServer(faults={"empty": 0.5}, seed=2) as server:
-        outcomes = collect(backend(server, tmp_path / "state.json"), tasks(10))
+        outcomes = collect(backend(server, tmp_path / "state.json"), text_tasks(10))
         assert server.stats["statuses"]["empty"] > 0
     assert all(o.ok and o.answer for o in outcomes.values())
 
@@ -315,7 +303,7 @@ def test_empty_answers_are_retried(tmp_path):
 def test_online_fallback(tmp_path):
     with ChatServer(seed=3) as server:
         server.batch.update({"fail_share": 0.5, "faulty_batches": 1})
-        outcomes = collect(backend(server, tmp_path / "state.json", fallback="online"), tasks(12))
+        outcomes = collect(backend(server, tmp_path / "state.json", fallback="online"), text_tasks(12))
         assert server.batch_stats["batches_created"] == 1
         online_requests = server.stats["requests"]  # batch lines do not count as requests
     assert all(o.ok for o in outcomes.values())
@@ -336,13 +324,13 @@ def test_online_fallback_takes_any_backend(tmp_path):
     recorder = Recorder()
     with ChatServer() as server:
         server.batch["fail_share"] = 1.0
-        outcomes = collect(backend(server, tmp_path / "state.json", online=recorder, fallback="online"), tasks(3))
+        outcomes = collect(backend(server, tmp_path / "state.json", online=recorder, fallback="online"), text_tasks(3))
     assert sorted(recorder.asked) == ["r0", "r1", "r2"]
     assert {o.answer for o in outcomes.values()} == {"from elsewhere"}
 
 
 def test_unreadable_image_fails_its_record(tmp_path):
-    work = tasks(2) + tasks(3, images=(str(tmp_path / "gone.png"),))[2:]
+    work = text_tasks(2) + text_tasks(3, images=(str(tmp_path / "gone.png"),))[2:]
     with ChatServer() as server:
         outcomes = collect(backend(server, tmp_path / "state.json"), work)
         assert server.batch_stats["lines_per_batch"] == [2]
@@ -352,7 +340,7 @@ def test_unreadable_image_fails_its_record(tmp_path):
 def test_bad_key_is_fatal(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "wrong")
     with ChatServer() as server, pytest.raises(FatalBackendError, match="OPENAI_API_KEY"):
-        collect(backend(server, tmp_path / "state.json"), tasks(2))
+        collect(backend(server, tmp_path / "state.json"), text_tasks(2))
 
 
 # --- the workflow with backend: batch ----------------------------------------------------

@@ -9,6 +9,9 @@ import pytest
 from PIL import Image
 
 from vqaflow import dedup
+from workflow_helpers import schema_defaults
+
+MAX_DISTANCE = schema_defaults()["dedup"]["max_distance"]
 
 DEMO = Path(__file__).resolve().parent.parent / "demo" / "images"
 
@@ -39,9 +42,9 @@ def test_different_demo_images_are_not_duplicates(tmp_path):
     names = sorted(path.name for path in DEMO.iterdir())
     keys = [dedup.image_key(str(DEMO / name)) for name in names]
     assert min(dedup.hamming(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]) > 4
-    assert dedup.find_duplicates([(name, [name]) for name in names], "perceptual", root=str(DEMO)) == []
+    assert dedup.find_duplicates([(name, [name]) for name in names], "perceptual", MAX_DISTANCE, root=str(DEMO)) == []
     copy = degraded_copy(DEMO / "fruit_bowl.png", tmp_path / "fruit.jpg")
-    found = dedup.find_duplicates([("light", ["lighthouse.png"]), ("fruit", [copy])], "perceptual", root=str(DEMO))
+    found = dedup.find_duplicates([("light", ["lighthouse.png"]), ("fruit", [copy])], "perceptual", MAX_DISTANCE, root=str(DEMO))
     assert found == []
 
 
@@ -54,7 +57,7 @@ def test_exact_mode_finds_byte_identical_copies_only(tmp_path):
         ("c", [str(tmp_path / "same.jpg")]),
         ("d", [data_url(DEMO / "sunset.jpg")]),
     ]
-    assert dedup.find_duplicates(items, "exact") == [
+    assert dedup.find_duplicates(items, "exact", MAX_DISTANCE) == [
         {"id": "c", "duplicate_of": "a", "distance": 0},
         {"id": "d", "duplicate_of": "a", "distance": 0},
     ]
@@ -63,15 +66,15 @@ def test_exact_mode_finds_byte_identical_copies_only(tmp_path):
 def test_data_urls_and_the_process_pool_give_the_same_answer(tmp_path):
     copy = degraded_copy(DEMO / "street_sign.png", tmp_path / "sign.jpg")
     items = [("sign", [data_url(DEMO / "street_sign.png")]), ("bar", ["bar_chart.png"]), ("copy", [copy])]
-    serial = dedup.find_duplicates(items, "perceptual", root=str(DEMO))
-    pooled = dedup.find_duplicates(items, "perceptual", root=str(DEMO), workers=2, batch_size=2)
+    serial = dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO))
+    pooled = dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO), workers=2, batch_size=2)
     assert serial == pooled and [d["id"] for d in serial] == ["copy"]
 
 
 def test_first_record_is_kept_and_duplicates_point_at_it(tmp_path):
     copies = [degraded_copy(DEMO / "lighthouse.png", tmp_path / f"c{i}.jpg") for i in range(2)]
     items = [("first", ["lighthouse.png"]), ("second", [copies[0]]), ("third", [copies[1]])]
-    found = dedup.find_duplicates(items, "perceptual", root=str(DEMO))
+    found = dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO))
     assert [(d["id"], d["duplicate_of"]) for d in found] == [("second", "first"), ("third", "first")]
 
 
@@ -85,7 +88,7 @@ def test_multi_image_records_match_image_by_image(tmp_path):
         ("half", [light, "bar_chart.png"]),  # one image matches, the other does not
         ("copy", [light, fruit]),
     ]
-    found = dedup.find_duplicates(items, "perceptual", root=str(DEMO))
+    found = dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO))
     assert [(d["id"], d["duplicate_of"]) for d in found] == [("copy", "pair")]
     assert found[0]["distance"] == max(
         dedup.hamming(dedup.image_key(light), dedup.image_key("lighthouse.png", root=DEMO)),
@@ -107,7 +110,7 @@ def test_unreadable_images_are_reported_not_raised(tmp_path):
         ("ok2", ["lighthouse.png"]),
     ]
     unreadable, stats = [], {}
-    found = dedup.find_duplicates(items, "perceptual", root=str(DEMO), unreadable=unreadable, stats=stats)
+    found = dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO), unreadable=unreadable, stats=stats)
     assert found == [{"id": "ok2", "duplicate_of": "ok", "distance": 0}]
     assert [u["id"] for u in unreadable] == ["missing", "broken", "text", "url", "bad64"]
     assert all(u["error"] for u in unreadable)
@@ -116,14 +119,14 @@ def test_unreadable_images_are_reported_not_raised(tmp_path):
 
 def test_exact_mode_reports_missing_files(tmp_path):
     unreadable = []
-    assert dedup.find_duplicates([("a", ["gone.png"]), ("b", ["gone.png"])], "exact",
+    assert dedup.find_duplicates([("a", ["gone.png"]), ("b", ["gone.png"])], "exact", MAX_DISTANCE,
                                  root=str(tmp_path), unreadable=unreadable) == []
     assert [u["id"] for u in unreadable] == ["a", "b"]
 
 
 def test_bad_arguments_raise():
     with pytest.raises(dedup.DedupError):
-        dedup.find_duplicates([], "fuzzy")
+        dedup.find_duplicates([], "fuzzy", MAX_DISTANCE)
     with pytest.raises(dedup.DedupError):
         dedup.find_duplicates([], "perceptual", max_distance=64)
 

@@ -19,7 +19,9 @@ from vqaflow.records import (
     sniff_mime,
     write_shards,
 )
-from workflow_helpers import COLUMNS
+from workflow_helpers import COLUMNS, schema_defaults
+
+MAX_PIXELS = schema_defaults()["images"]["max_pixels"]
 
 datasets = pytest.importorskip("datasets")
 
@@ -62,7 +64,7 @@ def test_hf_parquet_with_embedded_bytes(tmp_path):
         header, decoded = decode_data_url(ref)
         assert header == f"data:{mime};base64"
         assert decoded == data
-        picture = images.load(ref)  # the images module takes it as it is
+        picture = images.load(ref, MAX_PIXELS)  # the images module takes it as it is
         assert picture.getpixel((1, 1)) == pytest.approx(colour, abs=8)
         stored = output_image_value(record["image"])
         assert stored == "sha256:" + hashlib.sha256(data).hexdigest()

@@ -9,7 +9,7 @@ COLUMNS = Columns("id", "image", "conversation", "vqa", "context_vqa", "qas")
 
 
 def build_prompt(record, record_id, pipeline, system_prompt=None, prompt=None):
-    settings = PromptSettings(PIPELINES[pipeline], COLUMNS, system_prompt, prompt, ".", 1 << 20, 0)
+    settings = PromptSettings(PIPELINES[pipeline], COLUMNS, system_prompt, prompt, ".", 1 << 20, 0, True)
     return build(record, record_id, settings)
 
 

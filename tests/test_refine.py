@@ -6,25 +6,42 @@ from pathlib import Path
 import pytest
 
 from vqaflow import refine
+from vqaflow.pipelines import PIPELINES
 
 CORPUS = json.loads((Path(__file__).parent / "data/refine_corpus.json").read_text())
 
 
+def _want_article(case) -> bool:
+    return PIPELINES[case["pipeline"]].want_article
+
+
+def _parse(case):
+    return refine.parse_answer(case["raw"], want_article=_want_article(case), finish_reason=case.get("finish_reason"))
+
+
 @pytest.mark.parametrize("case", CORPUS, ids=[case["name"] for case in CORPUS])
 def test_corpus(case):
-    if case["pipeline"] == "context_vqa":
-        parsed = refine.parse_context_vqa(case["raw"])
-        assert parsed.context == case["context"]
-    else:
-        parsed = refine.parse_qa_pairs(case["raw"])
-        assert parsed.context is None
+    parsed = _parse(case)
+    assert parsed.context == (case["context"] if _want_article(case) else None)
     assert parsed.qas == case["qas"]
     assert parsed.status == case["status"]
+    if "issues" in case:
+        assert list(parsed.issues) == case["issues"]
+    assert (parsed.status == "ok") is (not parsed.issues and bool(parsed.qas))
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[case["name"] for case in CORPUS])
+def test_a_wrong_parse_is_never_ok(case):
+    """Whatever the expectation says, a parse that differs from it must not claim ``ok``."""
+    parsed = _parse(case)
+    expected_context = case["context"] if _want_article(case) else None
+    if (parsed.context, parsed.qas) != (expected_context, case["qas"]):
+        assert parsed.status != "ok"
 
 
 def test_corpus_covers_every_pipeline_and_status():
-    assert len(CORPUS) >= 40
-    assert {case["pipeline"] for case in CORPUS} == {"context_vqa", "image_vqa", "image_qa"}
+    assert len(CORPUS) >= 120
+    assert {case["pipeline"] for case in CORPUS} == set(PIPELINES)
     assert {case["status"] for case in CORPUS} == {"ok", "partial", "none"}
 
 
@@ -43,19 +60,48 @@ def test_is_grounded(answer, context, grounded):
     assert refine.is_grounded(answer, context) is grounded
 
 
-@pytest.mark.parametrize("pipeline", ["context_vqa", "image_vqa", "image_qa"])
+@pytest.mark.parametrize("pipeline", PIPELINES.values(), ids=list(PIPELINES))
 def test_answer_schema_is_strict(pipeline):
-    schema = refine.answer_schema(pipeline)
+    schema = pipeline.answer_schema()
     assert schema["additionalProperties"] is False
     assert schema["required"] == list(schema["properties"])
-    assert ("context" in schema["properties"]) is (pipeline == "context_vqa")
+    assert ("context" in schema["properties"]) is pipeline.want_article
     pair = schema["properties"]["qas"]["items"]
     assert pair["required"] == ["question", "answer"] and pair["additionalProperties"] is False
 
 
 def test_structured_answers_read_directly_and_free_text_falls_back():
     structured = json.dumps({"context": "A red sign.", "qas": [{"question": "Colour?", "answer": "red"}]})
-    parsed = refine.parse_structured(structured, "context_vqa")
+    parsed = refine.parse_answer(structured, want_article=True)
     assert (parsed.context, parsed.qas, parsed.status) == ("A red sign.", [{"question": "Colour?", "answer": "red"}], "ok")
-    fallback = refine.parse_structured("Q: Colour?\nA: red", "image_vqa")
-    assert fallback.qas == [{"question": "Colour?", "answer": "red"}]
+    fallback = refine.parse_answer("Q: Colour?\nA: red", want_article=False)
+    assert fallback.qas == [{"question": "Colour?", "answer": "red"}] and fallback.context is None
+
+
+def test_finish_reason_length_is_truncated_and_never_ok():
+    parsed = refine.parse_answer("Q: Colour?\nA: red\nQ: Shape?\nA: octagon", want_article=False,
+                                 finish_reason="length")
+    assert parsed.truncated and parsed.status == "partial" and "truncated" in parsed.issues
+    assert parsed.qas == [{"question": "Colour?", "answer": "red"}]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ('{"verdict": "yes"}', {"verdict": "yes"}),
+        ('Sure:\n```json\n[1, 2]\n```\nDone.', [1, 2]),
+        ('{"score": 4, "reason": "good"} I hope this helps', {"score": 4, "reason": "good"}),
+        ('[citation needed] then {"a": "b"}', {"a": "b"}),
+        ('{"qas": [{"question": "Who?", "answer": "Gus', {"qas": [{"question": "Who?"}]}),
+        ("no json here", None),
+    ],
+)
+def test_read_json(text, value):
+    assert refine.read_json(text) == value
+
+
+def test_classify_line_reads_label_structure():
+    assert refine.classify_line("**Q3.** What colour is it?").kind == "question"
+    assert refine.classify_line("问题1：塔在哪里？").text == "塔在哪里？"
+    assert refine.classify_line("- *Answer:* red") == refine.Line("answer", "red")
+    assert refine.classify_line("Here is a Wikipedia-style article about the tower:").extra == "article"

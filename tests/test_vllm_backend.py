@@ -23,9 +23,11 @@ def single_process_engine(monkeypatch):
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
-def backend(model: str, schema: dict | None = None, max_tokens: int = 16, temperature: float = 1.0) -> VllmBackend:
-    settings = settings_from_defaults(VllmSettings, "vllm", model=model, max_model_len=1024, dtype="bfloat16",
-                                      chunk_size=4, engine_args=CPU_ENGINE)
+def backend(model: str, schema: dict | None = None, max_tokens: int = 16, temperature: float = 1.0,
+            **engine) -> VllmBackend:
+    settings = settings_from_defaults(VllmSettings, "vllm", **{
+        "model": model, "max_model_len": 1024, "dtype": "bfloat16", "chunk_size": 4, "engine_args": CPU_ENGINE,
+        **engine})
     chosen = sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens, json_schema=schema)
     return VllmBackend(settings, chosen, 1 << 20)
 
@@ -93,3 +95,39 @@ def test_structured_output_follows_the_schema(tiny_model):
             assert all(set(pair) == {"question", "answer"} for pair in parsed["qas"])
         else:  # cut by max_tokens: still a prefix of schema-shaped JSON
             assert outcome.answer.lstrip().startswith('{"qas"') or outcome.answer.lstrip().startswith("{")
+
+
+def test_the_judge_runs_on_vllm_with_the_verdict_schema(tiny_model, tmp_path):
+    """The verify stage on the real engine: one judge request per record, under the verdict
+    schema, read back onto the pairs (a random model may cut its JSON short: then the pairs it
+    did not cover stay ``verdict: null``, never guessed)."""
+    from vqaflow.jsonl import read_jsonl, write_jsonl
+    from vqaflow.judge import VERDICT_SCHEMA
+    from vqaflow.settings import prompt_settings
+    from vqaflow.verify import verify_shard
+    from workflow_helpers import schema_defaults
+
+    settings = prompt_settings({**schema_defaults(), "pipeline": "image_vqa"})
+    qas = [{"question": "What colour is the sky?", "answer": "orange", "flags": []},
+           {"question": "Is it night?", "answer": "no", "flags": []}]
+    lines = [{"id": f"r{n}", "index": n, "record": {"id": f"r{n}", "image": SUNSET}} for n in range(3)]
+    write_jsonl(tmp_path / "shard.jsonl", lines)
+    write_jsonl(tmp_path / "refined.jsonl", [{**line["record"], "qas": [dict(qa) for qa in qas]} for line in lines])
+    judge = backend(tiny_model, VERDICT_SCHEMA, max_tokens=160, temperature=0.0, max_model_len=2048,
+                    max_pixels=100_000)
+    counts = verify_shard(tmp_path / "refined.jsonl", tmp_path / "shard.jsonl", tmp_path / "verified.jsonl",
+                          tmp_path / "failed.jsonl", tmp_path / "journal.jsonl", settings, judge,
+                          settings.pipeline.judge_prompt, "tiny")
+    assert counts == {"records": 3, "verified": 3, "failed": 0, "transient": 0}
+    verified = list(read_jsonl(tmp_path / "verified.jsonl"))
+    for record in verified:
+        assert record["verify"]["status"] in ("ok", "partial")
+        assert record["verify"]["tokens"]["prompt"] > 0
+        for qa in record["qas"]:
+            assert qa["verdict"] is None or set(qa["verdict"]) == {"answerable", "correct", "reason"}
+    journal = (tmp_path / "journal.jsonl").read_text().splitlines()
+    assert len(journal) == 3
+    verify_shard(tmp_path / "refined.jsonl", tmp_path / "shard.jsonl", tmp_path / "again.jsonl",
+                 tmp_path / "failed.jsonl", tmp_path / "journal.jsonl", settings, judge,
+                 settings.pipeline.judge_prompt, "tiny")
+    assert len((tmp_path / "journal.jsonl").read_text().splitlines()) == 3, "a rerun asks the judge nothing"

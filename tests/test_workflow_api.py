@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,16 @@ import polars as pl
 import pytest
 
 from chat_server import ChatServer
-from workflow_helpers import REPO, image_names, read_output, snakemake, tagged_records, write_config, write_records
+from workflow_helpers import (
+    REPO,
+    image_names,
+    job_environment,
+    read_output,
+    snakemake,
+    tagged_records,
+    write_config,
+    write_records,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -141,7 +149,7 @@ def test_workflow_runs_as_a_snakemake_module(workdir, server):
     )
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "2"], cwd=workdir, capture_output=True, text=True,
-        env={**os.environ, "OPENAI_API_KEY": "test-key"}, timeout=300,
+        env=job_environment(), timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert [r["id"] for r in read_output(workdir, "dataset.jsonl", run="as_module")] == ["r000", "r001", "r002"]

@@ -3,10 +3,13 @@ are kept, a reshard asks nothing again, and a crash leaves its traceback in the 
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 
 from chat_server import OVERFLOW, ChatServer
-from workflow_helpers import read_output, snakemake, tagged_records, write_config, write_records
+from workflow_helpers import png_header_only, read_output, snakemake, tagged_records, write_config, write_records
 
 pytestmark = pytest.mark.workflow
 
@@ -68,3 +71,30 @@ def test_a_crash_leaves_its_traceback_in_the_job_log(workdir, server):
     log = (workdir / "results/test/logs/generate_api/shard-00000.log").read_text()
     assert "Traceback (most recent call last)" in log and "IsADirectoryError" in log
     assert "IsADirectoryError" in result.stderr, "the terminal names the error too"
+
+
+def test_a_bomb_and_html_answers_fail_or_retry_alone(workdir):
+    records = tagged_records(workdir, 20)
+    records[7]["image"] = [png_header_only(workdir / "images" / "bomb.png", 20000, 20000)]
+    write_records(workdir, records)
+    with ChatServer(faults={"html": 0.15, "error_body": 0.05}, seed=2) as server:
+        write_config(workdir, server.base_url, shard_size=10)
+        snakemake(workdir)
+        assert server.stats["statuses"]["html"] > 0
+    (failed,) = read_output(workdir, "failed.jsonl")
+    assert failed["id"] == "r007" and failed["kind"] == "image" and "400,000,000 pixels" in failed["error"]
+    dataset = read_output(workdir, "dataset.jsonl")
+    assert [r["id"] for r in dataset] == [f"r{n:03d}" for n in range(20) if n != 7]
+
+
+def test_a_closed_port_stops_the_run_in_seconds_naming_the_url(workdir):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    write_records(workdir, tagged_records(workdir, 4))
+    url = f"http://127.0.0.1:{port}/v1"
+    write_config(workdir, url)
+    started = time.monotonic()
+    result = snakemake(workdir, check=False)
+    assert result.returncode != 0 and time.monotonic() - started < 60
+    assert url in result.stderr

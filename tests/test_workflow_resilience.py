@@ -14,7 +14,15 @@ import pytest
 from PIL import Image
 
 from chat_server import ChatServer
-from workflow_helpers import SNAKEFILE, read_output, snakemake, tagged_records, write_config, write_records
+from workflow_helpers import (
+    SNAKEFILE,
+    job_environment,
+    read_output,
+    snakemake,
+    tagged_records,
+    write_config,
+    write_records,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -50,7 +58,7 @@ def test_killed_shard_resumes_asking_only_in_flight_requests(workdir):
             sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
             "--configfile", str(workdir / "config.yaml"), "--cores", "2",
         ]
-        env = {**os.environ, "OPENAI_API_KEY": "test-key"}
+        env = job_environment()
         run = subprocess.Popen(command, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         journal = workdir / "results/test/journal/shard-00000.jsonl"

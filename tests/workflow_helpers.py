@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import yaml
@@ -98,17 +100,23 @@ def write_records(workdir: Path, records: list[dict], name: str = "records.jsonl
     return path
 
 
+def job_environment(key: str | None = TEST_KEY, env: dict | None = None) -> dict:
+    """The environment of a `snakemake` run: no key but ``key``, and this checkout's package
+    in every job, whichever checkout pip installed."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "DF_API_KEY", "OPENAI_BASE_URL")}
+    if key is not None:
+        environment["OPENAI_API_KEY"] = key
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "scripts"), environment.get("PYTHONPATH")]))
+    environment.update(env or {})
+    return environment
+
+
 def snakemake(
     workdir: Path, *args: str, env: dict | None = None, key: str | None = TEST_KEY,
     timeout: float = 300, check: bool = True, configfile: Path | None = None,
 ) -> subprocess.CompletedProcess:
     """Run snakemake on the workflow from ``workdir``; returns the completed process."""
-    environment = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "DF_API_KEY", "OPENAI_BASE_URL")}
-    if key is not None:
-        environment["OPENAI_API_KEY"] = key
-    # this checkout's package in every job, whichever checkout pip installed
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "scripts"), environment.get("PYTHONPATH")]))
-    environment.update(env or {})
+    environment = job_environment(key, env)
     command = [
         sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
         "--configfile", str(configfile or workdir / "config.yaml"), "--cores", "4", *args,
@@ -158,3 +166,33 @@ def vllm_config(workdir, model: str, **overrides):
 
 
 COLUMNS = Columns.from_config(schema_defaults()["keys"])
+
+
+def png_header_only(path, width, height):
+    """A PNG declaring ``width`` x ``height`` pixels in a few bytes (a decompression
+    bomb's header: the limit must apply before any pixel data is read)."""
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    Path(path).write_bytes(data)
+    return str(path)
+
+
+def text_tasks(count: int, text: str = "Describe rec-{n}.", images: tuple[str, ...] = ()) -> list:
+    """``count`` generation tasks tagged rec-<n> for the test server, each with its own seed."""
+    from vqaflow.backends.base import GenerationTask
+    from vqaflow.prompts import Prompt
+
+    return [GenerationTask(f"r{n}", Prompt(None, (("user", text.format(n=n)),), images), seed=n)
+            for n in range(count)]
+
+
+def api_settings_for(base_url: str, **overrides):
+    """The api section's defaults for the test server, with quick backoff."""
+    from vqaflow.backends.api import ApiSettings
+
+    return settings_from_defaults(ApiSettings, "api", **{"model": "test-vlm", "backoff_s": 0.01,
+                                                          "base_url": base_url, **overrides})

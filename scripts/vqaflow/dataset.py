@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import refine
 from .columns import Columns
+from .filters import FilterSettings, flag_record, near_duplicate_questions
 from .jsonl import encode, read_jsonl, write_jsonl
 from .pipelines import Pipeline
 from .records import output_image_value
@@ -18,17 +19,20 @@ OUTPUT_FORMATS = ("jsonl", "json", "parquet")
 PARQUET_ROW_GROUP = 5000  # rows held in memory while the Parquet dataset is written
 
 
-def refine_record(line: dict, pipeline: Pipeline, columns: Columns) -> dict:
-    """The output record: the input record unchanged plus answer, parse and generation."""
+def refine_record(line: dict, pipeline: Pipeline, columns: Columns, filters: FilterSettings) -> dict:
+    """The output record: the input record unchanged plus answer, parse (with each pair's
+    rule ``flags``) and generation."""
     answer, generation = line["answer"], line["generation"]
     parsed = refine.parse_answer(answer, pipeline.want_article, generation.get("finish_reason"))
+    flags = flag_record(parsed.qas, filters.language, filters.max_answer_words)
+    qas = [{**qa, "flags": pair_flags} for qa, pair_flags in zip(parsed.qas, flags)]
     record = dict(line["record"])
     if record.get(columns.id) is None:
         record[columns.id] = line["id"]
     if columns.image in record:  # embedded image bytes stay out of the dataset
         record[columns.image] = output_image_value(record[columns.image])
     record[columns.answer] = answer
-    pipeline.store(record, columns, parsed.context, parsed.qas)
+    pipeline.store(record, columns, parsed.context, qas)
     parse = {"status": parsed.status, "issues": list(parsed.issues), "truncated": parsed.truncated}
     if pipeline.want_article:
         parse["grounded"] = refine.grounding(parsed.qas, parsed.context or "")
@@ -38,9 +42,23 @@ def refine_record(line: dict, pipeline: Pipeline, columns: Columns) -> dict:
 
 
 def refine_shard(generated_path: str | Path, output_path: str | Path, pipeline: Pipeline,
-                 columns: Columns) -> int:
-    """Refine every generated record of a shard into a JSONL of output records."""
-    rows = (refine_record(line, pipeline, columns) for line in read_jsonl(generated_path))
+                 columns: Columns, filters: FilterSettings) -> int:
+    """Refine every generated record of a shard into a JSONL of output records; questions
+    that nearly repeat one of another record of the shard with the same image are flagged
+    ``near_duplicate_question``."""
+    rows = [refine_record(line, pipeline, columns, filters) for line in read_jsonl(generated_path)]
+    by_image: dict[str, dict[str, list[str]]] = {}
+    for row in rows:
+        if row.get(columns.image):
+            questions = [qa["question"] for qa in pipeline.qas(row, columns)]
+            by_image.setdefault(encode(row[columns.image]), {})[str(row[columns.id])] = questions
+    by_id = {str(row[columns.id]): row for row in rows}
+    for group in by_image.values():
+        if len(group) > 1:
+            for row_id, indexes in near_duplicate_questions(group).items():
+                row = by_id[row_id]
+                for index in indexes:
+                    pipeline.qas(row, columns)[index]["flags"].append("near_duplicate_question")
     return write_jsonl(output_path, rows)
 
 
@@ -97,12 +115,16 @@ class Prices:
 
 
 def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pipeline,
-              columns: Columns, prices: Prices) -> dict:
+              columns: Columns, prices: Prices, duplicates: int = 0) -> dict:
     """Counts for stats.json: records, QA pairs, parse statuses and issues, grounding,
     repairs, tokens and their cost, failures."""
     statuses: Counter = Counter()
     issues: Counter = Counter()
     tokens: dict[str, Counter] = {"online": Counter(), "batch": Counter()}
+    quality: Counter = Counter()
+    flagged: Counter = Counter()
+    rejected: Counter = Counter()
+    judge_tokens: Counter = Counter()
     ok = qa_pairs = truncated = repaired = grounded = judged = 0
     for path in refined_paths:
         for record in read_jsonl(path):
@@ -119,7 +141,22 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
             spent = tokens["batch" if generation.get("backend") == "batch" else "online"]
             spent["prompt"] += generation.get("prompt_tokens") or 0
             spent["completion"] += generation.get("completion_tokens") or 0
-            qa_pairs += len(pipeline.qas(record, columns))
+            qas = pipeline.qas(record, columns)
+            qa_pairs += len(qas)
+            for qa in qas:
+                flagged.update(qa.get("flags", ()))
+                quality["flagged"] += bool(qa.get("flags"))
+                if "verdict" not in qa:
+                    continue
+                verdict = qa["verdict"]
+                if verdict is None:
+                    quality["unjudged"] += 1
+                elif verdict["answerable"] and verdict["correct"]:
+                    quality["accepted"] += 1
+                else:
+                    rejected["not_answerable" if not verdict["answerable"] else "incorrect"] += 1
+            if "verify" in record:
+                judge_tokens.update(record["verify"].get("tokens", {}))
     total = ok + len(failed)
     stats = {
         "records_in": total,
@@ -140,6 +177,18 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
             "batch_completion": tokens["batch"]["completion"],
         },
         "cost": prices.cost(tokens),
+        "quality": {
+            "pairs": qa_pairs,
+            "flagged_pairs": quality["flagged"],
+            "flags": dict(sorted(flagged.items())),
+            "judged": quality["accepted"] + sum(rejected.values()),
+            "accepted": quality["accepted"],
+            "rejected": dict(sorted(rejected.items())),
+            "unjudged": quality["unjudged"],
+            "duplicates_skipped": duplicates,
+            "judge_tokens": {"prompt": judge_tokens["prompt"], "completion": judge_tokens["completion"]},
+            "judge_cost": prices.cost({"online": judge_tokens}),
+        },
     }
     if pipeline.want_article:
         stats["grounded_answers"] = grounded
@@ -150,15 +199,16 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
 def merge(
     refined_paths: list[str | Path], failed_paths: list[str | Path], dataset_path: str | Path,
     failed_out: str | Path, stats_path: str | Path, output_format: str, pipeline: Pipeline,
-    columns: Columns, prices: Prices,
+    columns: Columns, prices: Prices, duplicates: int = 0,
 ) -> dict:
-    """Concatenate shards in input order into the dataset, failed.jsonl and stats.json."""
+    """Concatenate shards in input order into the dataset, failed.jsonl and stats.json
+    (``duplicates``: records dedup left out before any request)."""
     dataset_path = Path(dataset_path)
     merged = dataset_path.with_name(dataset_path.name + ".merging.jsonl")
     _concat(refined_paths, merged)
     write_records_as(merged, dataset_path, output_format)
     _concat(failed_paths, Path(failed_out))
     failed = list(read_jsonl(failed_out))
-    stats = summarise(refined_paths, failed, pipeline, columns, prices)
+    stats = summarise(refined_paths, failed, pipeline, columns, prices, duplicates)
     Path(stats_path).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     return stats

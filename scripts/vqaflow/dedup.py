@@ -55,7 +55,6 @@ from pathlib import Path
 from .images import ImageError, is_data_url, is_url, read_bytes, resolve
 
 MODES = ("exact", "perceptual")
-DEFAULT_MAX_DISTANCE = 4
 HASH_BITS = 64
 DRAFT_SIZE = 256  # JPEGs are decoded at a reduced scale of at least this size (much faster)
 
@@ -218,8 +217,8 @@ def _short(ref) -> str:
 
 def find_duplicates(
     items: Iterable[tuple[str, list[str]]],
-    mode: str = "perceptual",
-    max_distance: int = DEFAULT_MAX_DISTANCE,
+    mode: str,
+    max_distance: int,
     root: str | Path = ".",
     *,
     workers: int = 1,

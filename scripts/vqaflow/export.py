@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import images
+from . import images, judge
 from .columns import Columns
 from .dataset import write_records_as
 from .jsonl import encode, read_jsonl
@@ -25,6 +25,8 @@ class ExportFilters:
     drop_unparsed: bool
     drop_ungrounded: bool
     dedupe_questions: bool
+    drop_flags: list[str]
+    keep: str  # "all", or "verified": only pairs the judge accepted
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,17 @@ def select(record: dict, pipeline: Pipeline, columns: Columns, image_root: str,
     context, qas = pipeline.context(record, columns), pipeline.qas(record, columns)
     if filters.drop_ungrounded and "grounded" in parse:
         qas = [qa for qa, grounded in zip(qas, parse["grounded"]) if grounded]
+    if filters.drop_flags:
+        qas = [qa for qa in qas if not set(qa.get("flags", ())) & set(filters.drop_flags)]
+    if filters.keep == "verified":
+        qas = [qa for qa in qas if judge.accepted(qa.get("verdict"))]
     if filters.dedupe_questions:
         qas = _unique_questions(qas)
     if not qas:
         return None
     refs = record_images(record, columns)
-    return Example(str(record[columns.id]), [images.resolve(ref, image_root) for ref in refs], context, qas)
+    pairs = [{"question": qa["question"], "answer": qa["answer"]} for qa in qas]
+    return Example(str(record[columns.id]), [images.resolve(ref, image_root) for ref in refs], context, pairs)
 
 
 def _unique_questions(qas: list[dict]) -> list[dict]:

@@ -43,11 +43,11 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from dataclasses import dataclass
 from functools import lru_cache
 
 FLAGS = ("long_answer", "and_or", "answer_in_question", "not_a_question", "wrong_language",
          "duplicate_question")
-DEFAULT_MAX_ANSWER_WORDS = 8
 CJK_CHARS_PER_WORD = 1.5
 LIST_ITEM_WORDS = 3
 NEAR_DUPLICATE_THRESHOLD = 0.8
@@ -72,6 +72,8 @@ LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
 
 _CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK_CHAR = re.compile(f"[{_CJK}]")
+_CJK_SPACING = re.compile(rf"\s*([{_CJK}])\s*")
+_NOT_WORD = re.compile(r"[^\w\s]|_")  # punctuation and symbols
 _WORD = re.compile(rf"(?:(?![{_CJK}])[^\W_])+(?:['’.,\-](?:(?![{_CJK}])[^\W_])+)*")
 _LIST_SEP = re.compile(r"\s*[,;，；、]\s*")
 _AND_OR = re.compile(r"(?:^|\s)(?:and|or|and/or|&)(?=\s|$)", re.IGNORECASE)
@@ -113,7 +115,7 @@ def word_count(text: str) -> int:
     return len(_WORD.findall(text)) + math.ceil(cjk / CJK_CHARS_PER_WORD)
 
 
-def is_long_answer(answer: str, max_answer_words: int = DEFAULT_MAX_ANSWER_WORDS) -> bool:
+def is_long_answer(answer: str, max_answer_words: int) -> bool:
     parts = [part for part in _LIST_SEP.split(_nfkc(answer)) if part.strip()]
     if not parts:
         return False
@@ -136,10 +138,8 @@ def has_and_or(answer: str) -> bool:
 def normalise(text: str) -> str:
     """Casefolded, NFKC, punctuation and symbols removed, words joined by single spaces
     (no spaces around CJK characters)."""
-    text = _nfkc(text).casefold()
-    text = "".join(ch if (ch.isalnum() or ch.isspace()) else " " for ch in text)
-    text = " ".join(text.split())
-    return re.sub(rf"\s*([{_CJK}])\s*", r"\1", text)
+    text = " ".join(_NOT_WORD.sub(" ", _nfkc(text).casefold()).split())
+    return _CJK_SPACING.sub(r"\1", text) if _CJK_CHAR.search(text) else text
 
 
 def _contained(needle: str, haystack: str) -> bool:
@@ -219,8 +219,15 @@ def language_scripts(language: str) -> frozenset[str]:
         ) from None
 
 
-def flag_pair(qa: dict, language: str | None = None,
-              max_answer_words: int = DEFAULT_MAX_ANSWER_WORDS) -> list[str]:
+@dataclass(frozen=True)
+class FilterSettings:
+    """The ``filters:`` section."""
+
+    max_answer_words: int
+    language: str | None
+
+
+def flag_pair(qa: dict, language: str | None, max_answer_words: int) -> list[str]:
     """The reason codes of one pair (in the order of :data:`FLAGS`), empty when it passes."""
     question = str(qa.get("question") or "")
     answer = str(qa.get("answer") or "")
@@ -239,8 +246,7 @@ def flag_pair(qa: dict, language: str | None = None,
     return flags
 
 
-def flag_record(qas: list[dict], language: str | None = None,
-                max_answer_words: int = DEFAULT_MAX_ANSWER_WORDS) -> list[list[str]]:
+def flag_record(qas: list[dict], language: str | None, max_answer_words: int) -> list[list[str]]:
     """:func:`flag_pair` for every pair, plus ``duplicate_question`` for a pair whose
     question repeats an earlier pair's (the first occurrence is not flagged)."""
     seen: set[str] = set()

@@ -41,11 +41,17 @@ class RepairSettings:
     structured_output: bool
 
 
-def task_seed(seed: int | None, record_id: str) -> int | None:
-    """A per-record seed derived from the run's seed and the record id."""
+def task_seed(seed: int | None, key: str) -> int | None:
+    """A per-request seed derived from the run's seed and ``key`` (the record id, or the
+    request's content when identical requests are asked once)."""
     if seed is None:
         return None
-    return int.from_bytes(hashlib.sha256(f"{seed}:{record_id}".encode()).digest()[:4], "big")
+    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:4], "big")
+
+
+def content_key(prompt: Prompt, image_digests: list[str]) -> str:
+    """What makes two records the same request: system prompt, turns and image bytes."""
+    return hashlib.sha256(json.dumps([prompt.system, prompt.turns, image_digests]).encode()).hexdigest()
 
 
 def fingerprint(identity: dict, task: GenerationTask, image_digests: list[str], max_pixels: int) -> str:
@@ -73,7 +79,8 @@ def prepare(line: dict, settings: PromptSettings) -> tuple[GenerationTask, list[
     resolved = tuple(images.resolve(ref, settings.image_root) for ref in prompt.images)
     digests = [images.digest(ref) for ref in resolved]
     prompt = Prompt(system=prompt.system, turns=prompt.turns, images=resolved)
-    return GenerationTask(record_id, prompt, task_seed(settings.seed, record_id)), digests
+    key = content_key(prompt, digests) if settings.dedup_requests else record_id
+    return GenerationTask(record_id, prompt, task_seed(settings.seed, key)), digests
 
 
 def _safe_prepare(line: dict, settings: PromptSettings):
@@ -172,14 +179,16 @@ def generate_shard(
     backend: Backend,
     repair: RepairSettings,
     retry_rejected: bool = False,
+    skip: frozenset[str] = frozenset(),
 ) -> dict:
     """Generate the answers of one shard, resuming from its journal.
 
     Writes every answered record (in shard order) to ``output_path`` and every record
-    that could not be answered to ``failed_path``; returns counts for the log.
+    that could not be answered to ``failed_path``; records in ``skip`` (near-duplicate
+    images) are not asked at all. Returns counts for the log.
     """
     shard = Path(shard_path).stem
-    lines = list(read_jsonl(shard_path))
+    lines = [line for line in read_jsonl(shard_path) if line["id"] not in skip]
     run = ShardRequests(lines, journal_path, retry_rejected)
     answers: dict[str, dict] = {}
     failures: dict[str, dict] = {}
@@ -187,12 +196,18 @@ def generate_shard(
     with ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
         prepared = list(pool.map(lambda line: _safe_prepare(line, settings), lines))
     tasks: dict[str, tuple[GenerationTask, str]] = {}
+    first_of: dict[str, str] = {}  # fingerprint -> the first record asking it
+    copies: dict[str, str] = {}  # record id -> the record whose identical request answers it
     for line, (result, error) in zip(lines, prepared):
         if error is not None:
             failures[line["id"]] = _failure(line, error[1], error[0])
             continue
         task, digests = result
         fp = fingerprint(identity, task, digests, settings.max_pixels)
+        if fp in first_of:
+            copies[task.id] = first_of[fp]
+            continue
+        first_of[fp] = task.id
         tasks[task.id] = (task, fp)
         entry = run.stored(task.id, fp)
         if entry is not None and "answer" in entry:
@@ -201,11 +216,16 @@ def generate_shard(
             failures[task.id] = _failure(line, entry["error"], entry["kind"], entry.get("attempts"))
     pending = [tasks[rid] for rid in tasks if rid not in answers and rid not in failures]
     tell(f"{shard}: {len(lines)} records, {len(answers)} stored, {len(pending)} to ask, "
-         f"{len(failures)} failed before asking")
+         f"{len(copies)} identical to another, {len(failures)} failed before asking")
     new_answers, new_failures = run.ask(backend, pending, "generate")
     answers.update(new_answers)
     failures.update(new_failures)
     repaired = _repair(run, answers, tasks, settings, backend, repair) if repair.enabled else 0
+    for copy, original in copies.items():
+        if original in answers:
+            answers[copy] = {**answers[original], "id": copy, "duplicate_of": original}
+        else:
+            failures[copy] = {**failures[original], "id": copy, "index": run.lines[copy]["index"]}
     _write_outputs(lines, answers, failures, output_path, failed_path)
     summary = {"records": len(lines), "answered": len(answers), "failed": len(failures),
                "transient": sum(f["transient"] for f in failures.values()), "repaired": repaired}
@@ -259,6 +279,8 @@ def _write_outputs(lines, answers, failures, output_path, failed_path) -> None:
             if rid in answers:
                 entry = answers[rid]
                 generation = {"repaired": False, **entry["generation"]}
+                if "duplicate_of" in entry:
+                    generation["duplicate_of"] = entry["duplicate_of"]
                 out.write(encode({**line, "answer": entry["answer"], "generation": generation}))
                 out.write("\n")
             elif rid in failures:

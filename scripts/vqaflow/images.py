@@ -27,7 +27,6 @@ from pathlib import Path
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-DEFAULT_MAX_PIXELS = 1024 * 1024
 JPEG_QUALITY = 90
 MAX_AS_IS_BYTES = 1_500_000
 SENDABLE_MODES = {"JPEG": {"RGB", "L"}, "PNG": {"RGB", "RGBA", "L"}}
@@ -211,7 +210,7 @@ def _prepare(ref: str, image: Image.Image, max_pixels: int) -> Image.Image:
     return image
 
 
-def load(ref: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load(ref: str, max_pixels: int) -> Image.Image:
     """Decode and prepare a local image or data URL.
 
     Applies EXIF orientation, converts palette, CMYK, 16-bit and alpha modes to RGB
@@ -252,7 +251,7 @@ def encode(image: Image.Image) -> tuple[bytes, str]:
     return buffer.getvalue(), "image/jpeg"
 
 
-def data_url(ref: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
+def data_url(ref: str, max_pixels: int) -> str:
     """What the API receives for an image: the http(s) URL; the file's own bytes when
     they can go out unchanged (no re-encoding loss, no encoding time); else the
     prepared image."""

@@ -35,6 +35,7 @@ class PromptSettings:
     image_root: str
     max_pixels: int
     seed: int | None
+    dedup_requests: bool  # seeds derive from the request's content: identical requests are one
 
 
 @dataclass(frozen=True)

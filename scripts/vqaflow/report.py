@@ -120,7 +120,7 @@ def _thumbnail(ref: str, image_root: str) -> str:
     if images.is_digest(ref):
         return f"<em>embedded image {html.escape(ref[:19])}…</em>"
     try:
-        image = images.load(images.resolve(ref, image_root))
+        image = images.load(images.resolve(ref, image_root), THUMBNAIL[0] * THUMBNAIL[1] * 4)
     except images.ImageError as err:
         return f"<em>{html.escape(str(err))}</em>"
     image.thumbnail(THUMBNAIL)
@@ -149,6 +149,42 @@ def samples_html(refined_paths: list[str | Path], pipeline: Pipeline, columns: C
                 f"{''.join(_thumbnail(ref, image_root) for ref in refs)}{article}<ol>{pairs}</ol></section>"
             )
     return _page("Sample records", "\n".join(cards) or "<p>No records were generated.</p>")
+
+
+def quality_html(stats: dict, refined_paths: list[str | Path], pipeline: Pipeline, columns: Columns,
+                 image_root: str, export_counts: dict | None = None, size: int = SAMPLE_SIZE) -> str:
+    """What each quality step found: a funnel from generated pairs to accepted pairs, flags
+    by rule, and a sample of the pairs the judge rejected, with its reason and the image."""
+    quality = stats["quality"]
+    rows = [
+        ("records skipped as near-duplicate images", quality["duplicates_skipped"]),
+        ("pairs generated", quality["pairs"]),
+        ("pairs flagged by a rule", quality["flagged_pairs"]),
+        *((f"flag: {flag}", count) for flag, count in quality["flags"].items()),
+        ("pairs judged", quality["judged"]),
+        ("pairs the judge accepted", quality["accepted"]),
+        *((f"rejected: {reason}", count) for reason, count in quality["rejected"].items()),
+        ("pairs the judge did not cover", quality["unjudged"]),
+        ("judge tokens", f"{quality['judge_tokens']['prompt']} prompt, {quality['judge_tokens']['completion']} completion"),
+    ]
+    if quality["judge_cost"] is not None:
+        rows.append(("judge cost", f"${quality['judge_cost']:,.4f}"))
+    table = "\n".join(f"<tr><th>{html.escape(str(name))}</th><td>{html.escape(str(value))}</td></tr>"
+                      for name, value in rows)
+    cards = []
+    for path in refined_paths:
+        for record in read_jsonl(path):
+            rejected = [qa for qa in pipeline.qas(record, columns)
+                        if qa.get("verdict") and not (qa["verdict"]["answerable"] and qa["verdict"]["correct"])]
+            if rejected and len(cards) < size:
+                pairs = "".join(
+                    f"<li><b>{html.escape(qa['question'])}</b> {html.escape(qa['answer'])}"
+                    f"<br><small>judge: {html.escape(qa['verdict'].get('reason') or '')}</small></li>"
+                    for qa in rejected)
+                thumbs = "".join(_thumbnail(ref, image_root) for ref in record_images(record, columns))
+                cards.append(f"<section><h3>{html.escape(str(record[columns.id]))}</h3>{thumbs}<ol>{pairs}</ol></section>")
+    sample = "\n".join(cards) or "<p>The judge rejected no pair (or did not run: verify.enabled).</p>"
+    return _page("Quality", f"<table>\n{table}\n</table>\n<h3>Rejected pairs</h3>\n{sample}")
 
 
 def _page(title: str, body: str) -> str:

@@ -33,4 +33,5 @@ def prompt_settings(config: dict) -> PromptSettings:
         image_root=config["images"]["root"],
         max_pixels=config["images"]["max_pixels"],
         seed=config["generation"]["seed"],
+        dedup_requests=config["dedup"]["requests"],
     )

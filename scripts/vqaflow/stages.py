@@ -8,7 +8,10 @@ from pathlib import Path
 
 from .backends.base import Backend, Sampling
 from .generate import RepairSettings, generate_shard
+from .jsonl import read_jsonl
+from .judge import VERDICT_SCHEMA
 from .settings import prompt_settings
+from .verify import verify_shard
 
 
 def sampling(prompts: dict) -> Sampling:
@@ -20,10 +23,15 @@ def sampling(prompts: dict) -> Sampling:
     return Sampling(generation["temperature"], generation["top_p"], generation["max_tokens"], schema)
 
 
-def retry_token_path(journal_path: str | Path) -> Path:
-    """Where a shard's retry token lives: beside its journal, outside the job's outputs (which
-    Snakemake deletes before a job runs)."""
-    return Path(journal_path).with_suffix(".retry")
+def retry_token_path(journal_path: str | Path, stage: str) -> Path:
+    """Where a shard's retry token for ``stage`` lives: beside its journal, outside the job's
+    outputs (which Snakemake deletes before a job runs)."""
+    return Path(journal_path).with_suffix(f".{stage}.retry")
+
+
+def _stamp_retry(journal_path: str | Path, stage: str, summary: dict) -> None:
+    if summary["transient"]:
+        retry_token_path(journal_path, stage).write_text(f"{time.time_ns():x}\n", encoding="utf-8")
 
 
 def generate_with(smk, make_backend: Callable[[Sampling, int], Backend]) -> dict:
@@ -32,6 +40,7 @@ def generate_with(smk, make_backend: Callable[[Sampling, int], Backend]) -> dict
     the same command run the shard again; otherwise the token stays as the job saw it."""
     prompts = smk.params.prompts
     settings = prompt_settings(prompts)
+    skip = frozenset(entry["id"] for path in smk.input[1:] for entry in read_jsonl(path))
     summary = generate_shard(
         smk.input[0],
         smk.output.answers,
@@ -41,7 +50,32 @@ def generate_with(smk, make_backend: Callable[[Sampling, int], Backend]) -> dict
         make_backend(sampling(prompts), settings.max_pixels),
         RepairSettings(**prompts["repair"]),
         prompts["retry_rejected"],
+        skip,
     )
-    if summary["transient"]:
-        retry_token_path(smk.params.journal).write_text(f"{time.time_ns():x}\n", encoding="utf-8")
+    _stamp_retry(smk.params.journal, "generate", summary)
+    return summary
+
+
+def judge_backend(judge: dict, max_pixels: int) -> Backend:
+    """The judge's backend: vLLM when generation runs on vLLM, else the online API."""
+    sampling = Sampling(0.0, None, judge["max_tokens"], VERDICT_SCHEMA if judge["structured_output"] else None)
+    if judge["backend"] == "vllm":
+        from .backends.vllm import VllmBackend, VllmSettings
+
+        return VllmBackend(VllmSettings(**judge["vllm"]), sampling, max_pixels)
+    from .backends.api import ApiBackend, ApiSettings
+
+    return ApiBackend(ApiSettings(**judge["api"]), sampling, max_pixels)
+
+
+def verify_with(smk) -> dict:
+    """Run a verify rule: judge every record of the shard."""
+    settings = prompt_settings(smk.params.prompts)
+    judge = smk.params.judge
+    summary = verify_shard(
+        smk.input.refined, smk.input.shard, smk.output.verified, smk.output.failed, smk.params.journal,
+        settings, judge_backend(judge, settings.max_pixels), judge["prompt"] or settings.pipeline.judge_prompt,
+        judge["model"], smk.params.prompts["retry_rejected"],
+    )
+    _stamp_retry(smk.params.journal, "verify", summary)
     return summary

@@ -56,6 +56,55 @@ def api_params():
     return api
 
 
+def judge_params():
+    """The judge's settings: the generator's backend section overridden by verify's, key by key."""
+    verify = config["verify"]
+    vllm = {**vllm_params(), **verify["vllm"]}
+    api = {**api_params(), **verify["api"]}
+    api["model"] = verify["model"] or api["model"]
+    vllm["model"] = verify["model"] or vllm["model"]
+    return {
+        "backend": "vllm" if config["backend"] == "vllm" else "api",
+        "model": vllm["model"] if config["backend"] == "vllm" else api["model"],
+        "api": api,
+        "vllm": vllm,
+        "prompt": verify["prompt"],
+        "structured_output": verify["structured_output"],
+        "max_tokens": verify["max_tokens"],
+    }
+
+
+def judge_resources():
+    """What a verify job asks the scheduler for: GPUs for vLLM, API slots otherwise."""
+    if config["backend"] == "vllm":
+        return {
+            "gpu": config["vllm"]["tensor_parallel_size"],
+            "mem_mb": config["vllm"]["mem_mb"],
+            "runtime": config["vllm"]["runtime"],
+        }
+    api = config["api"]
+    return {
+        "api_slots": min(api["max_concurrency"], api["max_total_concurrency"]),
+        "mem_mb": api["mem_mb"],
+        "runtime": api["runtime"],
+    }
+
+
+def finished_records():
+    """Every shard's finished records: verified when the judge runs, else refined."""
+    stage = "verified" if config["verify"]["enabled"] else "refined"
+    return [out(f"{stage}/{shard}.jsonl") for shard in SHARDS]
+
+
+def duplicates_input():
+    """The list of near-duplicate images, when image dedup is on."""
+    return (
+        [out("duplicates.jsonl")]
+        if config["dedup"]["images"] not in ("off", False)
+        else []
+    )
+
+
 def batch_params():
     """The batch section (backend: batch)."""
     return dict(config["batch"])
@@ -86,15 +135,17 @@ def prompt_params():
         "generation": config["generation"],
         "structured_output": config["structured_output"],
         "repair": config["repair"],
+        "dedup": config["dedup"],
         "retry_rejected": config["retry_rejected"],
     }
 
 
-def retry_token(wildcards):
-    """A new value after a run of the shard left failures that another attempt may fix (the
-    job writes it beside the journal), so the same command reruns the shard (params changed)
-    and retries them; unchanged otherwise, so a finished shard is left alone."""
-    token = out(f"journal/{wildcards.shard}.retry")
+def retry_token(wildcards, stage="generate"):
+    """A new value after a run of the shard's ``stage`` left failures that another attempt
+    may fix (the job writes it beside the journal), so the same command reruns the job
+    (params changed) and retries them; unchanged otherwise, so a finished job is left alone.
+    """
+    token = out(f"journal/{wildcards.shard}.{stage}.retry")
     if os.path.exists(token):
         with open(token, encoding="utf-8") as handle:
             return handle.read().strip()
@@ -110,6 +161,7 @@ def final_outputs():
         out("export/conversations.json"),
         out("export/dataset.parquet"),
         out("report/summary.html"),
+        *([out("verify_failed.jsonl")] if config["verify"]["enabled"] else []),
     ]
 
 

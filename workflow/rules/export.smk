@@ -1,6 +1,6 @@
 rule export_training:
     input:
-        expand(out("refined/{shard}.jsonl"), shard=SHARDS),
+        finished_records(),
     output:
         conversations=out("export/conversations.json"),
         table=out("export/dataset.parquet"),

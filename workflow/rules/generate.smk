@@ -1,6 +1,7 @@
 rule generate_api:
     input:
         out("shards/{shard}.jsonl"),
+        duplicates_input(),
     output:
         answers=out("generated/{shard}.jsonl"),
         failed=out("generated/{shard}.failed.jsonl"),

@@ -1,7 +1,8 @@
 rule merge_dataset:
     input:
-        refined=expand(out("refined/{shard}.jsonl"), shard=SHARDS),
+        refined=finished_records(),
         failed=expand(out("generated/{shard}.failed.jsonl"), shard=SHARDS),
+        duplicates=duplicates_input(),
     output:
         dataset=out(f"dataset.{config['output_format']}"),
         failed=out("failed.jsonl"),

@@ -30,20 +30,14 @@ rule preview_generate:
         "../../scripts/preview_generate.py"
 
 
-rule preview_refine:
+# the run's own refine rule (same script and params), on the preview's answers
+use rule refine_answers as preview_refine with:
     input:
         out("preview/generated.jsonl"),
     output:
         out("preview/refined.jsonl"),
     log:
         out("logs/preview_refine.log"),
-    conda:
-        "../../envs/vqaflow.yaml"
-    params:
-        pipeline=config["pipeline"],
-        columns=config["keys"],
-    script:
-        "../../scripts/refine_answers.py"
 
 
 # HOOK(verify): when the workflow has a verify stage, a preview_verify rule judges

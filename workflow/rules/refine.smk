@@ -10,5 +10,6 @@ rule refine_answers:
     params:
         pipeline=config["pipeline"],
         columns=config["keys"],
+        filters=config["filters"],
     script:
         "../../scripts/refine_answers.py"

@@ -1,6 +1,6 @@
 rule report_run:
     input:
-        refined=expand(out("refined/{shard}.jsonl"), shard=SHARDS),
+        refined=finished_records(),
         stats=out("stats.json"),
     output:
         summary=report(
@@ -32,6 +32,11 @@ rule report_run:
             out("report/samples.html"),
             caption="../report/samples.rst",
             category="3. Samples",
+        ),
+        quality=report(
+            out("report/quality.html"),
+            caption="../report/quality.rst",
+            category="4. Quality",
         ),
     log:
         out("logs/report_run.log"),
