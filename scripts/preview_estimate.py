@@ -17,9 +17,14 @@ def main() -> None:
     rows = list(read_jsonl(snakemake.input.requests))
     refined = list(read_jsonl(snakemake.input.refined))
     failed = list(read_jsonl(snakemake.input.failed))
-    found = preview.estimate(rows, refined, failed, params.records, params.plan)
+    judge = None
+    if hasattr(snakemake.input, "verified"):  # the run verifies: the judge's tokens too
+        refined = list(read_jsonl(snakemake.input.verified))
+        judge = preview.judge_rows(refined)
+    found = preview.estimate(rows, refined, failed, params.records, params.plan, judge)
     Path(snakemake.output.estimate).write_text(json.dumps(found, indent=2) + "\n", encoding="utf-8")
-    samples = report.samples_html([snakemake.input.refined], pipeline(params.pipeline),
+    shown = getattr(snakemake.input, "verified", snakemake.input.refined)
+    samples = report.samples_html([shown], pipeline(params.pipeline),
                                   Columns.from_config(params.columns), params.image_root, size=len(rows))
     Path(snakemake.output.samples).write_text(samples, encoding="utf-8")
     text = preview.summary(found, params.run, snakemake.output.samples)

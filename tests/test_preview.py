@@ -163,6 +163,17 @@ def test_judge_hook_projects_judge_tokens():
     assert preview.estimate(rows([(1000, 500)] * 3), refined(3), [], 100, PLAN)["measured"]["judge"] is None
 
 
+def test_records_the_judge_skipped_count_as_records_without_judge_tokens():
+    verified = [{"verify": {"status": "ok", "tokens": {"prompt": 3000, "completion": 90}}},
+                {"verify": {"status": "skipped"}}]
+    judge = preview.judge_rows(verified)
+    assert judge == [{"prompt_tokens": 3000, "completion_tokens": 90}]
+    found = preview.estimate(rows([(1000, 500)] * 2), refined(2), [], 100, PLAN, judge=judge)
+    assert found["measured"]["judge"]["records"] == 1
+    assert found["projected"]["judge_prompt_tokens"]["value"] == pytest.approx(150_000)
+    assert found["projected"]["judge_cost_online"]["value"] == pytest.approx(100 * (1500 * 0.15 + 45 * 0.6) / 1e6)
+
+
 def test_wall_time_spreads_latencies_over_the_requests_in_flight():
     assert preview.in_flight(PLAN) == (4, 256)
     assert preview.in_flight({**PLAN, "shards": 2}) == (2, 128)

@@ -137,3 +137,21 @@ def test_repairs_are_previewed_counted_and_not_asked_again(workdir):
         assert found["projected"]["requests"]["value"] == pytest.approx(14)
         snakemake(workdir)
         assert server.stats["requests"] == 14, "the run asked a previewed request again"
+
+
+def test_preview_judges_the_sample_and_the_run_does_not_judge_it_again(workdir, server):
+    write_records(workdir, tagged_records(workdir, 12))
+    write_config(workdir, server.base_url, shard_size=4, preview={"records": 4}, verify={"enabled": True},
+                 api=PRICES)
+    result = snakemake(workdir, "preview")
+    assert sum(server.stats["judged"].values()) == 4
+    found = read_output(workdir, "preview/estimate.json")
+    judge = found["measured"]["judge"]
+    assert judge["records"] == 4 and judge["prompt_tokens_per_record"]["mean"] > 0
+    assert found["projected"]["judge_prompt_tokens"]["value"] > 0
+    assert found["projected"]["judge_cost_online"]["value"] > 0
+    assert "judge: 4 records judged" in result.stderr
+    snakemake(workdir)
+    assert all(count == 1 for count in server.stats["judged"].values()), "a record was judged twice"
+    assert all(count == 1 for count in server.stats["answered"].values()), "a record was asked twice"
+    assert len(server.stats["judged"]) == 12

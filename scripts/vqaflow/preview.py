@@ -169,6 +169,54 @@ def generate_sample(shard_paths, positions, journal_dir, sample_path, answers_pa
             "asked": sum(r["asked"] for r in rows)}
 
 
+def verify_sample(refined_path, sample_path, journal_dir, verified_path, failed_path, settings,
+                  make_backend, prompt: str, model: str, retry_rejected: bool = False,
+                  parallel: bool = True) -> dict:
+    """Judge the preview's refined records, each shard's with that shard's journal (as the
+    run's verify jobs do, so they find these verdicts); writes the verified records and the
+    records whose verification failed, in input order."""
+    from .jsonl import read_jsonl, write_jsonl
+    from .verify import verify_shard
+
+    lines = list(read_jsonl(sample_path))
+    shard_of = {line["id"]: line["shard"] for line in lines}
+    index = {line["id"]: line["index"] for line in lines}
+    id_key = settings.columns.id
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for record in read_jsonl(refined_path):
+        groups[shard_of[str(record[id_key])]].append(record)
+    work = Path(verified_path).parent / "verify-work"
+    work.mkdir(parents=True, exist_ok=True)
+
+    def run(shard: str) -> dict:
+        write_jsonl(work / f"{shard}.refined.jsonl", groups[shard])
+        write_jsonl(work / f"{shard}.jsonl", (line for line in lines if line["shard"] == shard))
+        return verify_shard(work / f"{shard}.refined.jsonl", work / f"{shard}.jsonl",
+                            work / f"{shard}.verified.jsonl", work / f"{shard}.failed.jsonl",
+                            Path(journal_dir) / f"{shard}.jsonl", settings, make_backend(), prompt, model,
+                            retry_rejected)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(groups)) if parallel else 1) as pool:
+        summaries = list(pool.map(run, list(groups)))
+    verified = [r for shard in groups for r in read_jsonl(work / f"{shard}.verified.jsonl")]
+    write_jsonl(verified_path, sorted(verified, key=lambda r: index[str(r[id_key])]))
+    failed = [f for shard in groups for f in read_jsonl(work / f"{shard}.failed.jsonl")]
+    write_jsonl(failed_path, sorted(failed, key=lambda f: f.get("index", 0)))
+    shutil.rmtree(work)
+    return {"records": sum(s["records"] for s in summaries), "failed": sum(s["failed"] for s in summaries)}
+
+
+def judge_rows(verified: list[dict]) -> list[dict]:
+    """Per judged record, the judge's tokens (``verify.tokens``), for :func:`estimate`."""
+    rows = []
+    for record in verified:
+        tokens = (record.get("verify") or {}).get("tokens")
+        if tokens is not None:
+            rows.append({"prompt_tokens": tokens.get("prompt") or 0,
+                         "completion_tokens": tokens.get("completion") or 0})
+    return rows
+
+
 def _journal_keys(path: Path) -> set[tuple[str, str]]:
     from .journal import read_journal
 
@@ -239,8 +287,8 @@ def estimate(rows: list[dict], refined: list[dict], failed: list[dict], n_record
     ``plan``: ``backend``, ``prices`` (``input_per_mtok``, ``output_per_mtok``,
     ``batch_discount``), ``max_concurrency``, ``max_total_concurrency``, ``shards``,
     ``shard_size``, ``requests_per_minute``, ``tokens_per_minute``, ``seed``.
-    ``judge``: per judged record ``{"prompt_tokens", "completion_tokens"}``, when the
-    workflow has a verify stage (HOOK(verify): the lead's verify stage passes them)."""
+    ``judge``: per judged record ``{"prompt_tokens", "completion_tokens"}`` when the run
+    verifies (``verify.enabled``; see :func:`judge_rows`), else None."""
     k = len(rows)
     prices = plan["prices"]
     statuses = Counter(record["parse"]["status"] for record in refined)
@@ -280,14 +328,21 @@ def estimate(rows: list[dict], refined: list[dict], failed: list[dict], n_record
         projected["cost_online"] = online
         projected["cost_batch"] = {key: None if v is None else v * prices["batch_discount"]
                                    for key, v in online.items()}
-    if judge:  # HOOK(verify): judge tokens per judged record, projected like the answers'
+    if judge is not None:  # the verify stage: judge tokens per sampled record (0: not judged)
+        judged = len(judge)
+        judge = judge + [{"prompt_tokens": 0, "completion_tokens": 0}] * max(0, k - judged)
+        prompt_j = [j["prompt_tokens"] for j in judge]
+        completion_j = [j["completion_tokens"] for j in judge]
         measured["judge"] = {
-            "records": len(judge),
-            "prompt_tokens_per_record": mean_interval([j["prompt_tokens"] for j in judge], n_records),
-            "completion_tokens_per_record": mean_interval([j["completion_tokens"] for j in judge], n_records),
+            "records": judged,
+            "prompt_tokens_per_record": mean_interval(prompt_j, n_records),
+            "completion_tokens_per_record": mean_interval(completion_j, n_records),
         }
-        projected["judge_prompt_tokens"] = total_interval([j["prompt_tokens"] for j in judge], n_records)
-        projected["judge_completion_tokens"] = total_interval([j["completion_tokens"] for j in judge], n_records)
+        projected["judge_prompt_tokens"] = total_interval(prompt_j, n_records)
+        projected["judge_completion_tokens"] = total_interval(completion_j, n_records)
+        judge_costs = [_cost(j["prompt_tokens"], j["completion_tokens"], prices) for j in judge]
+        # the judge asks online, also with backend: batch; at the api prices (its model's may differ)
+        projected["judge_cost_online"] = None if None in judge_costs else total_interval(judge_costs, n_records)
     projected["wall_time_s"], wall_note = wall_time(rows, n_records, plan)
     measured["spent"] = {
         "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
@@ -416,6 +471,10 @@ def summary(found: dict, run: str, samples_path: str) -> str:
     if m["image_tokens_per_image"]["mean"] is not None:
         lines.append(f"  image tokens: {m['image_tokens_per_image']['mean']:,.0f} per image "
                      "(the rate limiter's estimate from now on)")
+    if m["judge"] is not None:
+        lines.append(f"  judge: {m['judge']['records']} records judged; full run "
+                     f"{_span(p['judge_prompt_tokens'])} prompt + {_span(p['judge_completion_tokens'])} "
+                     f"completion tokens, {_span(p['judge_cost_online'], True)} online")
     lines += [
         f"  full run ({found['confidence']:.0%} intervals): {_span(p['prompt_tokens'])} prompt tokens, "
         f"{_span(p['completion_tokens'])} completion tokens",

@@ -251,3 +251,10 @@ def preview_plan():
         "shard_size": config["shard_size"],
         "seed": config["generation"]["seed"],
     }
+
+
+def preview_verified():
+    """The judged sample, when the run verifies."""
+    if config["verify"]["enabled"]:
+        return {"verified": out("preview/verified.jsonl")}
+    return {}

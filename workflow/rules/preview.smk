@@ -40,13 +40,34 @@ use rule refine_answers as preview_refine with:
         out("logs/preview_refine.log"),
 
 
-# HOOK(verify): when the workflow has a verify stage, a preview_verify rule judges
-# out("preview/refined.jsonl") and rule preview takes its per-record judge tokens
-# (preview.estimate(..., judge=[{"prompt_tokens", "completion_tokens"}, ...])).
+# with verify.enabled: the judge on the sample, into the same journals (the run's verify jobs
+# find these verdicts)
+rule preview_verify:
+    input:
+        refined=out("preview/refined.jsonl"),
+        sample=out("preview/sample.jsonl"),
+    output:
+        verified=out("preview/verified.jsonl"),
+        failed=out("preview/verify_failed.jsonl"),
+    log:
+        out("logs/preview_verify.log"),
+    conda:
+        "../../envs/vllm.yaml"
+        if config["backend"] == "vllm"
+        else "../../envs/vqaflow.yaml"
+    resources:
+        **judge_resources(),
+    params:
+        journal_dir=out("journal"),
+        prompts=prompt_params(),
+        judge=judge_params(),
+    script:
+        "../../scripts/preview_verify.py"
 
 
 rule preview:
     input:
+        **preview_verified(),
         requests=out("preview/requests.jsonl"),
         refined=out("preview/refined.jsonl"),
         failed=out("preview/failed.jsonl"),
