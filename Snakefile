@@ -44,6 +44,7 @@ if config["dedup"]["images"] not in ("off", False):
 include: "workflow/rules/merge.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/preview.smk"
 
 
 rule all:

@@ -2,12 +2,14 @@
 
 from vqaflow.backends.api import ApiBackend, ApiSettings
 from vqaflow.logs import run_logged
+from vqaflow.preview import image_token_meter
 from vqaflow.stages import generate_with
 
 
 def main() -> None:
     generate_with(snakemake, lambda sampling, max_pixels: ApiBackend(
-        ApiSettings(**snakemake.params.api), sampling, max_pixels
+        ApiSettings(**snakemake.params.api), sampling, max_pixels,
+        image_token_meter(snakemake.params.preview_estimate),
     ))
 
 

@@ -160,6 +160,7 @@ class ChatServer:
         self.stats: dict = {
             "requests": 0, "listings": 0, "statuses": Counter(), "answered": Counter(), "in_flight": 0,
             "max_in_flight": 0, "image_sizes": [], "judged": Counter(), "judge_models": Counter(),
+            "body_bytes": 0,
         }
         self._started = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -187,6 +188,7 @@ class ChatServer:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         self.stats["requests"] += 1
+        self.stats["body_bytes"] += request.content_length or 0  # bytes uploaded (bench/preview_cost.py)
         self.stats["in_flight"] += 1
         self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self.stats["in_flight"])
         try:

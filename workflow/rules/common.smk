@@ -186,3 +186,75 @@ onsuccess:
     if os.path.exists(stats_path):
         with open(stats_path) as stats:
             print(f"vqaflow run {RUN!r}: {stats.read().strip()}", file=sys.stderr)
+
+
+# --- the preview (workflow/rules/preview.smk) ---------------------------------------------
+
+import functools
+
+
+@functools.cache
+def preview_record_count():
+    """The input's records (counted only when a preview job is planned)."""
+    return count_records(config["input"], COLUMNS)
+
+
+def preview_positions():
+    """The input positions of the preview's sample."""
+    from vqaflow.preview import sample_positions
+
+    return sample_positions(
+        preview_record_count(),
+        config["preview"]["records"],
+        config["generation"]["seed"],
+    )
+
+
+def preview_shard_files(wildcards):
+    """The shards holding the preview's sample, as the full run splits the input."""
+    from vqaflow.preview import shards_of
+
+    return [
+        out(f"shards/{shard}.jsonl")
+        for shard in shards_of(preview_positions(), config["shard_size"])
+    ]
+
+
+def preview_resources():
+    """The preview's generation job: an API job, or a GPU job with backend: vllm."""
+    if config["backend"] == "vllm":
+        return {
+            "gpu": config["vllm"]["tensor_parallel_size"],
+            "mem_mb": config["vllm"]["mem_mb"],
+            "runtime": config["vllm"]["runtime"],
+        }
+    return {
+        "api_slots": min(
+            config["api"]["max_concurrency"], config["api"]["max_total_concurrency"]
+        ),
+        "mem_mb": config["api"]["mem_mb"],
+        "runtime": config["api"]["runtime"],
+    }
+
+
+def preview_plan():
+    """How the full run will go, for the preview's projection."""
+    api = config["api"]
+    return {
+        "backend": config["backend"],
+        "prices": prices(),
+        "max_concurrency": api["max_concurrency"],
+        "max_total_concurrency": api["max_total_concurrency"],
+        "requests_per_minute": api["requests_per_minute"],
+        "tokens_per_minute": api["tokens_per_minute"],
+        "shards": len(SHARDS),
+        "shard_size": config["shard_size"],
+        "seed": config["generation"]["seed"],
+    }
+
+
+def preview_verified():
+    """The judged sample, when the run verifies."""
+    if config["verify"]["enabled"]:
+        return {"verified": out("preview/verified.jsonl")}
+    return {}

@@ -20,5 +20,7 @@ rule generate_api:
         prompts=prompt_params(),
         retry_token=retry_token,
         api=api_params(),
+        # read by the job, for the rate limiter's image tokens (a path: no rerun when it appears)
+        preview_estimate=out("preview/estimate.json"),
     script:
         "../../scripts/generate_api.py"

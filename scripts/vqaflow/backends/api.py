@@ -43,10 +43,10 @@ from .openai_protocol import (
     request_body,
 )
 from .ratelimit import RateLimiter
+from .tokens import ImageTokens
 
 __all__ = ["ApiBackend", "ApiSettings", "api_key", "classify_error"]
 
-IMAGE_TOKEN_ESTIMATE = 800
 PREPARE_THREADS = 4
 # httpx's connection pool scans all its connections per request; smaller pools cost
 # about a third less CPU per request at 64+ requests in flight (docs/benchmarks.md).
@@ -91,11 +91,6 @@ def api_key(key_env: str) -> str:
     return key
 
 
-def _estimate_tokens(task: GenerationTask, sampling: Sampling) -> int:
-    text = sum(len(t) for _, t in task.prompt.turns) + len(task.prompt.system or "")
-    return text // 4 + IMAGE_TOKEN_ESTIMATE * len(task.prompt.images) + sampling.max_tokens
-
-
 class _Endpoint:
     """Whether the endpoint is still alive for this job: it is dead once every attempt
     has failed at the connection level (refused, reset, timed out) for ``dead_after_s``
@@ -131,15 +126,19 @@ class _Endpoint:
 class ApiBackend:
     """Generates answers through any OpenAI-compatible chat-completions endpoint."""
 
-    def __init__(self, settings: ApiSettings, sampling: Sampling, max_pixels: int):
+    def __init__(self, settings: ApiSettings, sampling: Sampling, max_pixels: int,
+                 image_tokens: ImageTokens | None = None):
         self.settings = settings
         self.sampling = sampling
         self.max_pixels = max_pixels
+        # prompt tokens per image for the tokens-per-minute limit: the preview's measured mean
+        # (or a guess), then the running mean of this job's answers
+        self.image_tokens = image_tokens or ImageTokens()
 
     def repairer(self, max_tokens: int, json_schema: dict | None) -> ApiBackend:
         sampling = replace(self.sampling, max_tokens=max_tokens,
                            json_schema=json_schema or self.sampling.json_schema)
-        return ApiBackend(self.settings, sampling, self.max_pixels)
+        return ApiBackend(self.settings, sampling, self.max_pixels, self.image_tokens)
 
     def identity(self) -> dict:
         return {
@@ -265,7 +264,6 @@ class ApiBackend:
         settings = self.settings
         try:
             body = request_body(settings.model, task, urls, self.sampling, task.seed)
-            tokens = _estimate_tokens(task, self.sampling)
         except Exception as err:
             return Outcome(task.id, error=f"building its request: {type(err).__name__}: {err}",
                            error_kind="internal")
@@ -273,7 +271,7 @@ class ApiBackend:
         empty_seeds: list[int | None] = []
         seed = task.seed
         for attempt in range(1, settings.max_retries + 2):
-            await limiter.acquire(tokens)
+            await limiter.acquire(self.image_tokens.estimate(task, self.sampling.max_tokens))
             started = time.monotonic()
             try:
                 # the client's own POST, with the body built above: create() would walk and
@@ -284,6 +282,7 @@ class ApiBackend:
                 endpoint.answered(now)
                 answer, generation = read_completion(decode_body(raw), settings.model)
                 generation.update(seed=seed, latency_s=round(now - started, 3), attempts=attempt)
+                self.image_tokens.observe(task, generation.get("prompt_tokens"))
                 return Outcome(task.id, answer=answer, generation=generation)
             except Exception as raw_error:
                 error = classify_error(raw_error, settings.key_env, endpoint.url)

@@ -1,0 +1,49 @@
+"""Snakemake script: generate the preview's sample of records into the journals of their shards."""
+
+import functools
+import json
+
+from vqaflow.generate import RepairSettings
+from vqaflow.logs import run_logged
+from vqaflow.preview import generate_sample
+from vqaflow.settings import prompt_settings
+from vqaflow.stages import sampling
+
+
+def make_backend(backend: str, prompts: dict, max_pixels: int):
+    """The backend the full run's generate jobs use; an online API for backend: batch too (the
+    same request fingerprints, so the batch run finds these answers)."""
+    if backend == "vllm":
+        from vqaflow.backends.vllm import VllmBackend, VllmSettings
+
+        return VllmBackend(VllmSettings(**snakemake.params.vllm), sampling(prompts), max_pixels)
+    from vqaflow.backends.api import ApiBackend, ApiSettings
+
+    return ApiBackend(ApiSettings(**snakemake.params.api), sampling(prompts), max_pixels)
+
+
+def main() -> None:
+    prompts, backend = snakemake.params.prompts, snakemake.params.backend
+    settings = prompt_settings(prompts)
+    build = functools.partial(make_backend, backend, prompts, settings.max_pixels)
+    if backend == "vllm":  # one engine for all shards, loaded once
+        build = functools.cache(build)
+    summary = generate_sample(
+        list(snakemake.input),
+        snakemake.params.positions,
+        snakemake.params.journal_dir,
+        snakemake.output.sample,
+        snakemake.output.answers,
+        snakemake.output.failed,
+        snakemake.output.requests,
+        settings,
+        build,
+        RepairSettings(**prompts["repair"]),
+        prompts["retry_rejected"],
+        parallel=backend != "vllm",
+    )
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    run_logged(snakemake.log[0], main)
