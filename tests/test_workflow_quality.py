@@ -77,6 +77,9 @@ def test_identical_requests_are_asked_once(workdir, server):
     dataset = {r["id"]: r for r in read_output(workdir, "dataset.jsonl")}
     assert dataset["copy-a"]["generation"]["duplicate_of"] == "r000"
     assert dataset["copy-a"]["vqa"] == dataset["r000"]["vqa"]
+    originals = [r for r in dataset.values() if "duplicate_of" not in r["generation"]]
+    tokens = read_output(workdir, "stats.json")["tokens"]
+    assert tokens["prompt"] == sum(r["generation"]["prompt_tokens"] for r in originals), "a copy costs nothing"
 
 
 def test_perceptual_dedup_skips_a_resized_reencoded_copy(workdir, server):

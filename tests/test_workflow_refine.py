@@ -42,7 +42,12 @@ def test_chinese_truncated_json_and_repaired_answers(workdir):
     assert answered["rec-2"] == 2
     assert repaired["generation"]["repaired"] and repaired["generation"]["finish_reason"] == "stop"
     assert repaired["parse"]["status"] == "ok" and len(repaired["qas"]) == 8
-    assert read_output(workdir, "stats.json")["repaired"] == 2
+    stats = read_output(workdir, "stats.json")
+    assert stats["repaired"] == 2
+    paid = repaired["generation"]["paid"]
+    assert paid["requests"] == 2 and paid["completion_tokens"] > repaired["generation"]["completion_tokens"]
+    assert stats["tokens"]["completion"] == sum(r["generation"].get("paid", r["generation"])["completion_tokens"]
+                                                for r in (chinese, cut, repaired)), "both requests are counted"
 
     rerun = snakemake(workdir, "--forcerun", "generate_api")
     assert dict(server.stats["answered"]) == answered, "a rerun never repeats a repair the journal holds"

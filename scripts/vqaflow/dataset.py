@@ -138,9 +138,11 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
             judged += len(flags)
             generation = record["generation"]
             repaired += bool(generation.get("repaired"))
-            spent = tokens["batch" if generation.get("backend") == "batch" else "online"]
-            spent["prompt"] += generation.get("prompt_tokens") or 0
-            spent["completion"] += generation.get("completion_tokens") or 0
+            if "duplicate_of" not in generation:  # a copy's answer was paid for once, by its original
+                paid = generation.get("paid", generation)  # a repair: both requests were paid
+                spent = tokens["batch" if generation.get("backend") == "batch" else "online"]
+                spent["prompt"] += paid.get("prompt_tokens") or 0
+                spent["completion"] += paid.get("completion_tokens") or 0
             qas = pipeline.qas(record, columns)
             qa_pairs += len(qas)
             for qa in qas:

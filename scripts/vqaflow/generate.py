@@ -258,9 +258,14 @@ def _repair(run: ShardRequests, answers: dict[str, dict], tasks: dict, settings:
     repairs.update(run.ask(fixer, pending, "repair")[0])
     improved = 0
     for rid, entry in repairs.items():
+        first, second = candidates[rid]["generation"], entry["generation"]
+        paid = {"requests": 2, **{name: (first.get(name) or 0) + (second.get(name) or 0)
+                                  for name in ("prompt_tokens", "completion_tokens")}}
         if _parse_rank(entry, want_article) > _parse_rank(candidates[rid], want_article):
-            answers[rid] = {**entry, "generation": {**entry["generation"], "repaired": True}}
+            answers[rid] = {**entry, "generation": {**second, "repaired": True, "paid": paid}}
             improved += 1
+        else:
+            answers[rid] = {**candidates[rid], "generation": {**first, "paid": paid}}
     return improved
 
 
