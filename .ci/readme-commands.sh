@@ -124,6 +124,11 @@ in_readme_line "snakemake --report report.html --configfile my.yaml"
 run_name=$(own_config "$checkout/my.yaml")
 records "$checkout"
 rm -f report.html
+in_readme_line "snakemake preview --cores 4 --configfile my.yaml"
+OPENAI_API_KEY=test-key run "$work/preview.log" snakemake preview --cores 4 --configfile my.yaml \
+    --config api="{base_url: \"$url\", model: test-vlm}"
+[ -s "results/$run_name/preview/estimate.json" ] || fail "the preview wrote no estimate.json"
+[ -s "results/$run_name/preview/samples.html" ] || fail "the preview wrote no samples.html"
 OPENAI_API_KEY=test-key \
     run "$work/own.log" snakemake --cores 4 --configfile my.yaml --config api="{base_url: \"$url\", model: test-vlm}"
 check_run "$checkout" "$run_name" 6
