@@ -15,7 +15,6 @@ from .jsonl import encode, read_jsonl, write_jsonl
 from .pipelines import Pipeline
 from .records import output_image_value
 
-OUTPUT_FORMATS = ("jsonl", "json", "parquet")
 PARQUET_ROW_GROUP = 5000  # rows held in memory while the Parquet dataset is written
 
 

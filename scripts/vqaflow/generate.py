@@ -108,13 +108,6 @@ def _parse_rank(entry: dict, want_article: bool) -> tuple[int, int]:
     return PARSE_RANK[parsed.status], len(parsed.qas)
 
 
-def _needs_repair(entry: dict, want_article: bool) -> bool:
-    """Cut off by ``max_tokens``, or nothing could be read from it."""
-    if entry["generation"].get("finish_reason") == "length":
-        return True
-    return _parse_rank(entry, want_article)[0] == PARSE_RANK["none"]
-
-
 class ShardRequests:
     """One shard's records, the requests its journal holds, and asking for the rest."""
 
@@ -242,13 +235,14 @@ def _repair(run: ShardRequests, answers: dict[str, dict], tasks: dict, settings:
     schema = settings.pipeline.answer_schema() if repair.structured_output else None
     fixer = backend.repairer(math.ceil(backend.sampling.max_tokens * repair.max_tokens_factor), schema)
     identity = fixer.identity()
-    candidates = {rid: entry for rid, entry in answers.items()
-                  if not entry["generation"].get("repaired") and _needs_repair(entry, want_article)}
+    ranks = {rid: _parse_rank(entry, want_article) for rid, entry in answers.items()}
+    candidates = {rid: entry for rid, entry in answers.items()  # cut off, or nothing readable
+                  if entry["generation"].get("finish_reason") == "length" or ranks[rid][0] == PARSE_RANK["none"]}
     repairs: dict[str, dict] = {}
     pending = []
     for rid in candidates:
-        task, _ = tasks[rid]
-        fp = repair_fingerprint(identity, tasks[rid][1])
+        task, first_fp = tasks[rid]
+        fp = repair_fingerprint(identity, first_fp)
         entry = run.stored(rid, fp)
         if entry is not None and "answer" in entry:
             repairs[rid] = entry
@@ -261,7 +255,7 @@ def _repair(run: ShardRequests, answers: dict[str, dict], tasks: dict, settings:
         first, second = candidates[rid]["generation"], entry["generation"]
         paid = {"requests": 2, **{name: (first.get(name) or 0) + (second.get(name) or 0)
                                   for name in ("prompt_tokens", "completion_tokens")}}
-        if _parse_rank(entry, want_article) > _parse_rank(candidates[rid], want_article):
+        if _parse_rank(entry, want_article) > ranks[rid]:
             answers[rid] = {**entry, "generation": {**second, "repaired": True, "paid": paid}}
             improved += 1
         else:

@@ -31,7 +31,6 @@ from typing import Any
 from .columns import Columns
 from .jsonl import encode
 
-SHARD_FORMATS = (".json", ".jsonl", ".parquet")
 IMAGE_EXTENSIONS = frozenset((".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"))
 _GLOB_MAGIC = re.compile(r"[*?[]")
 

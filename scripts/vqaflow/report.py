@@ -152,7 +152,7 @@ def samples_html(refined_paths: list[str | Path], pipeline: Pipeline, columns: C
 
 
 def quality_html(stats: dict, refined_paths: list[str | Path], pipeline: Pipeline, columns: Columns,
-                 image_root: str, export_counts: dict | None = None, size: int = SAMPLE_SIZE) -> str:
+                 image_root: str, size: int = SAMPLE_SIZE) -> str:
     """What each quality step found: a funnel from generated pairs to accepted pairs, flags
     by rule, and a sample of the pairs the judge rejected, with its reason and the image."""
     quality = stats["quality"]
