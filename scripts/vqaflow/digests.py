@@ -4,7 +4,8 @@
   (the dataset's name for an embedded image, image dedup's exact key, the request
   fingerprint's image part).
 - :func:`value_digest`: what a JSON value is — the hex sha256 of its canonical JSON,
-  shortened to ``chars`` (request fingerprints, batch state, seeds' keys).
+  shortened to ``chars`` (request fingerprints, batch state). The JSON is
+  ``json.dumps(value, sort_keys=True)``: the digests journals and batch state files already hold.
 """
 
 from __future__ import annotations
@@ -22,5 +23,4 @@ def content_digest(data: bytes) -> str:
 
 def value_digest(value: object, chars: int = FINGERPRINT_CHARS) -> str:
     """The first ``chars`` hex digits of the sha256 of ``value``'s canonical JSON."""
-    canonical = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:chars]
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:chars]
