@@ -45,8 +45,6 @@ from .openai_protocol import (
 from .ratelimit import RateLimiter
 from .tokens import ImageTokens
 
-__all__ = ["ApiBackend", "ApiSettings", "api_key", "classify_error"]
-
 PREPARE_THREADS = 4
 # httpx's connection pool scans all its connections per request; smaller pools cost
 # about a third less CPU per request at 64+ requests in flight (docs/benchmarks.md).

@@ -16,38 +16,30 @@ line, an empty answer, a line an expired, failed or cancelled batch never ran) g
 a follow-up batch, at most ``api.max_retries`` times, or to the online backend when
 ``fallback`` is ``"online"``. A line the provider rejects (400-class status) fails its
 record; a refused key or unknown model stops the run, as online.
+
+This module holds the backend and its run (attach, submit, wait, collect, retry); the
+state file is ``batch_state``, the request and result lines ``batch_lines``, the input
+files and the server calls ``batch_submit``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import sys
-import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import openai
 
-from .. import images
 from .api import ApiBackend, ApiSettings, api_key
-from .base import Backend, FatalBackendError, GenerationTask, OnOutcome, Outcome, Sampling
-from .openai_protocol import Retryable, classify_error, read_completion, request_body
+from .base import Backend, GenerationTask, OnOutcome, Outcome, Sampling
+from .batch_lines import line_answer, missing_reason, request_lines
+from .batch_state import BatchState, state_digest
+from .batch_submit import BatchClient, input_files, log
+from .openai_protocol import RecordFailure, Retryable
 
-ENDPOINT = "/v1/chat/completions"
-PREPARE_THREADS = 4
-PREPARE_WINDOW = 256
-# an input file may be 190 MB: its upload gets at least this long, whatever api.timeout_s says
-UPLOAD_TIMEOUT_S = 900.0
-STATE_VERSION = 1
 TERMINAL = ("completed", "expired", "failed", "cancelled")
-# recovering a batch whose id was never recorded: how many listed batches to look through
-RECOVERY_LISTING = 1000
 
 
 @dataclass(frozen=True)
@@ -61,63 +53,6 @@ class BatchSettings:
     max_file_mb: float
     completion_window: str
     discount: float  # batch price / online price, for the cost estimate only
-
-
-class _LineFailure(Exception):
-    """A line came back without an answer; ``retry`` says whether another attempt may fix it."""
-
-    def __init__(self, kind: str, message: str, retry: bool):
-        super().__init__(message)
-        self.kind, self.retry = kind, retry
-
-
-# --- the state file ---------------------------------------------------------------------
-
-
-def _digest(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-class BatchState:
-    """The batches a shard has submitted, kept in a JSON file.
-
-    Each entry: ``id`` (None until the batch exists), ``input_file_id``, ``identity``
-    (digest of the backend identity), ``tasks`` (task id -> digest of its request),
-    ``created`` (epoch seconds). Entries are appended, never removed, so a task's
-    history of batches (its attempts) survives restarts.
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.entries: list[dict] = []
-        if self.path.exists():
-            data = json.loads(self.path.read_text(encoding="utf-8") or "{}")
-            self.entries = data.get("batches", [])
-
-    def save(self) -> None:
-        _write_atomic(self.path, json.dumps({"version": STATE_VERSION, "batches": self.entries}) + "\n")
-
-    def add(self, entry: dict) -> dict:
-        self.entries.append(entry)
-        self.save()
-        return entry
-
-
-# --- the backend --------------------------------------------------------------------------
 
 
 @dataclass
@@ -164,30 +99,28 @@ class BatchBackend:
         client = openai.OpenAI(api_key=key, base_url=self.api.base_url, timeout=self.api.timeout_s,
                                max_retries=3)
         try:
-            _Run(self, client, tasks, on_outcome).go()
+            calls = BatchClient(client, self.api.key_env, self.api.timeout_s, self.settings.completion_window,
+                                self.state_path)
+            _Run(self, calls, tasks, on_outcome).go()
         finally:
             client.close()
 
     def task_digest(self, task: GenerationTask) -> str:
         """What a recorded line must match to stand for ``task`` (prompt, images, seed)."""
         prompt = task.prompt
-        return _digest([prompt.system, prompt.turns, prompt.images, task.seed, self.max_pixels])
-
-
-def _log(message: str) -> None:
-    print(f"batch: {message}", file=sys.stderr, flush=True)
+        return state_digest([prompt.system, prompt.turns, prompt.images, task.seed, self.max_pixels])
 
 
 class _Run:
     """One call of ``BatchBackend.run``."""
 
-    def __init__(self, backend: BatchBackend, client: openai.OpenAI, tasks: list[GenerationTask],
+    def __init__(self, backend: BatchBackend, calls: BatchClient, tasks: list[GenerationTask],
                  on_outcome: OnOutcome):
-        self.backend, self.client, self.on_outcome = backend, client, on_outcome
+        self.backend, self.calls, self.on_outcome = backend, calls, on_outcome
         self.api, self.settings = backend.api, backend.settings
         self.tasks = {task.id: task for task in tasks}
         self.digests = {task.id: backend.task_digest(task) for task in tasks}
-        self.identity = _digest(backend.identity())
+        self.identity = state_digest(backend.identity())
         self.state = BatchState(backend.state_path)
         self.flights: dict[str, _Flight] = {}
         self.tries: dict[str, int] = defaultdict(int)  # batches holding the task, this run
@@ -197,9 +130,7 @@ class _Run:
 
     def _history(self, task_id: str) -> int:
         """How many recorded batches held this task (its attempts so far)."""
-        digest = self.digests[task_id]
-        return sum(1 for e in self.state.entries
-                   if e.get("identity") == self.identity and e["tasks"].get(task_id) == digest)
+        return self.state.attempts(self.identity, task_id, self.digests[task_id])
 
     def _report(self, outcome: Outcome) -> None:
         if outcome.id in self.reported:
@@ -207,15 +138,10 @@ class _Run:
         self.reported.add(outcome.id)
         self.on_outcome(outcome)
 
-    def _call(self, action: Callable):
-        """A control-plane call; client errors become fatal errors or propagate."""
-        try:
-            return action()
-        except openai.APIError as raw:
-            error = classify_error(raw, self.api.key_env)
-            if isinstance(error, FatalBackendError):
-                raise error from None
-            raise
+    def _fly(self, entry: dict, task_ids: list[str]) -> None:
+        for task_id in task_ids:
+            self.tries[task_id] += 1
+        self.flights[entry["id"]] = _Flight(entry, task_ids, time.monotonic())
 
     # -- the run
 
@@ -226,13 +152,7 @@ class _Run:
 
     def _attach(self) -> list[GenerationTask]:
         """Re-attach to recorded batches for the asked tasks; the others are fresh."""
-        latest: dict[str, dict] = {}
-        for entry in self.state.entries:
-            if entry.get("identity") != self.identity or entry.get("abandoned"):
-                continue
-            for task_id, digest in entry["tasks"].items():
-                if self.digests.get(task_id) == digest:
-                    latest[task_id] = entry
+        latest = self.state.latest(self.identity, self.digests)
         groups: dict[int, list[str]] = defaultdict(list)
         for task_id, entry in latest.items():
             groups[id(entry)].append(task_id)
@@ -243,27 +163,22 @@ class _Run:
             if entry.get("id") is None and not self._recover(entry):
                 fresh.extend(self.tasks[t] for t in task_ids)
                 continue
-            _log(f"re-attaching to batch {entry['id']} ({len(task_ids)} of its lines are wanted)")
-            for task_id in task_ids:
-                self.tries[task_id] += 1
-            self.flights[entry["id"]] = _Flight(entry, task_ids, time.monotonic())
+            log(f"re-attaching to batch {entry['id']} ({len(task_ids)} of its lines are wanted)")
+            self._fly(entry, task_ids)
         return fresh
 
     def _recover(self, entry: dict) -> bool:
         """A batch whose creation was interrupted: find it by its input file, or create it."""
         file_id = entry["input_file_id"]
-        listing = self._call(lambda: self.client.batches.list(limit=100))
-        for seen, batch in enumerate(listing, 1):
-            if batch.input_file_id == file_id:
-                entry["id"] = batch.id
-                self.state.save()
-                return True
-            if seen >= RECOVERY_LISTING:
-                break
+        found = self.calls.find(file_id)
+        if found is not None:
+            entry["id"] = found
+            self.state.save()
+            return True
         try:
-            entry["id"] = self._create(file_id)
+            entry["id"] = self.calls.create(file_id)
         except (openai.NotFoundError, openai.BadRequestError) as err:
-            _log(f"input file {file_id} cannot be used again ({err}); its lines are submitted afresh")
+            log(f"input file {file_id} cannot be used again ({err}); its lines are submitted afresh")
             entry["abandoned"] = True
             entry["tasks"] = {}
             self.state.save()
@@ -271,89 +186,25 @@ class _Run:
         self.state.save()
         return True
 
-    def _create(self, file_id: str) -> str:
-        batch = self.client.batches.create(
-            input_file_id=file_id, endpoint=ENDPOINT, completion_window=self.settings.completion_window,
-            metadata={"vqaflow_state": self.backend.state_path.name},
-        )
-        return batch.id
-
     # -- submitting
-
-    def _lines(self, tasks: list[GenerationTask]) -> Iterator[tuple[GenerationTask, bytes]]:
-        """Each task's JSONL line, images encoded in a thread pool; an unreadable image fails
-        its record instead."""
-        backend = self.backend
-
-        def line(task: GenerationTask):
-            try:
-                urls = [images.data_url(ref, backend.max_pixels) for ref in task.prompt.images]
-            except images.ImageError as err:
-                return task, None, str(err)
-            body = request_body(self.api.model, task, urls, backend.sampling, task.seed)
-            request = {"custom_id": task.id, "method": "POST", "url": ENDPOINT, "body": body}
-            return task, (json.dumps(request, ensure_ascii=False) + "\n").encode(), None
-
-        with ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
-            # a window at a time, so encoded images never pile up in memory ahead of the file
-            for start in range(0, len(tasks), PREPARE_WINDOW):
-                for task, data, error in pool.map(line, tasks[start:start + PREPARE_WINDOW]):
-                    if error is not None:
-                        self._report(Outcome(task.id, error=error, error_kind="image"))
-                        continue
-                    yield task, data
 
     def _submit(self, tasks: list[GenerationTask]) -> None:
         """Batch input files within the provider's limits, uploaded; a batch for each."""
-        limit_bytes = int(self.settings.max_file_mb * 1024 * 1024)
-        lines = self._sendable(self._lines(tasks), limit_bytes)
-        following = next(lines, None)
-        self.state.path.parent.mkdir(parents=True, exist_ok=True)
-        while following is not None:
-            with tempfile.TemporaryFile(dir=self.state.path.parent) as handle:
-                chunk: list[str] = []
-                size = 0
-                while following is not None:
-                    task, data = following
-                    if chunk and (len(chunk) >= self.settings.max_requests or size + len(data) > limit_bytes):
-                        break
-                    handle.write(data)
-                    chunk.append(task.id)
-                    size += len(data)
-                    following = next(lines, None)
-                self._send(handle, chunk, size)
-
-    def _sendable(self, lines: Iterator[tuple[GenerationTask, bytes]], limit_bytes: int):
-        """The lines that fit in a batch file; a larger one fails its record."""
-        for task, data in lines:
-            if len(data) > limit_bytes:
-                self._report(Outcome(
-                    task.id, error_kind="rejected",
-                    error=f"the request is {len(data) / 2**20:.1f} MB, over the batch file limit "
-                          f"of {self.settings.max_file_mb} MB (batch.max_file_mb)",
-                ))
-            else:
-                yield task, data
-
-    def _send(self, handle, task_ids: list[str], size: int) -> None:
-        handle.flush()
-        handle.seek(0)
-        name = f"{self.backend.state_path.stem}-{int(time.time())}.jsonl"
-        uploaded = self._call(
-            lambda: self.client.with_options(timeout=max(self.api.timeout_s, UPLOAD_TIMEOUT_S)).files.create(
-                file=(name, handle, "application/jsonl"), purpose="batch")
-        )
-        # recorded before the batch exists: a kill from here on cannot cost a second upload's lines
-        entry = self.state.add({
-            "id": None, "input_file_id": uploaded.id, "identity": self.identity,
-            "tasks": {t: self.digests[t] for t in task_ids}, "created": round(time.time(), 3),
-        })
-        entry["id"] = self._call(lambda: self._create(uploaded.id))
-        self.state.save()
-        for task_id in task_ids:
-            self.tries[task_id] += 1
-        self.flights[entry["id"]] = _Flight(entry, task_ids, time.monotonic())
-        _log(f"submitted batch {entry['id']}: {len(task_ids)} lines, {size / 2**20:.2f} MB")
+        backend = self.backend
+        lines = request_lines(tasks, self.api.model, backend.sampling, backend.max_pixels, self._report)
+        files = input_files(lines, self.settings.max_requests, self.settings.max_file_mb, self.state.path.parent,
+                            self._report)
+        for handle, task_ids, size in files:
+            file_id = self.calls.upload(handle)
+            # recorded before the batch exists: a kill from here on cannot cost a second upload's lines
+            entry = self.state.add({
+                "id": None, "input_file_id": file_id, "identity": self.identity,
+                "tasks": {t: self.digests[t] for t in task_ids}, "created": round(time.time(), 3),
+            })
+            entry["id"] = self.calls.call(lambda: self.calls.create(file_id))
+            self.state.save()
+            self._fly(entry, task_ids)
+            log(f"submitted batch {entry['id']}: {len(task_ids)} lines, {size / 2**20:.2f} MB")
 
     # -- waiting and collecting
 
@@ -375,54 +226,28 @@ class _Run:
 
     def _retrieve(self, batch_id: str):
         try:
-            return self.client.batches.retrieve(batch_id)
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as raw:
-            raise classify_error(raw, self.api.key_env) from None
+            return self.calls.retrieve(batch_id)
         except openai.NotFoundError:
             flight = self.flights.pop(batch_id)
-            _log(f"batch {batch_id} is unknown to the server; its {len(flight.task_ids)} lines are resubmitted")
+            log(f"batch {batch_id} is unknown to the server; its {len(flight.task_ids)} lines are resubmitted")
             flight.entry["abandoned"] = True
             self.state.save()
             self._retry([(t, "the batch was lost by the server") for t in flight.task_ids])
             return None
-        except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as err:
-            # a batch runs for hours: an outage while it does is waited out, not fatal
-            _log(f"polling batch {batch_id} failed ({err}); polling again")
-            return None
-
-    def _file_lines(self, file_id: str | None) -> Iterator[dict]:
-        if not file_id:
-            return
-        data = self._call(lambda: self.client.files.content(file_id)).content
-        for raw in data.splitlines():
-            if raw.strip():
-                yield json.loads(raw)
 
     def _collect(self, batch, flight: _Flight) -> bool:
         """Report a finished batch's lines; returns whether a follow-up batch was submitted."""
         wanted = set(flight.task_ids)
         results: dict[str, dict] = {}
         for file_id in (batch.output_file_id, batch.error_file_id):
-            for line in self._file_lines(file_id):
+            for line in self.calls.file_lines(file_id):
                 if line.get("custom_id") in wanted:
                     results.setdefault(line["custom_id"], line)
         ended = next((t for t in (batch.completed_at, batch.expired_at, batch.cancelled_at, batch.failed_at) if t),
                      None)
         latency = ended - batch.created_at if ended and batch.created_at else time.monotonic() - flight.started
-        counts = batch.request_counts
-        _log(f"batch {batch.id} {batch.status}"
-             + (f": {counts.completed} completed, {counts.failed} failed of {counts.total}" if counts else ""))
-        missing = {
-            "completed": "the batch output has no line for it",
-            "expired": f"batch {batch.id} expired before this line ran",
-            "cancelled": f"batch {batch.id} was cancelled before this line ran",
-            "failed": f"batch {batch.id} failed: {_batch_errors(batch)}",
-        }[batch.status]
-        if batch.status == "cancelled":
-            _log(f"batch {batch.id} was cancelled (by the user or on the provider's side); "
-                 f"its {len(wanted - results.keys())} unfinished lines are resubmitted")
-        elif batch.status in ("expired", "failed") and len(wanted - results.keys()):
-            _log(f"{missing}; {len(wanted - results.keys())} unfinished lines are resubmitted")
+        missing = missing_reason(batch)
+        self._log_end(batch, missing, len(wanted - results.keys()))
         retry: list[tuple[str, str]] = []
         for task_id in flight.task_ids:
             line = results.get(task_id)
@@ -431,13 +256,13 @@ class _Run:
                 continue
             attempts = self._history(task_id)
             try:
-                answer, generation = self._line_answer(line)
-            except _LineFailure as failure:
-                if failure.retry:
-                    retry.append((task_id, f"{failure.kind}: {failure}"))
-                else:
-                    self._report(Outcome(task_id, error=str(failure), error_kind=failure.kind,
-                                         generation={"attempts": attempts, "batch_id": batch.id}))
+                answer, generation = line_answer(line, self.api.model, self.api.key_env, self.calls.where)
+            except Retryable as failure:
+                retry.append((task_id, f"{failure.kind}: {failure}"))
+                continue
+            except RecordFailure as failure:
+                self._report(Outcome(task_id, error=str(failure), error_kind=failure.kind,
+                                     generation={"attempts": attempts, "batch_id": batch.id}))
                 continue
             self._report(Outcome(task_id, answer=answer, generation={
                 **generation, "backend": "batch", "seed": self.tasks[task_id].seed, "latency_s": round(latency, 3),
@@ -445,28 +270,16 @@ class _Run:
             }))
         return self._retry(retry)
 
-    def _line_answer(self, line: dict) -> tuple[str, dict]:
-        response = line.get("response") or {}
-        status = response.get("status_code")
-        body = response.get("body") if isinstance(response.get("body"), dict) else {}
-        if status == 200:
-            try:
-                return read_completion(body, self.api.model)
-            except Retryable as unreadable:
-                raise _LineFailure(unreadable.kind, str(unreadable), retry=True) from None
-        error = line.get("error") or (body.get("error") if isinstance(body.get("error"), dict) else None) or {}
-        message = error.get("message") or "no reason given"
-        if status is None:
-            raise _LineFailure("server_error", f"{error.get('code') or 'error'}: {message}", retry=True)
-        text = f"HTTP {status}: {message}"
-        if status in (401, 403):
-            raise FatalBackendError(f"the API refused the key ({text}); check the key in "
-                                    f"{self.api.key_env} and api.base_url")
-        if status == 404:
-            raise FatalBackendError(f"unknown model or endpoint ({text}); check api.model and api.base_url")
-        if status >= 500 or status in (408, 409, 429):
-            raise _LineFailure("server_error" if status >= 500 else "rate_limited", text, retry=True)
-        raise _LineFailure("rejected", text, retry=False)
+    @staticmethod
+    def _log_end(batch, missing: str, unfinished: int) -> None:
+        counts = batch.request_counts
+        log(f"batch {batch.id} {batch.status}"
+            + (f": {counts.completed} completed, {counts.failed} failed of {counts.total}" if counts else ""))
+        if batch.status == "cancelled":
+            log(f"batch {batch.id} was cancelled (by the user or on the provider's side); "
+                f"its {unfinished} unfinished lines are resubmitted")
+        elif batch.status in ("expired", "failed") and unfinished:
+            log(f"{missing}; {unfinished} unfinished lines are resubmitted")
 
     def _retry(self, failed: list[tuple[str, str]]) -> bool:
         """Failed lines: another batch (or online) while attempts remain, else a failure."""
@@ -481,17 +294,9 @@ class _Run:
         if not again:
             return False
         if self.settings.fallback == "online":
-            _log(f"{len(again)} failed lines go to the online API (batch.fallback: online)")
+            log(f"{len(again)} failed lines go to the online API (batch.fallback: online)")
             self.backend.fallback.run(again, self._report)
             return False
-        _log(f"{len(again)} failed lines go into a follow-up batch")
+        log(f"{len(again)} failed lines go into a follow-up batch")
         self._submit(again)
         return True
-
-
-def _batch_errors(batch) -> str:
-    errors = batch.errors.data if batch.errors and batch.errors.data else []
-    return "; ".join(f"{e.code or 'error'}: {e.message}" + (f" (line {e.line})" if e.line else "")
-                     for e in errors) or "no reason given"
-
-

@@ -2,9 +2,10 @@
 
 The online API backend and a Batch-API backend send the same request body and read the
 same completion; this module builds the one and reads the other, and maps the official
-client's exceptions to the three outcomes a caller acts on: :class:`FatalBackendError`
-(stop the run), :class:`Retryable` (another attempt may fix it) and
-:class:`RecordFailure` (this record cannot be answered; the run goes on).
+client's exceptions and the HTTP status of an answer or a batch line (:func:`classify_status`,
+the one place) to the three outcomes a caller acts on: :class:`FatalBackendError` (stop
+the run), :class:`Retryable` (another attempt may fix it) and :class:`RecordFailure`
+(this record cannot be answered; the run goes on).
 """
 
 from __future__ import annotations
@@ -214,11 +215,11 @@ def _retry_after(error: openai.APIStatusError) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
-def status_message(error: openai.APIStatusError) -> str:
-    """``HTTP <status>: <the server's message>``."""
+def server_message(error: openai.APIStatusError) -> str:
+    """The server's message of an error answer: its body's, else the client's."""
     body = error.body
     message = error_text(body) if body not in (None, "", {}) else None
-    return f"HTTP {error.status_code}: {message or error.message}"
+    return message or error.message
 
 
 def connection_reason(error: BaseException) -> str:
@@ -233,30 +234,40 @@ def connection_reason(error: BaseException) -> str:
     return reason
 
 
+def classify_status(
+    status: int, message: str, key_env: str = "OPENAI_API_KEY", where: str = "the endpoint",
+    retry_after: float | None = None,
+) -> Exception:
+    """What an HTTP status other than 200 means, for an online answer and a batch line alike:
+    :class:`FatalBackendError` for a refused key (401, 403) or an unknown model or endpoint
+    (404), :class:`Retryable` for 429 (``rate_limited``), 408, 409 and 5xx
+    (``server_error``), else :class:`RecordFailure` ``rejected``. ``message`` is the
+    server's own; ``where`` names the endpoint."""
+    text = f"HTTP {status}: {message}"
+    if status in (401, 403):
+        return FatalBackendError(f"{where} refused the key ({text}); check the key in {key_env} and api.base_url")
+    if status == 404:
+        return FatalBackendError(
+            f"unknown model or endpoint at {where} ({text}); "
+            "check api.model and api.base_url (or OPENAI_BASE_URL)"
+        )
+    if status == 429:
+        return Retryable("rate_limited", text, retry_after)
+    if status >= 500 or status in (408, 409):
+        return Retryable("server_error", text, retry_after)
+    return RecordFailure("rejected", text)
+
+
 def classify_error(error: Exception, key_env: str = "OPENAI_API_KEY", url: str | None = None) -> Exception:
     """Map an exception of one attempt to :class:`FatalBackendError`, :class:`Retryable`
     or :class:`RecordFailure` (``internal`` for anything unexpected)."""
     where = public_url(url) if url else "the endpoint"
     if isinstance(error, (Retryable, RecordFailure, FatalBackendError)):
         return error
-    if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
-        return FatalBackendError(
-            f"{where} refused the key ({status_message(error)}); "
-            f"check the key in {key_env} and api.base_url"
-        )
-    if isinstance(error, openai.NotFoundError):
-        return FatalBackendError(
-            f"unknown model or endpoint at {where} ({status_message(error)}); "
-            "check api.model and api.base_url (or OPENAI_BASE_URL)"
-        )
-    if isinstance(error, openai.RateLimitError):
-        return Retryable("rate_limited", status_message(error), _retry_after(error))
+    if isinstance(error, openai.APIStatusError):
+        return classify_status(error.status_code, server_message(error), key_env, where, _retry_after(error))
     if isinstance(error, openai.APITimeoutError) or isinstance(error, _TIMEOUT_ERRORS):
         return Retryable("timeout", f"no answer from {where} in time")
     if isinstance(error, openai.APIConnectionError) or isinstance(error, _TRANSPORT_ERRORS):
         return Retryable("connection", f"connection error with {where}: {connection_reason(error)}")
-    if isinstance(error, openai.APIStatusError):
-        if error.status_code >= 500 or error.status_code in (408, 409):
-            return Retryable("server_error", status_message(error), _retry_after(error))
-        return RecordFailure("rejected", status_message(error))
     return RecordFailure("internal", f"unexpected {type(error).__name__}: {error}")
