@@ -14,8 +14,7 @@ from pathlib import Path
 
 from ..digests import value_digest
 
-# 2: digests by digests.value_digest (canonical JSON); a version-1 file's entries match no task
-STATE_VERSION = 2
+STATE_VERSION = 1
 DIGEST_CHARS = 16
 
 
