@@ -45,6 +45,7 @@ include: "workflow/rules/merge.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/preview.smk"
+include: "workflow/rules/hub.smk"
 
 
 rule all:

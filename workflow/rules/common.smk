@@ -258,3 +258,42 @@ def preview_verified():
     if config["verify"]["enabled"]:
         return {"verified": out("preview/verified.jsonl")}
     return {}
+
+
+# --- the Hub export (workflow/rules/hub.smk) ---------------------------------------------
+
+
+def hub_card_params():
+    """What the dataset card tells about the run (no endpoint, no key)."""
+    judge = judge_params()
+    return {
+        "run": RUN,
+        "input": config["input"],
+        "backend": config["backend"],
+        "model": (
+            config["vllm"]["model"]
+            if config["backend"] == "vllm"
+            else config["api"]["model"]
+        ),
+        "license": config["hub"]["license"],
+        "repo": config["hub"]["repo"],
+        "structured_output": config["structured_output"],
+        "generation": config["generation"],
+        "rule_filters": config["filters"],
+        "export": config["export"],
+        "dedup": config["dedup"],
+        "judge": (
+            {
+                "model": judge["model"],
+                "prompt": judge["prompt"],
+                "structured_output": judge["structured_output"],
+            }
+            if config["verify"]["enabled"]
+            else None
+        ),
+    }
+
+
+def hub_targets():
+    """The folder, and its upload when hub.repo is set."""
+    return [out("hub"), *([out("hub_upload.json")] if config["hub"]["repo"] else [])]
