@@ -104,6 +104,8 @@ cd "$checkout"
 OPENAI_BASE_URL=$url OPENAI_API_KEY=test-key \
     run "$work/demo.log" snakemake --cores 4 --config api='{model: test-vlm}'
 check_run "$checkout" demo 6
+in_readme "dataset: results/demo/dataset.jsonl"
+grep -qx "dataset: results/demo/dataset.jsonl" "$work/demo.log" || fail "the run's summary does not name the dataset"
 banner=$(grep "Config file(s):" "$work/demo.log")
 [ "$(grep -o "config\.yaml" <<<"$banner" | wc -l)" = 1 ] || fail "config file listed more than once: $banner"
 run "$work/demo-report.log" snakemake --report report.html

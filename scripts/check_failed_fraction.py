@@ -3,26 +3,22 @@
 import json
 import sys
 
+from vqaflow.config_check import gate_message
 from vqaflow.logs import run_logged
 
 
 def main() -> None:
-    stats = json.loads(open(snakemake.input[0], encoding="utf-8").read())
-    fraction, limit = stats["failed_fraction"], snakemake.params.max_failed_fraction
-    message = (
-        f"{stats['records_failed']} of {stats['records_in']} records failed "
-        f"({fraction:.1%}; max_failed_fraction is {limit:.1%}); see failed.jsonl"
-    )
-    if stats.get("failures_transient"):
-        message += (
-            f"; {stats['failures_transient']} of them may succeed on another attempt: "
-            "run the same command again"
-        )
-    if fraction > limit:
+    stats = json.loads(open(snakemake.input.stats, encoding="utf-8").read())
+    limit = snakemake.params.max_failed_fraction
+    if stats["failed_fraction"] > limit:
+        message = gate_message(stats, limit, snakemake.input.dataset, snakemake.input.failed)
         print(f"vqaflow: {message}", file=sys.__stderr__)
-        raise SystemExit(f"too many failed records: {message}")
+        raise SystemExit("too many failed records (max_failed_fraction)")
     with open(snakemake.output[0], "w", encoding="utf-8") as out:
-        out.write(message + "\n")
+        out.write(
+            f"{stats['records_failed']} of {stats['records_in']} records failed ({stats['failed_fraction']:.1%}; "
+            f"max_failed_fraction is {limit:.1%}); see {snakemake.input.failed}\n"
+        )
 
 
 if __name__ == "__main__":

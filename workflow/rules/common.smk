@@ -1,16 +1,40 @@
+import json
 import os
 import sys
+import time
 
+import yaml
 from snakemake.utils import validate
 
 sys.path.insert(0, os.path.join(workflow.current_basedir, "..", "..", "scripts"))
 
 from vqaflow.columns import Columns
+from vqaflow.config_check import (
+    ConfigError,
+    check_input,
+    check_keys,
+    coerce,
+    gate_message,
+    run_summary,
+    short_error,
+)
 from vqaflow.records import count_records, input_files, input_kind, shard_names
 from vqaflow.settings import key_env
 
-validate(config, schema="../schemas/config.schema.yaml")
+with open(
+    os.path.join(workflow.current_basedir, "..", "schemas", "config.schema.yaml"),
+    encoding="utf-8",
+) as schema_file:
+    CONFIG_SCHEMA = yaml.safe_load(schema_file)
+try:  # strings from --config made numbers, unknown keys named, defaults filled, input found
+    config.update(coerce(config, CONFIG_SCHEMA))
+    check_keys(config, CONFIG_SCHEMA)
+    validate(config, schema="../schemas/config.schema.yaml")
+    check_input(config["input"])
+except (ConfigError, WorkflowError) as err:
+    raise WorkflowError(short_error(err)) from None
 
+STARTED = time.time()
 RUN = config["run"]
 OUT = f"results/{RUN}"
 COLUMNS = Columns.from_config(config["keys"])
@@ -181,11 +205,46 @@ onstart:
         )
 
 
+def merged_this_run():
+    """Whether this run's targets include the merged dataset (not, e.g., only the preview)."""
+    return any(out("stats.json") in job.output for job in workflow.dag.jobs)
+
+
+def read_stats():
+    with open(out("stats.json"), encoding="utf-8") as stats:
+        return json.load(stats)
+
+
+def gate_failed_this_run():
+    """Whether the failure gate ran in this run and stopped it (its output is missing)."""
+    gate_log = out("logs/check_failed_fraction.log")
+    return (
+        os.path.exists(gate_log)
+        and os.path.getmtime(gate_log) >= STARTED
+        and not os.path.exists(out("checks/failed_fraction.txt"))
+    )
+
+
 onsuccess:
-    stats_path = out("stats.json")
-    if os.path.exists(stats_path):
-        with open(stats_path) as stats:
-            print(f"vqaflow run {RUN!r}: {stats.read().strip()}", file=sys.stderr)
+    if merged_this_run() and os.path.exists(out("stats.json")):
+        paths = {
+            "dataset": out(f"dataset.{config['output_format']}"),
+            "failed": out("failed.jsonl"),
+            "stats": out("stats.json"),
+            "report": out("report/summary.html"),
+        }
+        print(run_summary(read_stats(), RUN, paths), file=sys.stderr)
+
+
+onerror:
+    if gate_failed_this_run():  # repeated here, below Snakemake's own error lines
+        message = gate_message(
+            read_stats(),
+            config["max_failed_fraction"],
+            out(f"dataset.{config['output_format']}"),
+            out("failed.jsonl"),
+        )
+        print(f"vqaflow: {message}", file=sys.stderr)
 
 
 # --- the preview (workflow/rules/preview.smk) ---------------------------------------------

@@ -22,7 +22,9 @@ rule merge_dataset:
 
 rule check_failed_fraction:
     input:
-        out("stats.json"),
+        stats=out("stats.json"),
+        dataset=out(f"dataset.{config['output_format']}"),
+        failed=out("failed.jsonl"),
     output:
         out("checks/failed_fraction.txt"),
     log:
