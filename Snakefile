@@ -31,12 +31,12 @@ else:
 include: "workflow/rules/refine.smk"
 
 
-if config["verify"]["enabled"]:
+if is_enabled("verify"):
 
     include: "workflow/rules/verify.smk"
 
 
-if config["dedup"]["images"] not in ("off", False):
+if is_enabled("dedup_images"):
 
     include: "workflow/rules/dedup.smk"
 

@@ -61,6 +61,25 @@ def out(path):
     return f"{OUT}/{path}"
 
 
+SWITCHES = {
+    "verify": config["verify"]["enabled"],
+    "dedup_images": config["dedup"]["images"] not in ("off", False),
+}
+
+
+def is_enabled(stage):
+    """Whether an optional stage runs: "verify" (verify.enabled) or "dedup_images"
+    (dedup.images not off)."""
+    return SWITCHES[stage]
+
+
+def structured_output(stage=None):
+    """Whether requests ask for JSON matching a schema: the top-level structured_output,
+    or a stage's own structured_output (repair, verify) when that is not null."""
+    override = config[stage]["structured_output"] if stage else None
+    return config["structured_output"] if override is None else override
+
+
 NOT_SHAPING = (
     "mem_mb",
     "runtime",
@@ -93,40 +112,46 @@ def judge_params():
         "api": api,
         "vllm": vllm,
         "prompt": verify["prompt"],
-        "structured_output": verify["structured_output"],
+        "structured_output": structured_output("verify"),
         "max_tokens": verify["max_tokens"],
     }
 
 
-def judge_resources():
-    """What a verify job asks the scheduler for: GPUs for vLLM, API slots otherwise."""
-    if config["backend"] == "vllm":
+def job_resources(kind):
+    """What a request job asks the scheduler for: GPUs on vLLM, else its share of the run's
+    API slots, and the backend section's memory and wall time. ``kind``: "generate" (the
+    generate rules and the preview's) or "judge" (the verify rules; on vLLM when generation
+    is, else on the online API, counted with the verify.vllm / verify.api overrides).
+    """
+    backend = "vllm" if config["backend"] == "vllm" else "api"
+    section = {
+        **config[backend],
+        **(config["verify"][backend] if kind == "judge" else {}),
+    }
+    if backend == "vllm":
         return {
-            "gpu": config["vllm"]["tensor_parallel_size"],
-            "mem_mb": config["vllm"]["mem_mb"],
-            "runtime": config["vllm"]["runtime"],
+            "gpu": section["tensor_parallel_size"],
+            "mem_mb": section["mem_mb"],
+            "runtime": section["runtime"],
         }
-    api = config["api"]
     return {
-        "api_slots": min(api["max_concurrency"], api["max_total_concurrency"]),
-        "mem_mb": api["mem_mb"],
-        "runtime": api["runtime"],
+        "api_slots": min(
+            section["max_concurrency"], config["api"]["max_total_concurrency"]
+        ),
+        "mem_mb": section["mem_mb"],
+        "runtime": section["runtime"],
     }
 
 
 def finished_records():
     """Every shard's finished records: verified when the judge runs, else refined."""
-    stage = "verified" if config["verify"]["enabled"] else "refined"
+    stage = "verified" if is_enabled("verify") else "refined"
     return [out(f"{stage}/{shard}.jsonl") for shard in SHARDS]
 
 
 def duplicates_input():
     """The list of near-duplicate images, when image dedup is on."""
-    return (
-        [out("duplicates.jsonl")]
-        if config["dedup"]["images"] not in ("off", False)
-        else []
-    )
+    return [out("duplicates.jsonl")] if is_enabled("dedup_images") else []
 
 
 def batch_params():
@@ -157,8 +182,11 @@ def prompt_params():
         "prompt": config["prompt"],
         "images": config["images"],
         "generation": config["generation"],
-        "structured_output": config["structured_output"],
-        "repair": config["repair"],
+        "structured_output": structured_output(),
+        "repair": {
+            **config["repair"],
+            "structured_output": structured_output("repair"),
+        },
         "dedup": config["dedup"],
         "retry_rejected": config["retry_rejected"],
     }
@@ -185,7 +213,7 @@ def final_outputs():
         out("export/conversations.json"),
         out("export/dataset.parquet"),
         out("report/summary.html"),
-        *([out("verify_failed.jsonl")] if config["verify"]["enabled"] else []),
+        *([out("verify_failed.jsonl")] if is_enabled("verify") else []),
     ]
 
 
@@ -279,23 +307,6 @@ def preview_shard_files(wildcards):
     ]
 
 
-def preview_resources():
-    """The preview's generation job: an API job, or a GPU job with backend: vllm."""
-    if config["backend"] == "vllm":
-        return {
-            "gpu": config["vllm"]["tensor_parallel_size"],
-            "mem_mb": config["vllm"]["mem_mb"],
-            "runtime": config["vllm"]["runtime"],
-        }
-    return {
-        "api_slots": min(
-            config["api"]["max_concurrency"], config["api"]["max_total_concurrency"]
-        ),
-        "mem_mb": config["api"]["mem_mb"],
-        "runtime": config["api"]["runtime"],
-    }
-
-
 def preview_plan():
     """How the full run will go, for the preview's projection."""
     api = config["api"]
@@ -314,7 +325,7 @@ def preview_plan():
 
 def preview_verified():
     """The judged sample, when the run verifies."""
-    if config["verify"]["enabled"]:
+    if is_enabled("verify"):
         return {"verified": out("preview/verified.jsonl")}
     return {}
 

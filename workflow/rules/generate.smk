@@ -7,14 +7,12 @@ rule generate_api:
         failed=out("generated/{shard}.failed.jsonl"),
     log:
         out("logs/generate_api/{shard}.log"),
+    benchmark:
+        out("benchmarks/generate_api/{shard}.tsv")
     conda:
         "../../envs/vqaflow.yaml"
     resources:
-        api_slots=min(
-            config["api"]["max_concurrency"], config["api"]["max_total_concurrency"]
-        ),
-        mem_mb=config["api"]["mem_mb"],
-        runtime=config["api"]["runtime"],
+        **job_resources("generate"),
     params:
         journal=lambda wildcards: out(f"journal/{wildcards.shard}.jsonl"),
         prompts=prompt_params(),

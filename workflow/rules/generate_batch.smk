@@ -13,6 +13,8 @@ rule generate_batch:
         failed=out("generated/{shard}.failed.jsonl"),
     log:
         out("logs/generate_batch/{shard}.log"),
+    benchmark:
+        out("benchmarks/generate_batch/{shard}.tsv")
     localrule: True
     conda:
         "../../envs/vqaflow.yaml"

@@ -7,12 +7,12 @@ rule generate_vllm:
         failed=out("generated/{shard}.failed.jsonl"),
     log:
         out("logs/generate_vllm/{shard}.log"),
+    benchmark:
+        out("benchmarks/generate_vllm/{shard}.tsv")
     conda:
         "../../envs/vllm.yaml"
     resources:
-        gpu=config["vllm"]["tensor_parallel_size"],
-        mem_mb=config["vllm"]["mem_mb"],
-        runtime=config["vllm"]["runtime"],
+        **job_resources("generate"),
     params:
         journal=lambda wildcards: out(f"journal/{wildcards.shard}.jsonl"),
         prompts=prompt_params(),

@@ -18,7 +18,7 @@ rule preview_generate:
         if config["backend"] == "vllm"
         else "../../envs/vqaflow.yaml"
     resources:
-        **preview_resources(),
+        **job_resources("generate"),
     params:
         positions=lambda wildcards: preview_positions(),
         journal_dir=out("journal"),
@@ -56,7 +56,7 @@ rule preview_verify:
         if config["backend"] == "vllm"
         else "../../envs/vqaflow.yaml"
     resources:
-        **judge_resources(),
+        **job_resources("judge"),
     params:
         journal_dir=out("journal"),
         prompts=prompt_params(),

@@ -2,7 +2,12 @@ rule refine_answers:
     input:
         out("generated/{shard}.jsonl"),
     output:
-        out("refined/{shard}.jsonl"),
+        # with verify, only the judge reads it: deleted once the shard is verified
+        (
+            temp(out("refined/{shard}.jsonl"))
+            if is_enabled("verify")
+            else out("refined/{shard}.jsonl")
+        ),
     log:
         out("logs/refine_answers/{shard}.log"),
     conda:

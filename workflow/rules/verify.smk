@@ -14,7 +14,7 @@ rule verify_qas:
         if config["backend"] == "vllm"
         else "../../envs/vqaflow.yaml"
     resources:
-        **judge_resources(),
+        **job_resources("judge"),
     params:
         journal=lambda wildcards: out(f"journal/{wildcards.shard}.jsonl"),
         prompts=prompt_params(),
