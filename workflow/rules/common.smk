@@ -5,9 +5,16 @@ from snakemake.utils import validate
 
 sys.path.insert(0, os.path.join(workflow.current_basedir, "..", "..", "scripts"))
 
-from vqaflow.columns import Columns
-from vqaflow.records import count_records, input_files, input_kind, shard_names
-from vqaflow.settings import key_env
+from vqaflow.plan import (
+    Columns,
+    count_records,
+    input_files,
+    input_kind,
+    key_env,
+    sample_positions,
+    shard_names,
+    shards_of,
+)
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -201,8 +208,6 @@ def preview_record_count():
 
 def preview_positions():
     """The input positions of the preview's sample."""
-    from vqaflow.preview import sample_positions
-
     return sample_positions(
         preview_record_count(),
         config["preview"]["records"],
@@ -212,8 +217,6 @@ def preview_positions():
 
 def preview_shard_files(wildcards):
     """The shards holding the preview's sample, as the full run splits the input."""
-    from vqaflow.preview import shards_of
-
     return [
         out(f"shards/{shard}.jsonl")
         for shard in shards_of(preview_positions(), config["shard_size"])
