@@ -26,7 +26,7 @@ sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
 
 from vqaflow.backends.api import ApiBackend, ApiSettings  # noqa: E402
 from vqaflow.generate import RepairSettings, generate_shard  # noqa: E402
-from vqaflow.records import write_shards  # noqa: E402
+from vqaflow.inputs.shards import write_shards  # noqa: E402
 from vqaflow.settings import prompt_settings  # noqa: E402
 from workflow_helpers import COLUMNS, sampling, schema_defaults, settings_from_defaults  # noqa: E402
 

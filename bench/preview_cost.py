@@ -31,8 +31,8 @@ from vqaflow.backends.api import ApiBackend, ApiSettings  # noqa: E402
 from vqaflow.backends.batch import BatchBackend, BatchSettings  # noqa: E402
 from vqaflow.backends.tokens import text_tokens  # noqa: E402
 from vqaflow.generate import RepairSettings, generate_shard, prepare  # noqa: E402
+from vqaflow.inputs.shards import write_shards  # noqa: E402
 from vqaflow.jsonl import read_jsonl  # noqa: E402
-from vqaflow.records import write_shards  # noqa: E402
 from vqaflow.settings import prompt_settings  # noqa: E402
 from workflow_helpers import COLUMNS, sampling, schema_defaults, settings_from_defaults  # noqa: E402
 

@@ -24,8 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
 
-from vqaflow import dataset, records  # noqa: E402
+from vqaflow import dataset  # noqa: E402
 from vqaflow.filters import FilterSettings  # noqa: E402
+from vqaflow.inputs.shards import count_records, shard_names, write_shards  # noqa: E402
 from vqaflow.jsonl import read_jsonl  # noqa: E402
 from vqaflow.pipelines import PIPELINES  # noqa: E402
 from workflow_helpers import COLUMNS, schema_defaults  # noqa: E402
@@ -57,9 +58,9 @@ def make_input(path: Path, count: int) -> None:
 
 def step_shard(workdir: Path, shard_size: int) -> dict:
     source = workdir / "input.jsonl"
-    names = records.shard_names(records.count_records(source, COLUMNS), shard_size)
+    names = shard_names(count_records(source, COLUMNS), shard_size)
     paths = [workdir / "shards" / f"{name}.jsonl" for name in names]
-    return {"records": len(records.write_shards(source, paths, shard_size, COLUMNS)), "shards": len(paths)}
+    return {"records": len(write_shards(source, paths, shard_size, COLUMNS)), "shards": len(paths)}
 
 
 def make_generated(workdir: Path) -> None:
@@ -99,7 +100,7 @@ def step_merge(workdir: Path, output_format: str) -> dict:
 def step_plan(workdir: Path, shards: int) -> dict:
     config = workdir / "plan.yaml"
     config.write_text(f"run: plan\ninput: input.jsonl\npipeline: context_vqa\nshard_size: "
-                      f"{-(-records.count_records(workdir / 'input.jsonl', COLUMNS) // shards)}\n")
+                      f"{-(-count_records(workdir / 'input.jsonl', COLUMNS) // shards)}\n")
     subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "all", "--snakefile",
                     str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config),
                     "--cores", "2"], check=True, capture_output=True)

@@ -26,9 +26,9 @@ from tiny_vlm import build  # noqa: E402
 from vqaflow import images  # noqa: E402
 from vqaflow.backends.vllm import VllmBackend, VllmSettings, image_part  # noqa: E402
 from vqaflow.generate import RepairSettings, generate_shard, prepare  # noqa: E402
+from vqaflow.inputs.shards import write_shards  # noqa: E402
 from vqaflow.jsonl import read_jsonl  # noqa: E402
 from vqaflow.prompts import chat_messages  # noqa: E402
-from vqaflow.records import write_shards  # noqa: E402
 from vqaflow.settings import prompt_settings  # noqa: E402
 from workflow_helpers import COLUMNS, sampling, schema_defaults, settings_from_defaults  # noqa: E402
 

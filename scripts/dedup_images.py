@@ -5,9 +5,10 @@ import json
 
 from vqaflow.columns import Columns
 from vqaflow.dedup import find_duplicates
+from vqaflow.inputs.image_refs import image_refs
+from vqaflow.inputs.readers import iter_records
 from vqaflow.jsonl import write_jsonl
 from vqaflow.logs import run_logged
-from vqaflow.records import image_refs, iter_records
 
 
 def main() -> None:

@@ -2,9 +2,9 @@
 to the journals of the shards now holding their records."""
 
 from vqaflow.columns import Columns
+from vqaflow.inputs.shards import write_shards
 from vqaflow.journal import relocate
 from vqaflow.logs import run_logged
-from vqaflow.records import write_shards
 
 
 def main() -> None:

@@ -2,9 +2,6 @@
 
 import io
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
@@ -12,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image as PILImage
 
-from vqaflow.records import InputError, count_records, parquet_num_rows
+from vqaflow.inputs.parquet_footer import parquet_num_rows
+from vqaflow.inputs.shards import count_records
+from vqaflow.inputs.specs import InputError
 from workflow_helpers import COLUMNS
-
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
 def polars_count(path):
@@ -103,28 +100,3 @@ def test_bad_parquet_footers(tmp_path, content, message):
     with pytest.raises(InputError) as err:
         count_records(path, COLUMNS)
     assert str(err.value) == f"{path}: {message}"
-
-
-def test_counting_imports_only_the_standard_library(tmp_path):
-    pl.DataFrame({"id": ["a", "b"], "image": [b"x", b"y"]}).write_parquet(tmp_path / "a.parquet")
-    (tmp_path / "b.jsonl").write_text('{"id": 1}\n\n{"id": 2}\n')
-    (tmp_path / "c.json").write_text('{"data": [{"id": 1}]}')
-    (tmp_path / "pics").mkdir()
-    (tmp_path / "pics" / "x.PNG").write_bytes(b"")
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]);"
-        "before = set(sys.modules);"
-        "from vqaflow import records, settings;"  # what the Snakefile's helpers import
-        "columns = records.Columns('id', 'image', 'conversation', 'vqa', 'context_vqa', 'qas');"
-        "counts = [records.count_records(s, columns) for s in sys.argv[2:]];"
-        "names = records.shard_names(sum(counts), 2);"
-        "new = {m.split('.')[0] for m in set(sys.modules) - before};"
-        "bad = sorted(m for m in new - {'vqaflow'} if m not in sys.stdlib_module_names);"
-        "print(counts, bad)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(SCRIPTS), str(tmp_path / "a.parquet"), str(tmp_path / "b.jsonl"),
-         str(tmp_path / "c.json"), str(tmp_path / "pics"), str(tmp_path / "*.parquet")],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    assert out.strip() == "[2, 2, 1, 1, 2] []"

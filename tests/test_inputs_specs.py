@@ -6,15 +6,9 @@ import os
 import polars as pl
 import pytest
 
-from vqaflow.records import (
-    InputError,
-    count_records,
-    input_files,
-    input_kind,
-    iter_records,
-    shard_names,
-    write_shards,
-)
+from vqaflow.inputs.readers import iter_records
+from vqaflow.inputs.shards import count_records, shard_names, write_shards
+from vqaflow.inputs.specs import InputError, input_files, input_kind
 from workflow_helpers import COLUMNS
 
 

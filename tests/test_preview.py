@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from vqaflow import preview
+from vqaflow import plan, preview
 from vqaflow.backends.api import ApiBackend, ApiSettings
 from vqaflow.backends.base import GenerationTask
 from vqaflow.backends.tokens import IMAGE_TOKEN_ESTIMATE, ImageTokens, text_tokens
@@ -37,30 +37,30 @@ def refined(n: int, statuses=("ok",), repaired: int = 0) -> list[dict]:
 
 
 def test_one_position_in_each_equal_stratum():
-    positions = preview.sample_positions(1000, 20, seed=0)
+    positions = plan.sample_positions(1000, 20, seed=0)
     assert len(positions) == 20 == len(set(positions))
     assert [p // 50 for p in positions] == list(range(20))
 
 
 def test_strata_of_unequal_size_still_cover_the_input():
     for n, k in [(7, 3), (101, 20), (20, 20), (21, 20)]:
-        positions = preview.sample_positions(n, k, seed=5)
+        positions = plan.sample_positions(n, k, seed=5)
         assert len(set(positions)) == k and positions == sorted(positions)
         assert all(i * n // k <= p < (i + 1) * n // k for i, p in enumerate(positions))
 
 
 def test_sample_is_deterministic_from_the_seed():
-    assert preview.sample_positions(10_000, 20, 0) == preview.sample_positions(10_000, 20, 0)
-    assert preview.sample_positions(10_000, 20, 0) != preview.sample_positions(10_000, 20, 1)
-    assert preview.sample_positions(10_000, 20, None) == preview.sample_positions(10_000, 20, 0)
+    assert plan.sample_positions(10_000, 20, 0) == plan.sample_positions(10_000, 20, 0)
+    assert plan.sample_positions(10_000, 20, 0) != plan.sample_positions(10_000, 20, 1)
+    assert plan.sample_positions(10_000, 20, None) == plan.sample_positions(10_000, 20, 0)
 
 
 def test_a_sample_larger_than_the_input_is_the_input():
-    assert preview.sample_positions(5, 20, 3) == [0, 1, 2, 3, 4]
+    assert plan.sample_positions(5, 20, 3) == [0, 1, 2, 3, 4]
 
 
 def test_shards_of_positions():
-    assert preview.shards_of([0, 49, 50, 199], 50) == ["shard-00000", "shard-00001", "shard-00003"]
+    assert plan.shards_of([0, 49, 50, 199], 50) == ["shard-00000", "shard-00001", "shard-00003"]
 
 
 # --- interval math ----------------------------------------------------------------------
@@ -110,7 +110,7 @@ def test_the_interval_covers_the_true_total_about_95_percent_of_the_time():
     truth = sum(population)
     covered = 0
     for seed in range(300):
-        sample = [population[p] for p in preview.sample_positions(len(population), 30, seed)]
+        sample = [population[p] for p in plan.sample_positions(len(population), 30, seed)]
         interval = preview.total_interval(sample, len(population))
         covered += interval["low"] <= truth <= interval["high"]
     assert 0.89 <= covered / 300 <= 0.99, covered / 300

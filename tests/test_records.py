@@ -3,7 +3,9 @@ import json
 import polars as pl
 import pytest
 
-from vqaflow.records import InputError, count_records, iter_records, shard_names, write_shards
+from vqaflow.inputs.readers import iter_records
+from vqaflow.inputs.shards import count_records, shard_names, write_shards
+from vqaflow.inputs.specs import InputError
 from workflow_helpers import COLUMNS
 
 

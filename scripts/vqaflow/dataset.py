@@ -11,9 +11,9 @@ from pathlib import Path
 from . import refine
 from .columns import Columns
 from .filters import FilterSettings, flag_record, near_duplicate_questions
+from .inputs.image_refs import output_image_value
 from .jsonl import encode, read_jsonl, write_jsonl
 from .pipelines import Pipeline
-from .records import output_image_value
 
 PARQUET_ROW_GROUP = 5000  # rows held in memory while the Parquet dataset is written
 

@@ -42,7 +42,6 @@ lookup costs about a hundred dictionary probes, not a scan of all earlier images
 
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 import math
@@ -52,6 +51,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from .digests import content_digest
 from .images import ImageError, is_data_url, is_url, read_bytes, resolve
 
 MODES = ("exact", "perceptual")
@@ -100,7 +100,7 @@ def perceptual_hash(image) -> int:
 
 def image_key(ref: bytes | str | os.PathLike, mode: str = "perceptual", root: str | Path = ".") -> int | str:
     """The dedup key of one image given as bytes, a path (relative to ``root``) or a data
-    URL: the sha256 hex digest (``exact``) or the 64-bit pHash as an int
+    URL: its content digest, ``"sha256:<hex>"`` (``exact``) or the 64-bit pHash as an int
     (``perceptual``). Raises :class:`~vqaflow.images.ImageError` (or a Pillow error) when
     the image cannot be read."""
     if isinstance(ref, os.PathLike):
@@ -112,7 +112,7 @@ def image_key(ref: bytes | str | os.PathLike, mode: str = "perceptual", root: st
             data = ref.encode()
         else:
             data = read_bytes(resolve(ref, root))
-        return hashlib.sha256(data).hexdigest()
+        return content_digest(data)
     if mode == "perceptual":
         with _open(ref, root) as image:
             return perceptual_hash(image)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import io
 import math
 import re
@@ -26,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+from .digests import content_digest
 
 JPEG_QUALITY = 90
 MAX_AS_IS_BYTES = 1_500_000
@@ -117,9 +118,9 @@ def read_bytes(ref: str) -> bytes:
 
 
 def digest(ref: str) -> str:
-    """A content fingerprint: sha256 of the file's bytes, or of the URL itself."""
-    data = ref.encode() if is_url(ref) else read_bytes(ref)
-    return hashlib.sha256(data).hexdigest()
+    """A content fingerprint: :func:`~vqaflow.digests.content_digest` of the file's bytes,
+    or of the URL itself."""
+    return content_digest(ref.encode() if is_url(ref) else read_bytes(ref))
 
 
 def _normalise_mode(image: Image.Image) -> Image.Image:
@@ -241,7 +242,7 @@ def _is_line_art(image: Image.Image) -> bool:
     return sample.getcolors(maxcolors=256) is not None
 
 
-def encode(image: Image.Image) -> tuple[bytes, str]:
+def encode_image(image: Image.Image) -> tuple[bytes, str]:
     """Encode as PNG (transparency, line art) or JPEG (photos); returns (bytes, mime)."""
     buffer = io.BytesIO()
     if image.mode == "RGBA" or _is_line_art(image):
@@ -260,5 +261,5 @@ def data_url(ref: str, max_pixels: int) -> str:
     with _opened(ref, max_pixels) as (data, image, pixels):
         mime = _sendable_mime(data, image, pixels, max_pixels)
         if mime is None:
-            data, mime = encode(_prepare(ref, image, max_pixels))
+            data, mime = encode_image(_prepare(ref, image, max_pixels))
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 
 from .backends.base import FatalBackendError
-from .records import InputError
+from .inputs.specs import InputError
 
 
 def run_logged(log_path: str, main: Callable[[], object]) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import shutil
 import statistics
 import sys
@@ -38,26 +37,6 @@ from pathlib import Path
 CONFIDENCE = 0.95
 Z_95 = 1.959963984540054
 _T_SMALL = {1: 12.7062047, 2: 4.3026527, 3: 3.1824463, 4: 2.7764451}  # where the expansion is off
-
-
-# --------------------------------------------------------------------------- sampling
-
-
-def sample_positions(n_records: int, k: int, seed: int | None) -> list[int]:
-    """``min(k, n)`` positions of the input, one in each of ``k`` equal strata, drawn by a
-    generator seeded from ``seed`` (``None`` counts as 0). Sorted, distinct, deterministic."""
-    k = min(k, n_records)
-    rng = random.Random(f"vqaflow-preview:{0 if seed is None else seed}")
-    positions = []
-    for stratum in range(k):
-        low, high = stratum * n_records // k, (stratum + 1) * n_records // k
-        positions.append(low + rng.randrange(high - low))
-    return positions
-
-
-def shards_of(positions: list[int], shard_size: int) -> list[str]:
-    """The shards (file stems) holding ``positions``, as the full run splits the input."""
-    return sorted({f"shard-{p // shard_size:05d}" for p in positions})
 
 
 # --------------------------------------------------------------------------- statistics

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 
 from .columns import Columns
+from .inputs.image_refs import image_refs
 from .pipelines import Pipeline
-from .records import image_refs
 
 _ROLES = {
     "human": "user",

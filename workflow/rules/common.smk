@@ -8,18 +8,23 @@ from snakemake.utils import validate
 
 sys.path.insert(0, os.path.join(workflow.current_basedir, "..", "..", "scripts"))
 
-from vqaflow.columns import Columns
-from vqaflow.config_check import (
+from vqaflow.plan import (
+    Columns,
     ConfigError,
     check_input,
     check_keys,
     coerce,
+    count_records,
     gate_message,
+    input_files,
+    input_kind,
+    key_env,
     run_summary,
+    sample_positions,
+    shard_names,
+    shards_of,
     short_error,
 )
-from vqaflow.records import count_records, input_files, input_kind, shard_names
-from vqaflow.settings import key_env
 
 with open(
     os.path.join(workflow.current_basedir, "..", "schemas", "config.schema.yaml"),
@@ -288,8 +293,6 @@ def preview_record_count():
 
 def preview_positions():
     """The input positions of the preview's sample."""
-    from vqaflow.preview import sample_positions
-
     return sample_positions(
         preview_record_count(),
         config["preview"]["records"],
@@ -299,8 +302,6 @@ def preview_positions():
 
 def preview_shard_files(wildcards):
     """The shards holding the preview's sample, as the full run splits the input."""
-    from vqaflow.preview import shards_of
-
     return [
         out(f"shards/{shard}.jsonl")
         for shard in shards_of(preview_positions(), config["shard_size"])

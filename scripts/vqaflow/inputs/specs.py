@@ -1,0 +1,90 @@
+"""Input specs: what a spec names (a directory of images, a file or a glob), the format of
+each file by its extension, and the files in reading order."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from pathlib import Path, PurePath
+
+IMAGE_EXTENSIONS = frozenset((".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"))
+_GLOB_MAGIC = re.compile(r"[*?[]")
+
+
+class InputError(ValueError):
+    """The input file cannot be used; the message names the file and the place."""
+
+
+def input_format(path: str | Path) -> str:
+    """The format of an input file by its extension: json, jsonl or parquet."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".json":
+        return "json"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise InputError(
+        f"{path}: unsupported input format {suffix!r} (use .json, .jsonl or .parquet)"
+    )
+
+
+def input_kind(spec: str | Path) -> str:
+    """What an input spec names: ``"directory"`` (of images), ``"file"`` or ``"glob"``.
+
+    An existing path wins over glob characters in its name; a path that does not exist
+    and has no glob characters is a ``"file"`` (reading it says it does not exist).
+    """
+    path = Path(spec)
+    if path.is_dir():
+        return "directory"
+    if path.exists() or not _GLOB_MAGIC.search(str(spec)):
+        return "file"
+    return "glob"
+
+
+def image_files(root: Path) -> list[str]:
+    """Relative POSIX paths of the image files under ``root``, sorted; hidden files and
+    directories (name starting with ``.``) are skipped, directory symlinks not followed."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel = PurePath(os.path.relpath(dirpath, root))
+        for name in filenames:
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+                continue
+            found.append((rel / name).as_posix())
+    found.sort()
+    return found
+
+
+def input_files(spec: str | Path) -> list[Path]:
+    """The files an input spec consists of, in reading order.
+
+    A file: itself (it must exist). A glob: the matching files, sorted (directories
+    skipped; ``**`` recurses). A directory: its image files, recursively, sorted by
+    their path relative to it. Raises :class:`InputError` when nothing is there.
+    """
+    kind = input_kind(spec)
+    if kind == "directory":
+        root = Path(spec)
+        files = [root / rel for rel in image_files(root)]
+        if not files:
+            extensions = ", ".join(sorted(e[1:] for e in IMAGE_EXTENSIONS))
+            raise InputError(f"{spec}: the directory holds no image files ({extensions})")
+        return files
+    if kind == "glob":
+        files = sorted(Path(p) for p in glob.glob(str(spec), recursive=True) if os.path.isfile(p))
+        if not files:
+            raise InputError(f"{spec}: no file matches this pattern")
+        for path in files:
+            input_format(path)
+        return files
+    path = Path(spec)
+    input_format(path)
+    if not path.exists():
+        raise InputError(f"{path}: input file does not exist")
+    return [path]
+
+
