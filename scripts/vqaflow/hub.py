@@ -24,9 +24,9 @@ from . import images
 from .columns import Columns
 from .export import Example, ExportFilters, select
 from .hub_card import CardSettings, Survey, card_text
+from .inputs.readers import iter_records
 from .jsonl import encode, read_jsonl
 from .prompts import PromptSettings, build_prompt, record_images
-from .inputs.readers import iter_records
 
 ROWS_PER_GROUP = 100  # rows per Parquet row group, as `datasets` writes image datasets (the Hub's viewer reads by group)
 GROUP_BYTES = 64 * 2**20  # fewer rows when their images are larger than this
