@@ -4,9 +4,9 @@ input, before any request (they are not generated)."""
 import json
 
 from vqaflow.columns import Columns
-from vqaflow.dedup import find_duplicates
 from vqaflow.jsonl import write_jsonl
 from vqaflow.logs import run_logged
+from vqaflow.quality.image_dedup import find_duplicates
 from vqaflow.records import image_refs, iter_records
 
 

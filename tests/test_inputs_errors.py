@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from vqaflow.dataset import refine_record
-from vqaflow.filters import FilterSettings
 from vqaflow.jsonl import read_jsonl
 from vqaflow.pipelines import PIPELINES
+from vqaflow.quality.filters import FilterSettings
 from vqaflow.records import (
     InputError,
     count_records,
