@@ -54,6 +54,8 @@ def test_corpus_covers_every_pipeline_and_status():
         ("wrought iron, London", "A wrought-iron tower in Paris.", False),
         ("188", "It was completed in 1889.", False),
         ("", "anything", False),
+        ("明朝", "长城大部分建于明朝。", True),  # CJK: found within the words around it
+        ("清朝", "长城大部分建于明朝。", False),
     ],
 )
 def test_is_grounded(answer, context, grounded):
