@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from PIL import Image  # noqa: E402
 
-from vqaflow import dedup  # noqa: E402
+from vqaflow.quality import image_dedup  # noqa: E402
 
 
 def photo(size: tuple[int, int], seed: int) -> Image.Image:
@@ -54,11 +54,11 @@ def bench_hashing(count: int, size: tuple[int, int], workdir: Path) -> list[dict
         paths.append(str(path))
     rows = []
     megabytes = sum(os.path.getsize(p) for p in paths) / count / 1e6
-    dedup.image_key(paths[0])  # imports imagehash and scipy outside the timing
+    image_dedup.image_key(paths[0])  # imports imagehash and scipy outside the timing
     for workers in (1, 2):
         stats: dict = {}
         cpu = time.process_time()
-        dedup.find_duplicates([(str(i), [p]) for i, p in enumerate(paths)], "perceptual", 4,
+        image_dedup.find_duplicates([(str(i), [p]) for i, p in enumerate(paths)], "perceptual", 4,
                               workers=workers, stats=stats)
         cpu = time.process_time() - cpu
         rows.append({"size": f"{size[0]}x{size[1]}", "jpeg_mb": round(megabytes, 2), "images": count,
@@ -76,7 +76,7 @@ def bench_search(count: int, max_distance: int = 4) -> dict:
     for i in range(0, count, 10):  # every tenth is a near copy of an earlier key
         if i:
             keys[i] = keys[rng.randrange(i)] ^ (1 << rng.randrange(64)) ^ (1 << rng.randrange(64))
-    index = dedup.HashIndex(max_distance, expected=count)
+    index = image_dedup.HashIndex(max_distance, expected=count)
     started, cpu = time.perf_counter(), time.process_time()
     matches = 0
     for key in keys:

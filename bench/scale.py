@@ -25,10 +25,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
 
 from vqaflow import dataset  # noqa: E402
-from vqaflow.filters import FilterSettings  # noqa: E402
 from vqaflow.inputs.shards import count_records, shard_names, write_shards  # noqa: E402
+from vqaflow.quality.filters import FilterSettings  # noqa: E402
 from vqaflow.jsonl import read_jsonl  # noqa: E402
 from vqaflow.pipelines import PIPELINES  # noqa: E402
+from vqaflow.quality.filters import FilterSettings  # noqa: E402
 from workflow_helpers import COLUMNS, schema_defaults  # noqa: E402
 
 CONTEXT_VQA = PIPELINES["context_vqa"]

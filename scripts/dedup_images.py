@@ -4,11 +4,11 @@ input, before any request (they are not generated)."""
 import json
 
 from vqaflow.columns import Columns
-from vqaflow.dedup import find_duplicates
 from vqaflow.inputs.image_refs import image_refs
 from vqaflow.inputs.readers import iter_records
 from vqaflow.jsonl import write_jsonl
 from vqaflow.logs import run_logged
+from vqaflow.quality.image_dedup import find_duplicates
 
 
 def main() -> None:

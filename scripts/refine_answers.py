@@ -2,9 +2,9 @@
 
 from vqaflow.columns import Columns
 from vqaflow.dataset import refine_shard
-from vqaflow.filters import FilterSettings
 from vqaflow.logs import run_logged
 from vqaflow.pipelines import pipeline
+from vqaflow.quality.filters import FilterSettings
 
 
 def main() -> None:

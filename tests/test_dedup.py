@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vqaflow import dedup
 from vqaflow.digests import content_digest
+from vqaflow.quality import image_dedup
 from workflow_helpers import schema_defaults
 
 MAX_DISTANCE = schema_defaults()["dedup"]["max_distance"]
@@ -32,20 +32,21 @@ def data_url(path: Path) -> str:
 def test_resized_reencoded_copy_is_a_perceptual_duplicate(tmp_path):
     copy = degraded_copy(DEMO / "lighthouse.png", tmp_path / "lighthouse_small.jpg")
     items = [("light", ["lighthouse.png"]), ("fruit", ["fruit_bowl.png"]), ("copy", [copy])]
-    found = dedup.find_duplicates(items, "perceptual", max_distance=4, root=str(DEMO))
+    found = image_dedup.find_duplicates(items, "perceptual", max_distance=4, root=str(DEMO))
     assert len(found) == 1
     assert found[0]["id"] == "copy" and found[0]["duplicate_of"] == "light"
-    distance = dedup.hamming(dedup.image_key(copy), dedup.image_key(DEMO / "lighthouse.png"))
+    distance = image_dedup.hamming(image_dedup.image_key(copy), image_dedup.image_key(DEMO / "lighthouse.png"))
     assert found[0]["distance"] == distance and 0 <= distance <= 4
 
 
 def test_different_demo_images_are_not_duplicates(tmp_path):
     names = sorted(path.name for path in DEMO.iterdir())
-    keys = [dedup.image_key(str(DEMO / name)) for name in names]
-    assert min(dedup.hamming(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]) > 4
-    assert dedup.find_duplicates([(name, [name]) for name in names], "perceptual", MAX_DISTANCE, root=str(DEMO)) == []
+    keys = [image_dedup.image_key(str(DEMO / name)) for name in names]
+    assert min(image_dedup.hamming(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]) > 4
+    assert image_dedup.find_duplicates([(name, [name]) for name in names], "perceptual", MAX_DISTANCE, root=str(DEMO)) == []
     copy = degraded_copy(DEMO / "fruit_bowl.png", tmp_path / "fruit.jpg")
-    found = dedup.find_duplicates([("light", ["lighthouse.png"]), ("fruit", [copy])], "perceptual", MAX_DISTANCE, root=str(DEMO))
+    found = image_dedup.find_duplicates([("light", ["lighthouse.png"]), ("fruit", [copy])], "perceptual", MAX_DISTANCE,
+                                        root=str(DEMO))
     assert found == []
 
 
@@ -58,7 +59,7 @@ def test_exact_mode_finds_byte_identical_copies_only(tmp_path):
         ("c", [str(tmp_path / "same.jpg")]),
         ("d", [data_url(DEMO / "sunset.jpg")]),
     ]
-    assert dedup.find_duplicates(items, "exact", MAX_DISTANCE) == [
+    assert image_dedup.find_duplicates(items, "exact", MAX_DISTANCE) == [
         {"id": "c", "duplicate_of": "a", "distance": 0},
         {"id": "d", "duplicate_of": "a", "distance": 0},
     ]
@@ -67,15 +68,15 @@ def test_exact_mode_finds_byte_identical_copies_only(tmp_path):
 def test_data_urls_and_the_process_pool_give_the_same_answer(tmp_path):
     copy = degraded_copy(DEMO / "street_sign.png", tmp_path / "sign.jpg")
     items = [("sign", [data_url(DEMO / "street_sign.png")]), ("bar", ["bar_chart.png"]), ("copy", [copy])]
-    serial = dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO))
-    pooled = dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO), workers=2, batch_size=2)
+    serial = image_dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO))
+    pooled = image_dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO), workers=2, batch_size=2)
     assert serial == pooled and [d["id"] for d in serial] == ["copy"]
 
 
 def test_first_record_is_kept_and_duplicates_point_at_it(tmp_path):
     copies = [degraded_copy(DEMO / "lighthouse.png", tmp_path / f"c{i}.jpg") for i in range(2)]
     items = [("first", ["lighthouse.png"]), ("second", [copies[0]]), ("third", [copies[1]])]
-    found = dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO))
+    found = image_dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO))
     assert [(d["id"], d["duplicate_of"]) for d in found] == [("second", "first"), ("third", "first")]
 
 
@@ -89,11 +90,11 @@ def test_multi_image_records_match_image_by_image(tmp_path):
         ("half", [light, "bar_chart.png"]),  # one image matches, the other does not
         ("copy", [light, fruit]),
     ]
-    found = dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO))
+    found = image_dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO))
     assert [(d["id"], d["duplicate_of"]) for d in found] == [("copy", "pair")]
     assert found[0]["distance"] == max(
-        dedup.hamming(dedup.image_key(light), dedup.image_key("lighthouse.png", root=DEMO)),
-        dedup.hamming(dedup.image_key(fruit), dedup.image_key("fruit_bowl.png", root=DEMO)),
+        image_dedup.hamming(image_dedup.image_key(light), image_dedup.image_key("lighthouse.png", root=DEMO)),
+        image_dedup.hamming(image_dedup.image_key(fruit), image_dedup.image_key("fruit_bowl.png", root=DEMO)),
     )
 
 
@@ -111,7 +112,7 @@ def test_unreadable_images_are_reported_not_raised(tmp_path):
         ("ok2", ["lighthouse.png"]),
     ]
     unreadable, stats = [], {}
-    found = dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO), unreadable=unreadable, stats=stats)
+    found = image_dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO), unreadable=unreadable, stats=stats)
     assert found == [{"id": "ok2", "duplicate_of": "ok", "distance": 0}]
     assert [u["id"] for u in unreadable] == ["missing", "broken", "text", "url", "bad64"]
     assert all(u["error"] for u in unreadable)
@@ -120,16 +121,16 @@ def test_unreadable_images_are_reported_not_raised(tmp_path):
 
 def test_exact_mode_reports_missing_files(tmp_path):
     unreadable = []
-    assert dedup.find_duplicates([("a", ["gone.png"]), ("b", ["gone.png"])], "exact", MAX_DISTANCE,
+    assert image_dedup.find_duplicates([("a", ["gone.png"]), ("b", ["gone.png"])], "exact", MAX_DISTANCE,
                                  root=str(tmp_path), unreadable=unreadable) == []
     assert [u["id"] for u in unreadable] == ["a", "b"]
 
 
 def test_bad_arguments_raise():
-    with pytest.raises(dedup.DedupError):
-        dedup.find_duplicates([], "fuzzy", MAX_DISTANCE)
-    with pytest.raises(dedup.DedupError):
-        dedup.find_duplicates([], "perceptual", max_distance=64)
+    with pytest.raises(image_dedup.DedupError):
+        image_dedup.find_duplicates([], "fuzzy", MAX_DISTANCE)
+    with pytest.raises(image_dedup.DedupError):
+        image_dedup.find_duplicates([], "perceptual", max_distance=64)
 
 
 @pytest.mark.parametrize("max_distance", [0, 1, 4, 8, 12])
@@ -138,25 +139,25 @@ def test_hash_index_agrees_with_brute_force(max_distance, expected):
     rng = random.Random(max_distance)
     base = [rng.getrandbits(64) for _ in range(200)]
     keys = base + [key ^ sum(1 << bit for bit in rng.sample(range(64), rng.randint(0, 14))) for key in base]
-    index = dedup.HashIndex(max_distance, expected=expected)
+    index = image_dedup.HashIndex(max_distance, expected=expected)
     for key in keys:
-        brute = sorted((entry, dedup.hamming(key, other)) for entry, other in enumerate(index.keys)
-                       if dedup.hamming(key, other) <= max_distance)
+        brute = sorted((entry, image_dedup.hamming(key, other)) for entry, other in enumerate(index.keys)
+                       if image_dedup.hamming(key, other) <= max_distance)
         assert index.search(key) == brute
         index.add(key)
 
 
 def test_plan_bands_prefers_wide_bands_for_large_inputs():
-    assert dedup.plan_bands(4, 1_000) == 5  # one exact lookup per band
-    assert dedup.plan_bands(4, 1_000_000) == 3  # 21-bit bands, one flipped bit
-    assert dedup.plan_bands(0, 10) == 1
+    assert image_dedup.plan_bands(4, 1_000) == 5  # one exact lookup per band
+    assert image_dedup.plan_bands(4, 1_000_000) == 3  # 21-bit bands, one flipped bit
+    assert image_dedup.plan_bands(0, 10) == 1
 
 
 def test_image_key_of_bytes_path_and_data_url_agree():
     path = DEMO / "fruit_bowl.png"
     for mode in ("exact", "perceptual"):
-        keys = {dedup.image_key(path.read_bytes(), mode), dedup.image_key(path, mode),
-                dedup.image_key("fruit_bowl.png", mode, root=DEMO), dedup.image_key(data_url(path), mode)}
+        keys = {image_dedup.image_key(path.read_bytes(), mode), image_dedup.image_key(path, mode),
+                image_dedup.image_key("fruit_bowl.png", mode, root=DEMO), image_dedup.image_key(data_url(path), mode)}
         assert len(keys) == 1
-    assert isinstance(dedup.image_key(path, "perceptual"), int)
-    assert dedup.image_key(path, "exact") == content_digest(path.read_bytes())
+    assert isinstance(image_dedup.image_key(path, "perceptual"), int)
+    assert image_dedup.image_key(path, "exact") == content_digest(path.read_bytes())

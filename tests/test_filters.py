@@ -2,7 +2,7 @@
 
 import pytest
 
-from vqaflow import filters
+from vqaflow.quality import filters, text
 
 
 def flags(question, answer, language=None, max_answer_words=8):
@@ -36,8 +36,8 @@ def test_not_long_answer(answer):
 def test_long_answer_limit_is_configurable():
     assert flags("What is it?", "one two three", max_answer_words=2) == ["long_answer"]
     assert flags("What is it?", "one two", max_answer_words=2) == []
-    assert filters.word_count("红色的灯塔") == 4  # 5 characters / 1.5, rounded up
-    assert filters.word_count("the 红色 lighthouse") == 4
+    assert text.word_count("红色的灯塔") == 4  # 5 characters / 1.5, rounded up
+    assert text.word_count("the 红色 lighthouse") == 4
 
 
 @pytest.mark.parametrize("answer", ["red and white", "Red or blue", "rock & roll", "tea and/or coffee",
@@ -83,6 +83,8 @@ def test_not_answer_in_question(question, answer):
     "",
     "灯塔是红色的。",
     "图中有一个碗",
+    "According to the article the tower is red.",  # a preposition with no interrogative after it
+    "这段描述是正确的。",  # 描述 as a noun, not a request opening the sentence
 ])
 def test_not_a_question(question):
     assert "not_a_question" in flags(question, "x")
@@ -101,6 +103,11 @@ def test_not_a_question(question):
     "这是红色的吗",
     "灯塔是红色的？",
     "灯塔有多高",
+    "Isn't the sky blue",  # a negative auxiliary, no mark
+    "What's the colour of the car",
+    "Describe the sky",
+    "列出图中的物体",  # an imperative: "list the objects"
+    "请描述天空",
 ])
 def test_is_a_question(question):
     assert "not_a_question" not in flags(question, "x")
@@ -175,5 +182,5 @@ def test_near_duplicate_threshold():
     questions = {"a": ["What color is the car?"], "b": ["What color is the house?"]}
     assert filters.near_duplicate_questions(questions) == {}
     assert filters.near_duplicate_questions(questions, threshold=0.6) == {"b": [0]}
-    assert filters.jaccard(filters.question_tokens("What color is the car?"),
-                           filters.question_tokens("What is the color of the car?")) == pytest.approx(5 / 6)
+    assert filters.jaccard(text.question_tokens("What color is the car?"),
+                           text.question_tokens("What is the color of the car?")) == pytest.approx(5 / 6)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vqaflow import judge
+from vqaflow.quality import judge
 
 QAS = [
     {"question": "In which year was the lighthouse shown built?", "answer": "1890"},

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from vqaflow import refine
 from vqaflow.pipelines import PIPELINES
+from vqaflow.quality import answer_lines, filters, grounding, parse
 
 CORPUS = json.loads((Path(__file__).parent / "data/refine_corpus.json").read_text())
 
@@ -16,7 +16,7 @@ def _want_article(case) -> bool:
 
 
 def _parse(case):
-    return refine.parse_answer(case["raw"], want_article=_want_article(case), finish_reason=case.get("finish_reason"))
+    return parse.parse_answer(case["raw"], want_article=_want_article(case), finish_reason=case.get("finish_reason"))
 
 
 @pytest.mark.parametrize("case", CORPUS, ids=[case["name"] for case in CORPUS])
@@ -54,10 +54,12 @@ def test_corpus_covers_every_pipeline_and_status():
         ("wrought iron, London", "A wrought-iron tower in Paris.", False),
         ("188", "It was completed in 1889.", False),
         ("", "anything", False),
+        ("明朝", "长城大部分建于明朝。", True),  # CJK: found within the words around it
+        ("清朝", "长城大部分建于明朝。", False),
     ],
 )
 def test_is_grounded(answer, context, grounded):
-    assert refine.is_grounded(answer, context) is grounded
+    assert grounding.is_grounded(answer, context) is grounded
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES.values(), ids=list(PIPELINES))
@@ -72,14 +74,14 @@ def test_answer_schema_is_strict(pipeline):
 
 def test_structured_answers_read_directly_and_free_text_falls_back():
     structured = json.dumps({"context": "A red sign.", "qas": [{"question": "Colour?", "answer": "red"}]})
-    parsed = refine.parse_answer(structured, want_article=True)
+    parsed = parse.parse_answer(structured, want_article=True)
     assert (parsed.context, parsed.qas, parsed.status) == ("A red sign.", [{"question": "Colour?", "answer": "red"}], "ok")
-    fallback = refine.parse_answer("Q: Colour?\nA: red", want_article=False)
+    fallback = parse.parse_answer("Q: Colour?\nA: red", want_article=False)
     assert fallback.qas == [{"question": "Colour?", "answer": "red"}] and fallback.context is None
 
 
 def test_finish_reason_length_is_truncated_and_never_ok():
-    parsed = refine.parse_answer("Q: Colour?\nA: red\nQ: Shape?\nA: octagon", want_article=False,
+    parsed = parse.parse_answer("Q: Colour?\nA: red\nQ: Shape?\nA: octagon", want_article=False,
                                  finish_reason="length")
     assert parsed.truncated and parsed.status == "partial" and "truncated" in parsed.issues
     assert parsed.qas == [{"question": "Colour?", "answer": "red"}]
@@ -97,11 +99,19 @@ def test_finish_reason_length_is_truncated_and_never_ok():
     ],
 )
 def test_read_json(text, value):
-    assert refine.read_json(text) == value
+    assert parse.read_json(text) == value
 
 
 def test_classify_line_reads_label_structure():
-    assert refine.classify_line("**Q3.** What colour is it?").kind == "question"
-    assert refine.classify_line("问题1：塔在哪里？").text == "塔在哪里？"
-    assert refine.classify_line("- *Answer:* red") == refine.Line("answer", "red")
-    assert refine.classify_line("Here is a Wikipedia-style article about the tower:").extra == "article"
+    assert answer_lines.classify_line("**Q3.** What colour is it?").kind == "question"
+    assert answer_lines.classify_line("问题1：塔在哪里？").text == "塔在哪里？"
+    assert answer_lines.classify_line("- *Answer:* red") == answer_lines.Line("answer", "red")
+    assert answer_lines.classify_line("Here is a Wikipedia-style article about the tower:").extra == "article"
+
+
+@pytest.mark.parametrize("question", ["列出图中的物体", "Isn't the sky blue", "What colour is it", "图中的天空。",
+                                      "The color of the car."])
+def test_parser_and_filters_decide_not_a_question_alike(question):
+    parsed = parse.parse_answer(f"Q: {question}\nA: red", want_article=False)
+    flags = filters.flag_pair({"question": question, "answer": "red"}, None, 8)
+    assert ("not_a_question" in parsed.issues) is ("not_a_question" in flags)

@@ -102,7 +102,7 @@ def test_the_judge_runs_on_vllm_with_the_verdict_schema(tiny_model, tmp_path):
     schema, read back onto the pairs (a random model may cut its JSON short: then the pairs it
     did not cover stay ``verdict: null``, never guessed)."""
     from vqaflow.jsonl import read_jsonl, write_jsonl
-    from vqaflow.judge import VERDICT_SCHEMA
+    from vqaflow.quality.judge import VERDICT_SCHEMA
     from vqaflow.settings import prompt_settings
     from vqaflow.verify import verify_shard
     from workflow_helpers import schema_defaults

@@ -8,12 +8,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import refine
 from .columns import Columns
-from .filters import FilterSettings, flag_record, near_duplicate_questions
 from .inputs.image_refs import output_image_value
 from .jsonl import encode, read_jsonl, write_jsonl
 from .pipelines import Pipeline
+from .quality.filters import FilterSettings, flag_record, near_duplicate_questions
+from .quality.grounding import grounding
+from .quality.parse import parse_answer
 
 PARQUET_ROW_GROUP = 5000  # rows held in memory while the Parquet dataset is written
 
@@ -22,7 +23,7 @@ def refine_record(line: dict, pipeline: Pipeline, columns: Columns, filters: Fil
     """The output record: the input record unchanged plus answer, parse (with each pair's
     rule ``flags``) and generation."""
     answer, generation = line["answer"], line["generation"]
-    parsed = refine.parse_answer(answer, pipeline.want_article, generation.get("finish_reason"))
+    parsed = parse_answer(answer, pipeline.want_article, generation.get("finish_reason"))
     flags = flag_record(parsed.qas, filters.language, filters.max_answer_words)
     qas = [{**qa, "flags": pair_flags} for qa, pair_flags in zip(parsed.qas, flags)]
     record = dict(line["record"])
@@ -34,7 +35,7 @@ def refine_record(line: dict, pipeline: Pipeline, columns: Columns, filters: Fil
     pipeline.store(record, columns, parsed.context, qas)
     parse = {"status": parsed.status, "issues": list(parsed.issues), "truncated": parsed.truncated}
     if pipeline.want_article:
-        parse["grounded"] = refine.grounding(parsed.qas, parsed.context or "")
+        parse["grounded"] = grounding(parsed.qas, parsed.context or "")
     record["parse"] = parse
     record["generation"] = generation
     return record

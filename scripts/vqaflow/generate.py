@@ -20,11 +20,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import images, refine
+from . import images
 from .backends.base import Backend, GenerationTask, Outcome
 from .journal import JournalWriter, read_journal
 from .jsonl import encode, read_jsonl
 from .prompts import Prompt, PromptError, PromptSettings, build_prompt
+from .quality import parse
 
 # failures that another attempt cannot fix; every other kind is retried by the next run
 PERMANENT_KINDS = frozenset({"rejected", "image", "prompt"})
@@ -104,7 +105,7 @@ def _failure(line: dict, error: str, kind: str, attempts: int | None = None) -> 
 
 
 def _parse_rank(entry: dict, want_article: bool) -> tuple[int, int]:
-    parsed = refine.parse_answer(entry["answer"], want_article, entry["generation"].get("finish_reason"))
+    parsed = parse.parse_answer(entry["answer"], want_article, entry["generation"].get("finish_reason"))
     return PARSE_RANK[parsed.status], len(parsed.qas)
 
 

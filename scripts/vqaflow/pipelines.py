@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .columns import Columns
-from .judge import JUDGE_PROMPT_IMAGE_ONLY, JUDGE_PROMPT_WITH_ARTICLE
+from .quality.judge import JUDGE_PROMPT_IMAGE_ONLY, JUDGE_PROMPT_WITH_ARTICLE
 
 SKVQA_PROMPT = (
     "Write a Wikipedia article related to this image without directly referring to the "

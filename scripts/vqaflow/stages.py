@@ -9,7 +9,7 @@ from pathlib import Path
 from .backends.base import Backend, Sampling
 from .generate import RepairSettings, generate_shard
 from .jsonl import read_jsonl
-from .judge import VERDICT_SCHEMA
+from .quality.judge import VERDICT_SCHEMA
 from .settings import prompt_settings
 from .verify import verify_shard
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import images, judge, refine
+from . import images
 from .backends.base import Backend, GenerationTask
 from .generate import ShardRequests, fingerprint, task_seed, tell
 from .jsonl import encode, read_jsonl
 from .prompts import Prompt, PromptSettings, record_images
+from .quality import judge, parse
 
 
 def judge_task(record_id: str, source: dict, qas: list[dict], context: str | None,
@@ -103,7 +104,7 @@ def verify_shard(
 
 def _apply(entry: dict, qas: list[dict], model: str) -> dict:
     """Put the judge's verdicts on the pairs; the record's ``verify`` summary."""
-    verdicts, issues = judge.read_verdicts(refine.read_json(entry["answer"]), len(qas))
+    verdicts, issues = judge.read_verdicts(parse.read_json(entry["answer"]), len(qas))
     for qa, verdict in zip(qas, verdicts):
         qa["verdict"] = verdict
     generation = entry["generation"]

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 
+from .text import pick
+
 JUDGE_SYSTEM_PROMPT = (
     "You are a meticulous annotator who checks visual question-answering training data. "
     "You judge every question-answer pair on its own, strictly, using only the material "
@@ -132,6 +134,7 @@ _CORRECT_KEYS = ("correct", "is_correct", "answer_correct", "correctness", "accu
 _REASON_KEYS = ("reason", "reasoning", "rationale", "explanation", "justification", "comment")
 _TRUE = {"true", "yes", "y", "1", "t"}
 _FALSE = {"false", "no", "n", "0", "f"}
+_MISSING = object()
 _INDEX_TEXT = re.compile(r"^\s*(?:#|no\.?|q|qa|pair|question)?\s*(\d+)\s*[.):]?\s*$", re.IGNORECASE)
 
 
@@ -153,12 +156,8 @@ def judge_text(prompt: str, qas: list[dict], context: str | None) -> str:
     return "\n\n".join(parts)
 
 
-def _pick(item: dict, names: tuple[str, ...]):
-    lowered = {str(key).strip().lower(): value for key, value in item.items()}
-    for name in names:
-        if name in lowered:
-            return True, lowered[name]
-    return False, None
+def _has(item: dict, names: tuple[str, ...]) -> bool:
+    return pick(item, names, _MISSING) is not _MISSING
 
 
 def _boolean(value) -> bool | None:
@@ -195,14 +194,14 @@ def _verdict_list(data) -> list | None:
         return data
     if not isinstance(data, dict):
         return None
-    found, value = _pick(data, _LIST_KEYS)
-    if found:
+    value = pick(data, _LIST_KEYS, _MISSING)
+    if value is not _MISSING:
         if isinstance(value, list):
             return value
         if isinstance(value, dict):
-            return _verdict_list(value) if not _pick(value, _ANSWERABLE_KEYS)[0] else [value]
+            return _verdict_list(value) if not _has(value, _ANSWERABLE_KEYS) else [value]
         return None
-    if _pick(data, _ANSWERABLE_KEYS)[0] or _pick(data, _CORRECT_KEYS)[0]:
+    if _has(data, _ANSWERABLE_KEYS) or _has(data, _CORRECT_KEYS):
         return [data]  # a single verdict, bare
     if data and all(_index(key) is not None and isinstance(value, dict) for key, value in data.items()):
         return [{**value, "index": key} for key, value in data.items()]  # {"1": {...}, "2": {...}}
@@ -220,79 +219,80 @@ def read_verdicts(data: object, n_pairs: int) -> tuple[list[dict | None], list[s
     of verdicts equals the number of pairs (flagged ``missing_index``), a missing reason.
     Issue codes are listed in :data:`ISSUES`, each at most once, in order of occurrence.
     """
-    issues: list[str] = []
-
-    def issue(code: str) -> None:
-        if code not in issues:
-            issues.append(code)
-
+    issues: list[str] = []  # in order of occurrence, repeats dropped at the end
     verdicts: list[dict | None] = [None] * n_pairs
     if not isinstance(data, (dict, list)):
-        issue("not_json")
-        if n_pairs:
-            issue("missing_verdicts")
-        return verdicts, issues
-    items = _verdict_list(data)
-    if items is None:
-        issue("bad_shape")
-        if n_pairs:
-            issue("missing_verdicts")
-        return verdicts, issues
+        issues.append("not_json")
+    elif (items := _verdict_list(data)) is None:
+        issues.append("bad_shape")
+    elif (indexed := _indexed(_read_items(items, issues), n_pairs, issues)) is not None:
+        _place(indexed, verdicts, issues)
+    if any(verdict is None for verdict in verdicts):
+        issues.append("missing_verdicts")
+    return verdicts, list(dict.fromkeys(issues))
 
-    read: list[tuple[int | None, bool, dict | None]] = []  # (index, had an index key, verdict)
+
+def _read_items(items: list, issues: list[str]) -> list[tuple[int | None, bool, dict | None]]:
+    """(index, had an index key, verdict) of every readable item."""
+    read = []
     for item in items:
         if not isinstance(item, dict):
-            issue("bad_verdict")
+            issues.append("bad_verdict")
             continue
-        has_index, raw_index = _pick(item, _INDEX_KEYS)
+        raw_index = pick(item, _INDEX_KEYS, _MISSING)
+        has_index = raw_index is not _MISSING
         index = _index(raw_index) if has_index else None
         if has_index and index is None:
-            issue("bad_index")
+            issues.append("bad_index")
             continue
-        answerable = _boolean(_pick(item, _ANSWERABLE_KEYS)[1])
-        correct = _boolean(_pick(item, _CORRECT_KEYS)[1])
-        has_reason, reason = _pick(item, _REASON_KEYS)
-        if not has_reason or reason is None:
-            issue("missing_reason")
+        answerable = _boolean(pick(item, _ANSWERABLE_KEYS))
+        correct = _boolean(pick(item, _CORRECT_KEYS))
+        reason = pick(item, _REASON_KEYS)
+        if reason is None:
+            issues.append("missing_reason")
             reason = ""
         verdict = None
         if answerable is None or correct is None:
-            issue("bad_value")
+            issues.append("bad_value")
         else:
             verdict = {"answerable": answerable, "correct": correct, "reason": str(reason).strip()}
         read.append((index, has_index, verdict))
+    return read
 
+
+def _indexed(read: list[tuple[int | None, bool, dict | None]], n_pairs: int,
+             issues: list[str]) -> list[tuple[int, dict | None]] | None:
+    """(1-based index, verdict) of the read items, or None when which pair a verdict belongs
+    to would be a guess."""
     if read and not any(has_index for _, has_index, _ in read):
-        if len(read) != n_pairs:  # which pair a verdict belongs to would be a guess
-            issue("missing_index")
+        issues.append("missing_index")
+        if len(read) != n_pairs:
             if len(read) > n_pairs:
-                issue("extra_verdicts")
-            if n_pairs:
-                issue("missing_verdicts")
-            return verdicts, issues
-        issue("missing_index")
-        read = [(position, True, verdict) for position, (_, _, verdict) in enumerate(read, 1)]
-    else:
-        unindexed = [entry for entry in read if not entry[1]]
-        if unindexed:
-            issue("bad_index")  # some verdicts have an index and some do not: drop the latter
-        read = [entry for entry in read if entry[1]]
-        indexes = [index for index, _, _ in read]
-        if n_pairs and sorted(indexes) == list(range(n_pairs)):
-            issue("zero_based")
-            read = [(index + 1, True, verdict) for index, _, verdict in read]
+                issues.append("extra_verdicts")
+            return None
+        return [(position, verdict) for position, (_, _, verdict) in enumerate(read, 1)]
+    if any(not has_index for _, has_index, _ in read):
+        issues.append("bad_index")  # some verdicts have an index and some do not: drop the latter
+    indexed = [(index, verdict) for index, has_index, verdict in read if has_index]
+    if n_pairs and sorted(index for index, _ in indexed) == list(range(n_pairs)):
+        issues.append("zero_based")
+        indexed = [(index + 1, verdict) for index, verdict in indexed]
+    return indexed
 
+
+def _place(indexed: list[tuple[int, dict | None]], verdicts: list[dict | None], issues: list[str]) -> None:
+    """Each verdict onto its pair; none where two verdicts for one pair disagree."""
     seen: dict[int, dict | None] = {}
     conflicting: set[int] = set()
-    for index, _, verdict in read:
+    for index, verdict in indexed:
         if index < 1:
-            issue("bad_index")
+            issues.append("bad_index")
             continue
-        if index > n_pairs:
-            issue("extra_verdicts")
+        if index > len(verdicts):
+            issues.append("extra_verdicts")
             continue
         if index in seen:
-            issue("duplicate_index")
+            issues.append("duplicate_index")
             first = seen[index]
             same = (first is not None and verdict is not None
                     and (first["answerable"], first["correct"]) == (verdict["answerable"], verdict["correct"]))
@@ -303,9 +303,6 @@ def read_verdicts(data: object, n_pairs: int) -> tuple[list[dict | None], list[s
     for index, verdict in seen.items():
         if index not in conflicting:
             verdicts[index - 1] = verdict
-    if any(verdict is None for verdict in verdicts):
-        issue("missing_verdicts")
-    return verdicts, issues
 
 
 def accepted(verdict: dict | None) -> bool:

@@ -51,8 +51,8 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from .digests import content_digest
-from .images import ImageError, is_data_url, is_url, read_bytes, resolve
+from ..digests import content_digest
+from ..images import ImageError, is_data_url, is_url, read_bytes, resolve
 
 MODES = ("exact", "perceptual")
 HASH_BITS = 64
@@ -236,10 +236,7 @@ def find_duplicates(
     given) receives counts and timings. ``workers`` > 1 hashes in a process pool;
     ``expected`` (default: ``len(items)`` or 10^6) sizes the perceptual index.
     """
-    if mode not in MODES:
-        raise DedupError(f"dedup mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if not isinstance(max_distance, int) or isinstance(max_distance, bool) or not 0 <= max_distance < HASH_BITS:
-        raise DedupError(f"max_distance must be an integer from 0 to {HASH_BITS - 1}, got {max_distance!r}")
+    _check_arguments(mode, max_distance)
     if expected is None:
         expected = len(items) if hasattr(items, "__len__") else 1_000_000
     root = str(root)
@@ -257,11 +254,7 @@ def find_duplicates(
                      for record_id, refs in batch]
             tasks = [(ref, mode, root) for _, refs in batch for ref in refs]
             tick = time.perf_counter()
-            if pool is not None and len(tasks) > 1:
-                chunk = max(1, len(tasks) // (workers * 8))
-                results = list(pool.map(_safe_key, tasks, chunksize=chunk))
-            else:
-                results = [_safe_key(task) for task in tasks]
+            results = _hash_all(tasks, pool, workers)
             hashing += time.perf_counter() - tick
             position = 0
             for record_id, refs in batch:
@@ -300,6 +293,22 @@ def find_duplicates(
                      images_per_second=round(counts["images"] / elapsed, 1) if elapsed else None,
                      bands=index.bands if index is not None else None)
     return duplicates
+
+
+def _check_arguments(mode: str, max_distance: int) -> None:
+    if mode not in MODES:
+        raise DedupError(f"dedup mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if not isinstance(max_distance, int) or isinstance(max_distance, bool) or not 0 <= max_distance < HASH_BITS:
+        raise DedupError(f"max_distance must be an integer from 0 to {HASH_BITS - 1}, got {max_distance!r}")
+
+
+def _hash_all(tasks: list[tuple[str, str, str]], pool: ProcessPoolExecutor | None,
+              workers: int) -> list[tuple[int | str | None, str | None]]:
+    """:func:`_safe_key` of every task, in the pool when there is one and more than one task."""
+    if pool is not None and len(tasks) > 1:
+        chunk = max(1, len(tasks) // (workers * 8))
+        return list(pool.map(_safe_key, tasks, chunksize=chunk))
+    return [_safe_key(task) for task in tasks]
 
 
 def _match_exact(exact: dict[tuple[str, ...], str], values: tuple[str, ...]) -> tuple[str, int] | None:

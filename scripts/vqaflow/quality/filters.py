@@ -1,8 +1,9 @@
 """Rule filters: cheap checks on question-answer pairs that return reason codes.
 
 Flags never delete data; the export decides what to drop (``export.drop_flags``).
-The codes follow the SK-VQA prompt's own criteria (:data:`vqaflow.prompts.SKVQA_PROMPT`)
-and common practice:
+The codes follow the SK-VQA prompt's own criteria (:data:`vqaflow.pipelines.SKVQA_PROMPT`)
+and common practice; the text rules they share with the parser (normalisation, words,
+questions) are in :mod:`.text`:
 
 ``long_answer``
     The answer has more than ``max_answer_words`` words (criterion 7: "a single word or
@@ -10,7 +11,7 @@ and common practice:
     item when every item is short (at most :data:`LIST_ITEM_WORDS` words); otherwise the
     whole answer counts. Words are runs of letters/digits (``don't``, ``1,234``,
     ``well-known`` are one word); CJK characters, which are written without spaces,
-    count :data:`CJK_CHARS_PER_WORD` characters to a word (the average length of a
+    count :data:`.text.CJK_CHARS_PER_WORD` characters to a word (the average length of a
     Chinese word), so the default limit of 8 words allows 12 Chinese characters.
 ``and_or``
     The answer joins answers with "and"/"or" (also "&", "and/or"; Chinese 和, 与, 或, 或者,
@@ -21,10 +22,11 @@ and common practice:
     ignoring case, punctuation and spacing. Choice questions ("... A or B?", 还是) are
     exempt: there the answer is meant to be one of the options.
 ``not_a_question``
-    No question mark (? or ？) and no interrogative form: the question does not start
-    (possibly after an "According to the article," clause) with an interrogative or
-    auxiliary word or an imperative such as "Name"/"List", and, for Chinese, holds no
-    question word or particle (什么, 哪, 谁, 吗, 呢, ...).
+    The question neither asks nor requests information (:func:`.text.is_question`, the
+    parser's own ``not_a_question``): no question mark (? or ？), no clause opening with an
+    interrogative or auxiliary word or an imperative such as "Name"/"List" (possibly after
+    an "According to the article," clause), and, for Chinese, no question word or particle
+    (什么, 哪, 谁, 吗, 呢, ...) and no clause opening with a request (请, 列出, 描述, ...).
 ``wrong_language``
     Only when ``language`` is set: the question or the answer is mostly written in a
     script other than the language's (a light heuristic by Unicode script, see
@@ -32,7 +34,7 @@ and common practice:
     are not told apart). Short Latin answers (at most 3 words: names, codes, text read
     off the image) are tolerated for non-Latin languages.
 ``duplicate_question``
-    The same question (after normalisation) as an earlier pair of the same record.
+    The same question (:func:`.text.question_key`) as an earlier pair of the same record.
 
 :func:`near_duplicate_questions` finds near-duplicate questions across records that share
 an image (normalised-token Jaccard similarity of at least :data:`NEAR_DUPLICATE_THRESHOLD`).
@@ -40,15 +42,15 @@ an image (normalised-token Jaccard similarity of at least :data:`NEAR_DUPLICATE_
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .text import contains, has_cjk, is_question, nfkc, normalise, question_key, question_tokens, word_count
+
 FLAGS = ("long_answer", "and_or", "answer_in_question", "not_a_question", "wrong_language",
          "duplicate_question")
-CJK_CHARS_PER_WORD = 1.5
 LIST_ITEM_WORDS = 3
 NEAR_DUPLICATE_THRESHOLD = 0.8
 
@@ -70,11 +72,6 @@ LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
     "th": frozenset({"THAI"}),
 }
 
-_CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_CHAR = re.compile(f"[{_CJK}]")
-_CJK_SPACING = re.compile(rf"\s*([{_CJK}])\s*")
-_NOT_WORD = re.compile(r"[^\w\s]|_")  # punctuation and symbols
-_WORD = re.compile(rf"(?:(?![{_CJK}])[^\W_])+(?:['’.,\-](?:(?![{_CJK}])[^\W_])+)*")
 _LIST_SEP = re.compile(r"\s*[,;，；、]\s*")
 _AND_OR = re.compile(r"(?:^|\s)(?:and|or|and/or|&)(?=\s|$)", re.IGNORECASE)
 _ZH_AND_OR = re.compile(r"以及|或者|[和与或及]")
@@ -87,36 +84,10 @@ _ZH_NOT_CONJUNCTION = re.compile(
     "及时|及格|普及|涉及|波及|埃及|提及|危及|顾及|触及|企及|来不及|来得及|不及"
 )
 _CHOICE = re.compile(r"(?:^|\s)or\s|还是|或者|或是", re.IGNORECASE)
-_INTERROGATIVES = frozenset(
-    "what which who whom whose when where why how whether is are was were am do does did can "
-    "could will would shall should may might must has have had isn't aren't wasn't weren't "
-    "doesn't don't didn't can't couldn't won't wouldn't shouldn't hasn't haven't "
-    "name list identify state give tell describe explain find determine count estimate "
-    "according in on at from to by for during into of under".split()
-)
-# Prepositions open a question only when an interrogative follows soon ("In which year ...").
-_PREPOSITIONS = frozenset("according in on at from to by for during into of under".split())
-_ZH_QUESTION = re.compile(
-    "什么|甚么|哪|谁|几|多[少高大长远久重深宽老]|怎么|怎样|为什么|为何|是否|如何|何|吗|嗎|呢|吧|是不是|有没有|能否|请问"
-)
-_CLAUSE = re.compile(r"[,:;，：；]\s*")
-
-
-@lru_cache(maxsize=65536)
-def _nfkc(text: str) -> str:
-    return text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
-
-
-def word_count(text: str) -> int:
-    """Words in ``text``: runs of letters and digits, plus CJK characters at
-    :data:`CJK_CHARS_PER_WORD` characters a word (rounded up)."""
-    text = _nfkc(text)
-    cjk = len(_CJK_CHAR.findall(text))
-    return len(_WORD.findall(text)) + math.ceil(cjk / CJK_CHARS_PER_WORD)
 
 
 def is_long_answer(answer: str, max_answer_words: int) -> bool:
-    parts = [part for part in _LIST_SEP.split(_nfkc(answer)) if part.strip()]
+    parts = [part for part in _LIST_SEP.split(nfkc(answer)) if part.strip()]
     if not parts:
         return False
     counts = [word_count(part) for part in parts]
@@ -127,56 +98,21 @@ def is_long_answer(answer: str, max_answer_words: int) -> bool:
 
 
 def has_and_or(answer: str) -> bool:
-    text = _nfkc(answer)
+    text = nfkc(answer)
     if _AND_OR.search(text):
         return True
-    if _CJK_CHAR.search(text):
+    if has_cjk(text):
         return bool(_ZH_AND_OR.search(_ZH_NOT_CONJUNCTION.sub("", text)))
     return False
 
 
-def normalise(text: str) -> str:
-    """Casefolded, NFKC, punctuation and symbols removed, words joined by single spaces
-    (no spaces around CJK characters)."""
-    text = " ".join(_NOT_WORD.sub(" ", _nfkc(text).casefold()).split())
-    return _CJK_SPACING.sub(r"\1", text) if _CJK_CHAR.search(text) else text
-
-
-def _contained(needle: str, haystack: str) -> bool:
-    if not needle:
-        return False
-    if _CJK_CHAR.search(needle):
-        return needle in haystack
-    return f" {needle} " in f" {haystack} "
-
-
 def is_answer_in_question(question: str, answer: str) -> bool:
-    if _CHOICE.search(_nfkc(question)):
+    if _CHOICE.search(nfkc(question)):
         return False
     haystack = normalise(question)
-    parts = [normalise(part) for part in _LIST_SEP.split(_nfkc(answer))]
+    parts = [normalise(part) for part in _LIST_SEP.split(nfkc(answer))]
     parts = [part for part in parts if part]
-    return bool(parts) and all(_contained(part, haystack) for part in parts)
-
-
-def is_question(question: str) -> bool:
-    text = _nfkc(question).strip()
-    if not text:
-        return False
-    if "?" in text:
-        return True
-    if _CJK_CHAR.search(text) and _ZH_QUESTION.search(text):
-        return True
-    for clause in _CLAUSE.split(text):
-        words = re.findall(r"[^\W_]+(?:['’][^\W_]+)?", clause.lower().replace("’", "'"))
-        if not words or words[0] not in _INTERROGATIVES:
-            continue
-        if words[0] not in _PREPOSITIONS:
-            return True
-        # "In which year ...", "According to the article, what ...": an interrogative soon after
-        if any(word in _INTERROGATIVES and word not in _PREPOSITIONS for word in words[1:4]):
-            return True
-    return False
+    return bool(parts) and all(contains(part, haystack) for part in parts)
 
 
 @lru_cache(maxsize=4096)
@@ -190,7 +126,7 @@ def _script(ch: str) -> str | None:
 
 def _script_share(text: str, scripts: frozenset[str]) -> tuple[int, float, bool]:
     """(letters, share of letters in ``scripts``, all letters Latin)."""
-    letters = [ch for ch in _nfkc(text) if ch.isalpha()]
+    letters = [ch for ch in nfkc(text) if ch.isalpha()]
     if not letters:
         return 0, 1.0, False
     own = sum(1 for ch in letters if _script(ch) in scripts)
@@ -253,22 +189,12 @@ def flag_record(qas: list[dict], language: str | None, max_answer_words: int) ->
     result = []
     for qa in qas:
         flags = flag_pair(qa, language, max_answer_words)
-        key = normalise(str(qa.get("question") or ""))
+        key = question_key(str(qa.get("question") or ""))
         if key and key in seen:
             flags.append("duplicate_question")
         seen.add(key)
         result.append(flags)
     return result
-
-
-def question_tokens(question: str) -> frozenset[str]:
-    """The token set compared by :func:`near_duplicate_questions`: normalised words, and
-    character bigrams of CJK runs (single characters for a one-character run)."""
-    text = normalise(question)
-    tokens = set(_WORD.findall(text))
-    for run in re.findall(f"[{_CJK}]+", text):
-        tokens.update(run[i:i + 2] for i in range(max(1, len(run) - 1)))
-    return frozenset(tokens)
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -284,7 +210,7 @@ def near_duplicate_questions(questions_by_record: dict[str, list[str]],
     ``questions_by_record`` holds the records of ONE image (or image set), in order. Each
     question is compared with every question before it (earlier records first, then
     earlier in its own record); it is a near duplicate when the Jaccard similarity of
-    the token sets (:func:`question_tokens`) is at least ``threshold``. With 0.8,
+    the token sets (:func:`.text.question_tokens`) is at least ``threshold``. With 0.8,
     "What is the color of the car?" and "What color is the car?" match (5/6), "What color
     is the car?" and "What color is the house?" do not (4/6). Returns, per record with
     any, the 0-based indexes of its near-duplicate questions; the first occurrence is

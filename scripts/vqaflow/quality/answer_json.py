@@ -1,0 +1,158 @@
+"""JSON answers: objects and arrays found in an answer (fenced, bare, after chatter), read
+whole, cut off by ``max_tokens`` (the complete part is kept) or malformed (trailing commas,
+Python literals), and the article and pairs they hold (English or Chinese keys)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterator
+
+import jiter
+
+from .answer_lines import clean
+from .text import key_name, pick
+
+QUESTION_KEYS = ("question", "q", "query", "prompt", "问题", "问", "提问")
+ANSWER_KEYS = ("answer", "a", "ans", "response", "答案", "答", "回答")
+CONTEXT_KEYS = ("context", "article", "wikipedia_article", "wikipedia", "passage", "text", "wiki_article",
+                "wikipedia_style_article", "content", "background", "document", "文章", "维基百科文章",
+                "背景", "上下文", "正文", "内容")
+CONTEXT_ROOTS = ("article", "context", "passage", "wiki", "文章", "背景", "上下文", "正文")
+ARTICLE_BODY_KEYS = ("text", "content", "body", "article", "正文", "内容")
+JSON_STARTS = re.compile(r"[{\[]")
+TRAILING_COMMA = re.compile(r",(\s*[}\]])")
+JSON_TRIES = 8  # "{" or "[" positions tried before giving up on JSON
+decode_json = json.JSONDecoder().raw_decode
+
+
+def json_values(text: str) -> Iterator[tuple[object, int, bool]]:
+    """(value, start, complete) for each JSON object or array found, the first ones first."""
+    malformed = -1  # where a value that could not be read starts
+    for tries, match in enumerate(JSON_STARTS.finditer(text)):
+        if tries == JSON_TRIES:
+            return
+        start = match.start()
+        try:
+            value = decode_json(text, start)[0]
+        except ValueError:
+            pass
+        else:  # inside a value that could not be read, it is only a part of the answer
+            yield value, start, malformed < 0 or _closed(text[malformed:start])
+            continue
+        rest = text[start:].encode()
+        try:
+            jiter.from_json(rest)
+        except ValueError as error:
+            if "EOF" in str(error):  # cut off, not malformed: the complete part is usable
+                yield jiter.from_json(rest, partial_mode="on"), start, False
+                return
+        lenient = _decode_leniently(text[start:])
+        if lenient is not None:
+            yield lenient, start, True
+        elif malformed < 0:
+            malformed = start
+
+
+def _closed(text: str) -> bool:
+    """Whether the value opening ``text`` is closed within it (``[citation needed] {…}``)."""
+    return ("]" if text[0] == "[" else "}") in text
+
+
+def _decode_leniently(text: str) -> object | None:
+    """A malformed JSON value read anyway: trailing commas dropped, or a Python literal."""
+    try:
+        return decode_json(TRAILING_COMMA.sub(r"\1", text))[0]
+    except ValueError:
+        pass
+    end = max(text.rfind("}"), text.rfind("]")) + 1
+    if "'" not in text or not end:
+        return None
+    try:
+        value = ast.literal_eval(text[:end])
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, (dict, list)) else None
+
+
+def _text(value: object) -> str:
+    """A JSON value as text: lists joined by commas, an article object by its text."""
+    if isinstance(value, list):
+        return ", ".join(_text(v) for v in value)
+    if isinstance(value, dict):
+        return _text(pick(value, ARTICLE_BODY_KEYS) or "")
+    return "" if value is None else clean(str(value))
+
+
+def _json_pairs(items: object, cut: bool = False) -> tuple[list[dict], int]:
+    """The complete pairs of a JSON list and how many items were not complete pairs; when the
+    JSON was ``cut``, the last item counts only with two strings (a number or list may be cut)."""
+    items = items if isinstance(items, list) else []
+    pairs, incomplete = [], 0
+    for position, item in enumerate(items, 1):
+        if isinstance(item, dict):
+            question, answer = pick(item, QUESTION_KEYS), pick(item, ANSWER_KEYS)
+        elif isinstance(item, list) and len(item) == 2:
+            question, answer = item
+        else:
+            continue
+        whole = not cut or position < len(items) or (isinstance(question, str) and isinstance(answer, str))
+        question, answer = _text(question), _text(answer)
+        if question and answer and whole:
+            pairs.append({"question": question, "answer": answer})
+        else:
+            incomplete += 1
+    return pairs, incomplete
+
+
+def _pairs_value(data: dict) -> object:
+    """The first list of pairs in a JSON object (question objects or two-string lists)."""
+    for value in data.values():
+        if isinstance(value, list) and value and _is_pair(value[0]):
+            return value
+    return None
+
+
+def _context_like(data: dict) -> object:
+    """The value of a key that names an article in other words ("article_text", "wiki_context")."""
+    return next((value for key, value in data.items()
+                 if isinstance(value, (str, dict)) and any(root in key_name(key) for root in CONTEXT_ROOTS)), None)
+
+
+def _zipped(data: dict) -> list | None:
+    """Pairs given as two lists: ``{"questions": [...], "answers": [...]}``."""
+    questions, answers = pick(data, ("questions", "问题")), pick(data, ("answers", "答案"))
+    if isinstance(questions, list) and isinstance(answers, list) and len(questions) == len(answers):
+        return [list(pair) for pair in zip(questions, answers)]
+    return None
+
+
+def _is_pair(item: object) -> bool:
+    if isinstance(item, dict):
+        return pick(item, QUESTION_KEYS) is not None
+    return isinstance(item, list) and len(item) == 2 and all(isinstance(part, str) for part in item)
+
+
+def pairs_from_json(text: str) -> tuple[str, list[dict], list[str], int] | None:
+    """(context, pairs, issues, where the JSON starts) of a JSON answer, or None."""
+    cut = None
+    for data, start, complete in json_values(text):
+        cut = cut if complete else start
+        context = ""
+        if isinstance(data, dict):
+            context = _text(pick(data, CONTEXT_KEYS) or _context_like(data))
+            items = _pairs_value(data)
+            if items is None and pick(data, QUESTION_KEYS) is not None:
+                items = [data]
+            if items is None:
+                items = _zipped(data)
+        else:
+            items = data
+        pairs, incomplete = _json_pairs(items, cut=not complete)
+        if pairs or context:
+            issues = [] if complete else ["partial_json"]
+            if incomplete:
+                issues.append("unanswered_question" if complete else "incomplete_pair")
+            return context, pairs, issues, start
+    return None if cut is None else ("", [], ["partial_json"], cut)

@@ -1,0 +1,171 @@
+"""Parsing raw model answers into an article (when asked for) and question-answer pairs.
+
+:func:`parse_answer` reads JSON answers (:mod:`.answer_json`) and free text line by line
+(:mod:`.answer_lines` classifies each line, :mod:`.answer_reader` assembles the article and
+the pairs); article lines and paragraphs are joined by a single space (by nothing between two
+CJK characters). :func:`read_json` gives the first JSON value of any answer.
+
+Status is honest: ``ok`` only when pairs were found (and an article, when wanted) and no
+self-check raised an issue; ``none`` when nothing usable was found; else ``partial``.
+``truncated`` is ``finish_reason == "length"``, or JSON cut off (``partial_json``), or a last
+pair cut off (``incomplete_pair``).
+Issue codes:
+
+- ``truncated``: the backend stopped at ``max_tokens`` (``finish_reason == "length"``); the
+  last pair of a free-text answer, when the text ends in its answer, is dropped as cut.
+- ``no_article``: an article was wanted and none was found.
+- ``no_pairs``: no question-answer pair was found.
+- ``article_chatter``: the article starts with the model's chatter or a label, holds a
+  question or answer label, or ends with chatter.
+- ``label_in_question`` / ``label_in_answer``: a question or answer still starts with a label
+  (``答案：…``, ``Ans: …``, ``Question one: …``).
+- ``empty_answer``: an answer that is empty or only a label (``Ans``); the pair is dropped.
+- ``not_a_question``: a question with neither a question mark nor an interrogative or
+  imperative opening (``what``, ``is``, ``name``, ``list``, ``吗``, ``什么``, ``请`` …; one rule with
+  the rule filters: :func:`.text.is_question`).
+- ``incomplete_pair``: a pair cut off at the end of the text or of cut-off JSON (dropped).
+- ``unanswered_question``: a question without an answer before the end, or a JSON item
+  without both question and answer (dropped).
+- ``orphan_answer``: an answer with no question before it (dropped).
+- ``partial_json``: the JSON was cut off or malformed around what was read; only complete
+  pairs are kept.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .answer_json import json_values, pairs_from_json
+from .answer_lines import ANSWER_ROOTS, FIRST_WORD, QUESTION_ROOTS, chatty, label_kind, read_label
+from .answer_reader import read_text
+from .text import is_question
+
+LABEL_WORDS = frozenset(root for root in QUESTION_ROOTS | ANSWER_ROOTS if root.isascii())
+LABEL_INITIALS = frozenset(word[0] for word in LABEL_WORDS)
+LABEL_FIRST_CHARS = frozenset("问答提回解题[【(（-•+>*#0123456789")
+LOOSE_LABEL = re.compile(  # a label word and a colon a few words later ("Question one: …")
+    r"[\[【(（*_\s]*(?:question|ques|query|answer|ans|response|q|a|问题|问|答案|答|回答)\b[^:：?？\n]{0,12}[:：]",
+    re.IGNORECASE)
+CHATTER_INSIDE = ("let me know", "hope this helps", "feel free to", "如有", "希望这些")
+LABEL_INSIDE = re.compile(r"\b(?:[Qq]uestion|[Aa]nswer|Q|A)\s*\d*\s*[:：]\s|(?:问题|答案|问|答)\s*\d*\s*[:：]")
+SPECIAL_TOKEN = re.compile(  # <|im_start|>assistant, <|eot_id|>, </s>
+    r"<\|start_header_id\|>\w*<\|end_header_id\|>|<\|im_start\|>\w*|<\|[\w-]{1,30}\|>|</?s>")
+THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Parse:
+    """What was read from one answer."""
+
+    context: str | None  # None when the article was not asked for
+    qas: list[dict]  # [{"question": str, "answer": str}]
+    status: str  # "ok" | "partial" | "none"
+    issues: tuple[str, ...] = ()
+    truncated: bool = False
+
+
+def _strip_template(text: str) -> str:
+    """Line ends unified; chat-template tokens and reasoning (``<think>…</think>``, or never
+    closed) removed."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "<|" in text or "</s>" in text:
+        text = SPECIAL_TOKEN.sub("", text)
+    if "<think>" in text or "</think>" in text or "<THINK>" in text:
+        text = THINK.sub("", text)
+        lowered = text.lower()
+        if "<think>" in lowered:  # reasoning never closed: nothing after it is an answer
+            text = text[: lowered.index("<think>")]
+        text = text.replace("</think>", "")
+    return text
+
+
+def read_json(text: str) -> object | None:
+    """The first JSON object or array in an answer (fenced, bare, after chatter or cut off), else None."""
+    if "{" not in text and "[" not in text:
+        return None
+    return next((value for value, _, _ in json_values(_strip_template(text))), None)
+
+
+# -- self-checks -----------------------------------------------------------------------------------
+
+def _starts_with_label(text: str) -> bool:
+    """Whether a question or answer still starts with a question or answer label."""
+    first = text[:1].lower()
+    if first.isascii() and first.isalpha():
+        if first not in LABEL_INITIALS or FIRST_WORD.match(text).group().lower() not in LABEL_WORDS:
+            return False
+    elif first not in LABEL_FIRST_CHARS:
+        return False
+    return read_label(text)[0] in ("question", "answer") or LOOSE_LABEL.match(text) is not None
+
+
+def _label_only(text: str) -> bool:
+    if len(text) > 12:
+        return False
+    key = text.lower().strip(" .:：-–—*")
+    return not key or (len(key) <= 8 and label_kind(key) in ("question", "answer", "answers"))
+
+
+def _check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
+    """The pairs with empty or label-only answers dropped; issues found added."""
+    kept = []
+    for qa in qas:
+        question, answer = qa["question"], qa["answer"]
+        if _label_only(answer):
+            issues.append("empty_answer")
+            continue
+        if _starts_with_label(question):
+            issues.append("label_in_question")
+        if _starts_with_label(answer):
+            issues.append("label_in_answer")
+        if not is_question(question):
+            issues.append("not_a_question")
+        kept.append(qa)
+    return kept
+
+
+def _article_issue(article: str) -> bool:
+    """Whether the article starts with chatter or a label, or holds a label or ends with chatter."""
+    if chatty(article):
+        return True
+    marked = ":" in article or "：" in article or "]" in article[:48] or "】" in article[:48]
+    if marked and (read_label(article)[0] is not None or LABEL_INSIDE.search(article)):
+        return True
+    ending = article[-150:].lower()
+    for phrase in CHATTER_INSIDE:
+        if phrase in ending:
+            return True
+    return False
+
+
+# -- public API ------------------------------------------------------------------------------------
+
+def parse_answer(text: str, want_article: bool, finish_reason: str | None = None) -> Parse:
+    """Read a model's answer: the article (when ``want_article``) and the question-answer pairs,
+    with an honest status and the issues found (see the module docstring)."""
+    text = _strip_template(text)
+    parsed = pairs_from_json(text) if ("{" in text or "[" in text) else None
+    if parsed is not None:
+        context, qas, issues, start = parsed
+        if want_article and not context:
+            context = read_text(text[:start], True)[0]
+    else:
+        context, qas, issues = read_text(text, want_article)
+    truncated = finish_reason == "length"
+    if truncated and qas and parsed is None and text.rstrip().endswith(qas[-1]["answer"][-8:]):
+        qas = qas[:-1]  # the last answer ran into max_tokens: it may be cut
+        issues.append("incomplete_pair")
+    qas = _check_pairs(qas, issues)
+    if truncated:
+        issues.insert(0, "truncated")
+    if not qas:
+        issues.append("no_pairs")
+    if want_article and not context:
+        issues.append("no_article")
+    elif want_article and _article_issue(context):
+        issues.append("article_chatter")
+    status = "ok" if not issues else "partial" if (qas or (want_article and context)) else "none"
+    truncated = truncated or "partial_json" in issues or "incomplete_pair" in issues
+    return Parse(context if want_article else None, qas, status, tuple(dict.fromkeys(issues)), truncated)
+

@@ -1,0 +1,140 @@
+"""The one text module of quality, used by the parser, the rule filters and the judge:
+normalisation (NFKC, case, spacing), CJK detection, word counts, what counts as a question,
+question dedup keys and tokens, and values of model-written objects by key name.
+
+What counts as a question (:func:`is_question`, the parser's and the filters' ``not_a_question``):
+a question mark (``?`` or ``？``); a clause opening with an interrogative or auxiliary word, a
+negative contraction or an imperative asking for information (``What``, ``What's``, ``Is``,
+``Isn't``, ``Name``, ``List``, ``Describe`` ...; a preposition only when an interrogative follows
+soon: ``In which year``, ``According to the article, when``); for Chinese a question word or
+particle anywhere (什么, 哪, 谁, 几, 多少, 吗, 呢, 请问 ...) or a clause opening with a request
+(请, 列出, 说出, 描述, 指出 ...).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+
+CJK_CHARS_PER_WORD = 1.5
+CJK_LETTERS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"  # kana, Han
+CJK_MARKS = "\u2e80-\u2fff\u3000-\u303f\u3100-\u33ff\uff00-\uffef"  # radicals, CJK and full-width punctuation
+_CJK_LETTER = re.compile(f"[{CJK_LETTERS}]")
+_CJK_CHAR = re.compile(f"[{CJK_LETTERS}{CJK_MARKS}]")
+_CJK_RUN = re.compile(f"[{CJK_LETTERS}]+")
+_CJK_SPACING = re.compile(rf"\s*([{CJK_LETTERS}])\s*")
+_NOT_WORD = re.compile(r"[^\w\s]|_")  # punctuation and symbols
+_WORD = re.compile(rf"(?:(?![{CJK_LETTERS}])[^\W_])+(?:['’.,\-](?:(?![{CJK_LETTERS}])[^\W_])+)*")
+
+_INTERROGATIVES = frozenset(
+    "what which who whom whose when where why how whether is are was were am do does did can "
+    "could will would shall should may might must has have had isn't aren't wasn't weren't "
+    "doesn't don't didn't can't couldn't won't wouldn't shouldn't hasn't haven't "
+    "name list identify state give tell describe explain find determine count estimate "
+    "mention provide compare specify".split()
+)
+# Prepositions open a question only when an interrogative follows soon ("In which year ...").
+_PREPOSITIONS = frozenset("according in on at from to by for during into of under".split())
+_ZH_QUESTION = re.compile(
+    "什么|甚么|哪|谁|几|多[少高大长远久重深宽老]|怎么|怎样|为什么|为何|是否|如何|何|吗|嗎|呢|吧|是不是|有没有|能否|请问"
+)
+_ZH_REQUESTS = ("请", "列出", "列举", "说出", "写出", "指出", "找出", "给出", "描述", "解释", "识别", "比较", "估计")
+_CLAUSE = re.compile(r"[,:;，：；]\s*")
+_CLAUSE_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
+
+
+def nfkc(text: str) -> str:
+    """``text`` in Unicode NFKC form (full-width letters and punctuation made ASCII)."""
+    return text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
+
+
+def normalise(text: str) -> str:
+    """Casefolded, NFKC, punctuation and symbols removed, words joined by single spaces
+    (no spaces around CJK characters)."""
+    text = " ".join(_NOT_WORD.sub(" ", nfkc(text).casefold()).split())
+    return _CJK_SPACING.sub(r"\1", text) if has_cjk(text) else text
+
+
+def has_cjk(text: str) -> bool:
+    """Whether ``text`` holds a CJK letter (kana or Han)."""
+    return _CJK_LETTER.search(text) is not None
+
+
+def is_cjk(char: str) -> bool:
+    """Whether one character is CJK (a letter or CJK/full-width punctuation): written without
+    spaces around it."""
+    return _CJK_CHAR.match(char) is not None
+
+
+def word_count(text: str) -> int:
+    """Words in ``text``: runs of letters and digits, plus CJK characters at
+    :data:`CJK_CHARS_PER_WORD` characters a word (rounded up)."""
+    text = nfkc(text)
+    cjk = len(_CJK_LETTER.findall(text))
+    return len(_WORD.findall(text)) + math.ceil(cjk / CJK_CHARS_PER_WORD)
+
+
+def contains(needle: str, haystack: str) -> bool:
+    """Whether a :func:`normalise`-d phrase occurs in a normalised text: as whole words, or
+    anywhere when the phrase holds CJK (written without spaces)."""
+    if not needle:
+        return False
+    if has_cjk(needle):
+        return needle in haystack
+    return f" {needle} " in f" {haystack} "
+
+
+def is_question(text: str) -> bool:
+    """Whether ``text`` asks a question or for information (see the module docstring)."""
+    text = nfkc(text).strip()
+    if not text:
+        return False
+    if "?" in text:  # NFKC made ？ a ?
+        return True
+    if has_cjk(text) and _ZH_QUESTION.search(text):
+        return True
+    for clause in _CLAUSE.split(text):
+        if clause.startswith(_ZH_REQUESTS):
+            return True
+        words = [_word(word) for word in _CLAUSE_WORD.findall(clause.lower().replace("’", "'"))]
+        if not words or words[0] not in _INTERROGATIVES and words[0] not in _PREPOSITIONS:
+            continue
+        if words[0] not in _PREPOSITIONS:
+            return True
+        # "In which year ...", "According to the article, what ...": an interrogative soon after
+        if any(word in _INTERROGATIVES for word in words[1:4]):
+            return True
+    return False
+
+
+def _word(word: str) -> str:
+    """A word as :data:`_INTERROGATIVES` holds it: "what's" is "what", "isn't" stays."""
+    return word if word in _INTERROGATIVES else word.partition("'")[0]
+
+
+def question_key(question: str) -> str:
+    """The key under which two questions are the same question (:func:`normalise`)."""
+    return normalise(question)
+
+
+def question_tokens(question: str) -> frozenset[str]:
+    """The token set compared for near-duplicate questions: normalised words, and character
+    bigrams of CJK runs (single characters for a one-character run)."""
+    text = normalise(question)
+    tokens = set(_WORD.findall(text))
+    for run in _CJK_RUN.findall(text):
+        tokens.update(run[i:i + 2] for i in range(max(1, len(run) - 1)))
+    return frozenset(tokens)
+
+
+def key_name(name: object) -> str:
+    """A key of a model-written object as compared: lower case, spaces and hyphens as ``_``."""
+    return str(name).strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def pick(mapping: dict, names: tuple[str, ...], default: object = None) -> object:
+    """The value of the first of ``names`` (in :func:`key_name` form) that ``mapping`` has, else
+    ``default``."""
+    keyed = {key_name(key): value for key, value in mapping.items()}
+    return next((keyed[name] for name in names if name in keyed), default)
