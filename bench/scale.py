@@ -26,7 +26,6 @@ sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
 
 from vqaflow import dataset  # noqa: E402
 from vqaflow.inputs.shards import count_records, shard_names, write_shards  # noqa: E402
-from vqaflow.quality.filters import FilterSettings  # noqa: E402
 from vqaflow.jsonl import read_jsonl  # noqa: E402
 from vqaflow.pipelines import PIPELINES  # noqa: E402
 from vqaflow.quality.filters import FilterSettings  # noqa: E402
