@@ -11,7 +11,7 @@ import pytest
 from vqaflow import preview
 from vqaflow.backends.api import ApiBackend, ApiSettings
 from vqaflow.backends.base import GenerationTask
-from vqaflow.backends.tokens import IMAGE_TOKEN_ESTIMATE, ImageTokens, text_tokens
+from vqaflow.backends.tokens import IMAGE_TOKEN_ESTIMATE, ImageTokens, image_token_meter, image_tokens, text_tokens
 from vqaflow.prompts import Prompt
 from workflow_helpers import DEMO_IMAGES, sampling, settings_from_defaults
 
@@ -229,14 +229,14 @@ def test_text_tokens():
 
 def test_image_tokens_from_the_estimate(tmp_path):
     path = tmp_path / "estimate.json"
-    assert preview.image_tokens(path) is None
+    assert image_tokens(path) is None
     path.write_text("{not json")
-    assert preview.image_tokens(path) is None
+    assert image_tokens(path) is None
     path.write_text(json.dumps({"measured": {"image_tokens_per_image": {"mean": 255.5}, "images_measured": 20}}))
-    assert preview.image_tokens(path) == (255.5, 20)
-    meter = preview.image_token_meter(path)
+    assert image_tokens(path) == (255.5, 20)
+    meter = image_token_meter(path)
     assert meter.mean == 255.5 and meter.images == 20
-    assert preview.image_token_meter(tmp_path / "none.json").mean == IMAGE_TOKEN_ESTIMATE
+    assert image_token_meter(tmp_path / "none.json").mean == IMAGE_TOKEN_ESTIMATE
 
 
 def test_the_api_backend_measures_image_tokens_as_it_goes(server, monkeypatch):

@@ -24,12 +24,10 @@ tokens at their prices), so its interval accounts for how the two vary together.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import shutil
 import statistics
-import sys
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -449,34 +447,3 @@ def summary(found: dict, run: str, samples_path: str) -> str:
     lines.append(f"  the preview's answers stay in the journal: the full run does not ask them again; "
                  f"look at them in {samples_path}")
     return "\n".join(lines)
-
-
-def image_tokens(estimate_path: str | Path) -> tuple[float, int] | None:
-    """The preview's measured prompt tokens per image and how many images it measured,
-    or None (no preview, or nothing measured)."""
-    path = Path(estimate_path)
-    if not path.exists():
-        return None
-    try:
-        measured = json.loads(path.read_text(encoding="utf-8"))["measured"]
-        mean, images = measured["image_tokens_per_image"]["mean"], measured["images_measured"]
-    except (ValueError, KeyError, TypeError) as err:
-        print(f"{path}: ignoring an unreadable preview estimate ({err})", file=sys.stderr)
-        return None
-    return (float(mean), int(images)) if mean is not None and images else None
-
-
-def image_token_meter(estimate_path: str | Path):
-    """The rate limiter's prompt tokens per image for a generate job: the preview's measured
-    mean when ``estimate_path`` exists (weighted by the images it measured), else the fixed
-    guess; the job's own answers update it either way."""
-    from .backends.tokens import IMAGE_TOKEN_ESTIMATE, ImageTokens
-
-    measured = image_tokens(estimate_path)
-    if measured is None:
-        print(f"image tokens: {IMAGE_TOKEN_ESTIMATE} per image until answers measure them "
-              f"(no preview at {estimate_path})", file=sys.stderr)
-        return ImageTokens()
-    print(f"image tokens: {measured[0]:.0f} per image, measured by the preview on {measured[1]} images",
-          file=sys.stderr)
-    return ImageTokens(*measured)

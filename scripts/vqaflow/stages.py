@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .backends._factory import build_backend
 from .backends.base import Backend, Sampling
 from .generate import RepairSettings, generate_shard
 from .jsonl import read_jsonl
@@ -59,13 +60,7 @@ def generate_with(smk, make_backend: Callable[[Sampling, int], Backend]) -> dict
 def judge_backend(judge: dict, max_pixels: int) -> Backend:
     """The judge's backend: vLLM when generation runs on vLLM, else the online API."""
     sampling = Sampling(0.0, None, judge["max_tokens"], VERDICT_SCHEMA if judge["structured_output"] else None)
-    if judge["backend"] == "vllm":
-        from .backends.vllm import VllmBackend, VllmSettings
-
-        return VllmBackend(VllmSettings(**judge["vllm"]), sampling, max_pixels)
-    from .backends.api import ApiBackend, ApiSettings
-
-    return ApiBackend(ApiSettings(**judge["api"]), sampling, max_pixels)
+    return build_backend(judge["backend"], sampling, max_pixels, api=judge["api"], vllm=judge["vllm"])
 
 
 def verify_with(smk) -> dict:
