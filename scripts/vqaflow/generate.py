@@ -12,15 +12,16 @@ from __future__ import annotations
 import json
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import images, refine
 from .backends.base import Backend, GenerationTask
 from .jsonl import encode, read_jsonl
 from .logs import tell
-from .prompts import Prompt, PromptError, PromptSettings, build_prompt
-from .requests import Request, ShardRequests, content_key, fingerprint, repair_fingerprint, task_seed
+from .pipelines import Step
+from .prompts import Prompt, PromptError, PromptSettings, build_prompt, step_prompt
+from .requests import Request, ShardRequests, Used, content_key, fingerprint, repair_fingerprint, task_seed
 
 PREPARE_THREADS = 8
 PARSE_RANK = {"none": 0, "partial": 1, "ok": 2}
@@ -75,45 +76,99 @@ def _parse_rank(entry: dict, want_article: bool) -> tuple[int, int]:
     return PARSE_RANK[parsed.status], len(parsed.qas)
 
 
+def step_backend(backend: Backend, step: Step, settings: PromptSettings) -> Backend:
+    """``backend`` asking with the step's JSON schema when ``structured_output`` is on."""
+    if settings.structured_output and step.schema is not None:
+        return backend.repairer(backend.sampling.max_tokens, step.schema)
+    return backend
+
+
+def _step_task(step: Step, n: int, first: GenerationTask, digests: list[str], earlier: dict[str, str],
+               settings: PromptSettings) -> tuple[GenerationTask, list[str]]:
+    """A record's task for step ``n`` (``first``: its prepared task; ``earlier``: the
+    answers of the steps before, by name) and the digests of the images it sends."""
+    images, digests = (first.prompt.images, digests) if step.images else ((), [])
+    if n == 0:
+        return replace(first, prompt=replace(first.prompt, images=images)), digests
+    prompt = step_prompt(step, earlier, images)
+    key = content_key(prompt, digests) if settings.dedup_requests else first.id
+    return GenerationTask(first.id, prompt, task_seed(settings.seed, key)), digests
+
+
+def _first_requests(prepared: dict[str, tuple[GenerationTask, list[str]]], identity: dict,
+                    max_pixels: int) -> tuple[dict[str, Request], dict[str, str]]:
+    """The first step's requests by record id, each asked once: a record whose request is
+    identical to an earlier record's is a copy (record id -> the record answering it)."""
+    asking: dict[str, Request] = {}
+    first_of: dict[str, str] = {}  # fingerprint -> the first record asking it
+    copies: dict[str, str] = {}
+    for record_id, (task, digests) in prepared.items():
+        fp = fingerprint(identity, task, digests, max_pixels)
+        if fp in first_of:
+            copies[record_id] = first_of[fp]
+        else:
+            first_of[fp] = record_id
+            asking[record_id] = Request(task, fp)
+    return asking, copies
+
+
 def generate_records(lines: list[dict], name: str, journal_path: str | Path, settings: PromptSettings,
                      backend: Backend, repair: RepairSettings, retry_rejected: bool = False) -> Generated:
     """Generate the answers of ``lines`` (shard lines, called ``name`` in the log), resuming
-    from the journal; a record whose request is identical to an earlier record's is not asked
-    again but answered by it (``duplicate_of``)."""
+    from the journal: the pipeline's steps in order, each for the records whose previous
+    step answered, then the repair of the last step's answers. A record whose first request
+    is identical to an earlier record's is not asked but answered by it (``duplicate_of``)."""
     requests = ShardRequests(journal_path, {line["id"]: line["index"] for line in lines}, retry_rejected)
     failures: dict[str, dict] = {}
-    tasks: dict[str, GenerationTask | None] = {}
-    identity = backend.identity()
+    steps = settings.pipeline.steps
     with ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
-        prepared = list(pool.map(lambda line: _safe_prepare(line, settings), lines))
-    asking: dict[str, Request] = {}
-    first_of: dict[str, str] = {}  # fingerprint -> the first record asking it
-    copies: dict[str, str] = {}  # record id -> the record whose identical request answers it
-    for line, (result, error) in zip(lines, prepared):
-        tasks[line["id"]] = None if result is None else result[0]
+        results = list(pool.map(lambda line: _safe_prepare(line, settings), lines))
+    prepared: dict[str, tuple[GenerationTask, list[str]]] = {}
+    for line, (result, error) in zip(lines, results):
         if error is not None:
             failures[line["id"]] = requests.failure(line["id"], error[1], error[0])
-            continue
-        task, digests = result
-        fp = fingerprint(identity, task, digests, settings.max_pixels)
-        if fp in first_of:
-            copies[task.id] = first_of[fp]
-            continue
-        first_of[fp] = task.id
-        asking[task.id] = Request(task, fp)
-    identical = f", {len(copies)} identical to another" if copies else ""
-    answers, asked_failures = requests.run(
-        backend, asking, "generate",
-        lambda plan: (f"{name}: {len(lines)} records, {len(plan.answers)} stored, {len(plan.pending)} to ask"
-                      f"{identical}, {len(failures) + len(plan.failures)} failed before asking"))
-    failures.update(asked_failures)
-    repaired = _repair(requests, answers, asking, settings, backend, repair) if repair.enabled else 0
+        else:
+            prepared[line["id"]] = _step_task(steps[0], 0, *result, {}, settings)
+    chain: dict[str, dict[str, str]] = {rid: {} for rid in prepared}  # the answers of the steps so far
+    answers: dict[str, dict] = {}
+    for n, step in enumerate(steps):
+        asker = step_backend(backend, step, settings)
+        if n == 0:
+            asking, copies = _first_requests(prepared, asker.identity(), settings.max_pixels)
+            identical = f", {len(copies)} identical to another" if copies else ""
+            describe = lambda plan: (  # noqa: E731
+                f"{name}: {len(lines)} records, {len(plan.answers)} stored, {len(plan.pending)} to ask"
+                f"{identical}, {len(failures) + len(plan.failures)} failed before asking")
+        else:
+            asking, describe = {}, None
+            for rid in answers:
+                task, digests = _step_task(step, n, *prepared[rid], chain[rid], settings)
+                asking[rid] = Request(task, fingerprint(asker.identity(), task, digests, settings.max_pixels))
+        answers, failed = requests.run(asker, asking, step.name, describe)
+        failures.update(failed)
+        for rid, entry in answers.items():
+            chain[rid][step.name] = entry["answer"]
+    repaired = _repair(requests, answers, asking, settings, asker, repair) if repair.enabled else 0
+    for rid, entry in answers.items():
+        used = requests.used[rid]
+        if len(steps) > 1:
+            entry = {**entry, "steps": {step.name: chain[rid][step.name] for step in steps[:-1]}}
+        if len(used) > 1:
+            entry = {**entry, "generation": {**entry["generation"], "paid": _paid(used)}}
+        answers[rid] = entry
     for copy, original in copies.items():
         if original in answers:
             answers[copy] = {**answers[original], "id": copy, "duplicate_of": original}
         else:
             failures[copy] = {**failures[original], "id": copy, "index": requests.index_of[copy]}
+    tasks = {line["id"]: prepared[line["id"]][0] if line["id"] in prepared else None for line in lines}
     return Generated(answers, failures, tasks, requests, repaired)
+
+
+def _paid(used: list[Used]) -> dict:
+    """What an answer that took several requests paid: the requests and their tokens."""
+    return {"requests": len(used), **{name: sum(u.entry["generation"].get(name) or 0 for u in used)
+                                      for name in ("prompt_tokens", "completion_tokens")}}
 
 
 def generate_shard(
@@ -158,14 +213,9 @@ def _repair(requests: ShardRequests, answers: dict[str, dict], asked: dict[str, 
     repairs, _ = requests.run(fixer, again, "repair")
     improved = 0
     for rid, entry in repairs.items():
-        first, second = candidates[rid]["generation"], entry["generation"]
-        paid = {"requests": 2, **{name: (first.get(name) or 0) + (second.get(name) or 0)
-                                  for name in ("prompt_tokens", "completion_tokens")}}
         if _parse_rank(entry, want_article) > ranks[rid]:
-            answers[rid] = {**entry, "generation": {**second, "repaired": True, "paid": paid}}
+            answers[rid] = {**entry, "generation": {**entry["generation"], "repaired": True}}
             improved += 1
-        else:
-            answers[rid] = {**candidates[rid], "generation": {**first, "paid": paid}}
     return improved
 
 
@@ -183,7 +233,8 @@ def write_outputs(lines: list[dict], answers: dict[str, dict], failures: dict[st
                 generation = {"repaired": False, **entry["generation"]}
                 if "duplicate_of" in entry:
                     generation["duplicate_of"] = entry["duplicate_of"]
-                out.write(encode({**line, "answer": entry["answer"], "generation": generation}))
+                steps = {"steps": entry["steps"]} if "steps" in entry else {}
+                out.write(encode({**line, "answer": entry["answer"], **steps, "generation": generation}))
                 out.write("\n")
             elif rid in failures:
                 bad.write(encode(failures[rid]) + "\n")

@@ -16,12 +16,10 @@ from .verify import verify_shard
 
 
 def sampling(prompts: dict) -> Sampling:
-    """The sampling settings from the rules' ``prompts`` params."""
+    """The sampling settings from the rules' ``prompts`` params (each pipeline step adds its
+    JSON schema with ``structured_output``)."""
     generation = prompts["generation"]
-    schema = None
-    if prompts["structured_output"]:
-        schema = prompt_settings(prompts).pipeline.answer_schema()
-    return Sampling(generation["temperature"], generation["top_p"], generation["max_tokens"], schema)
+    return Sampling(generation["temperature"], generation["top_p"], generation["max_tokens"])
 
 
 def retry_token_path(journal_path: str | Path, stage: str) -> Path:
