@@ -27,9 +27,10 @@ sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
 
 from vqaflow.backends._factory import build_backend  # noqa: E402
 from vqaflow.backends.api import ApiSettings  # noqa: E402
-from vqaflow.generate import RepairSettings, generate_shard  # noqa: E402
 from vqaflow.records import write_shards  # noqa: E402
 from vqaflow.settings import prompt_settings  # noqa: E402
+from vqaflow.stages.generate import generate_shard  # noqa: E402
+from vqaflow.stages.repair import RepairSettings  # noqa: E402
 from workflow_helpers import COLUMNS, sampling, schema_defaults, settings_from_defaults  # noqa: E402
 
 

@@ -31,10 +31,11 @@ from chat_server import ChatServer  # noqa: E402
 from vqaflow.backends._factory import build_backend  # noqa: E402
 from vqaflow.backends.api import ApiSettings  # noqa: E402
 from vqaflow.backends.tokens import text_tokens  # noqa: E402
-from vqaflow.generate import RepairSettings, generate_shard, prepare  # noqa: E402
 from vqaflow.jsonl import read_jsonl  # noqa: E402
 from vqaflow.records import write_shards  # noqa: E402
 from vqaflow.settings import prompt_settings  # noqa: E402
+from vqaflow.stages.generate import generate_shard, prepare  # noqa: E402
+from vqaflow.stages.repair import RepairSettings  # noqa: E402
 from workflow_helpers import COLUMNS, sampling, schema_defaults, settings_from_defaults  # noqa: E402
 
 # Assumptions, stated in docs/benchmarks.md: gpt-4o-mini's public list price (USD per million

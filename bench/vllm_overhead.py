@@ -27,11 +27,12 @@ from tiny_vlm import build  # noqa: E402
 from vqaflow import images  # noqa: E402
 from vqaflow.backends._factory import build_backend  # noqa: E402
 from vqaflow.backends.vllm import VllmSettings, image_part  # noqa: E402
-from vqaflow.generate import RepairSettings, generate_shard, prepare  # noqa: E402
 from vqaflow.jsonl import read_jsonl  # noqa: E402
 from vqaflow.prompts import chat_messages  # noqa: E402
 from vqaflow.records import write_shards  # noqa: E402
 from vqaflow.settings import prompt_settings  # noqa: E402
+from vqaflow.stages.generate import generate_shard, prepare  # noqa: E402
+from vqaflow.stages.repair import RepairSettings  # noqa: E402
 from workflow_helpers import COLUMNS, sampling, schema_defaults, settings_from_defaults  # noqa: E402
 
 ENGINE = {"enforce_eager": True, "max_num_seqs": 64, "kv_cache_memory_bytes": 256 * 2**20,

@@ -3,7 +3,7 @@
 from vqaflow.backends._factory import build_backend
 from vqaflow.backends.tokens import image_token_meter
 from vqaflow.logs import run_logged
-from vqaflow.stages import generate_with
+from vqaflow.stages.jobs import generate_with
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 from vqaflow.backends._factory import build_backend
 from vqaflow.logs import run_logged
-from vqaflow.stages import generate_with
+from vqaflow.stages.jobs import generate_with
 
 
 def main() -> None:

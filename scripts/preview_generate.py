@@ -4,11 +4,11 @@ import functools
 import json
 
 from vqaflow.backends._factory import build_backend
-from vqaflow.generate import RepairSettings
 from vqaflow.logs import run_logged
-from vqaflow.preview import generate_sample
+from vqaflow.preview.run import generate_sample
 from vqaflow.settings import prompt_settings
-from vqaflow.stages import sampling
+from vqaflow.stages.jobs import sampling
+from vqaflow.stages.repair import RepairSettings
 
 
 def make_backend(backend: str, prompts: dict, max_pixels: int):

@@ -7,7 +7,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from vqaflow.dataset import refine_record
 from vqaflow.filters import FilterSettings
 from vqaflow.jsonl import read_jsonl
 from vqaflow.pipelines import PIPELINES
@@ -17,6 +16,7 @@ from vqaflow.records import (
     iter_records,
     write_shards,
 )
+from vqaflow.stages.refine import refine_record
 from workflow_helpers import COLUMNS
 
 # --- a JSON object instead of an array

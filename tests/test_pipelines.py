@@ -7,10 +7,11 @@ from dataclasses import asdict, replace
 
 from chat_server import OVERFLOW
 from vqaflow.backends._factory import build_backend
-from vqaflow.generate import RepairSettings, generate_shard
 from vqaflow.jsonl import read_jsonl, write_jsonl
 from vqaflow.pipelines import PIPELINES, Pipeline, Step, qa_schema
 from vqaflow.settings import prompt_settings
+from vqaflow.stages.generate import generate_shard
+from vqaflow.stages.repair import RepairSettings
 from workflow_helpers import DEMO_IMAGES, api_settings_for, sampling, schema_defaults
 
 DESCRIBE_THEN_ASK = Pipeline("describe_then_ask", (

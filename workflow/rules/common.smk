@@ -201,7 +201,7 @@ def preview_record_count():
 
 def preview_positions():
     """The input positions of the preview's sample."""
-    from vqaflow.preview import sample_positions
+    from vqaflow.preview.sample import sample_positions
 
     return sample_positions(
         preview_record_count(),
@@ -212,7 +212,7 @@ def preview_positions():
 
 def preview_shard_files(wildcards):
     """The shards holding the preview's sample, as the full run splits the input."""
-    from vqaflow.preview import shards_of
+    from vqaflow.preview.sample import shards_of
 
     return [
         out(f"shards/{shard}.jsonl")

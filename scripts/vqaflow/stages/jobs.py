@@ -1,4 +1,5 @@
-"""What the rule scripts share: turning a rule's params into the library's settings."""
+"""Running a stage as a Snakemake job: the rule's params turned into settings and a backend,
+the stage run, and a retry token left when failures another attempt may fix remain."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .backends._factory import build_backend
-from .backends.base import Backend, Sampling
-from .generate import RepairSettings, generate_shard
-from .jsonl import read_jsonl
-from .judge import VERDICT_SCHEMA
-from .settings import prompt_settings
+from ..backends._factory import build_backend
+from ..backends.base import Backend, Sampling
+from ..jsonl import read_jsonl
+from ..judge import VERDICT_SCHEMA
+from ..settings import prompt_settings
+from .generate import generate_shard
+from .repair import RepairSettings
 from .verify import verify_shard
 
 

@@ -1,4 +1,4 @@
-"""Generation of one shard: prompts, stored answers, backend calls, a repair pass, outputs.
+"""The generate stage: one shard's records through the pipeline's steps and a repair pass.
 
 Every record ends as an answer or a failure of its own: a record that cannot be prepared
 (bad image, bad conversation, anything unexpected) fails alone, and the backends turn
@@ -10,30 +10,20 @@ another attempt may fix are marked ``transient`` and retried by the next run.
 from __future__ import annotations
 
 import json
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import images, refine
-from .backends.base import Backend, GenerationTask
-from .jsonl import encode, read_jsonl
-from .logs import tell
-from .pipelines import Step
-from .prompts import Prompt, PromptError, PromptSettings, build_prompt, step_prompt
-from .requests import Request, ShardRequests, Used, content_key, fingerprint, repair_fingerprint, task_seed
+from .. import images
+from ..backends.base import Backend, GenerationTask
+from ..jsonl import encode, read_jsonl
+from ..logs import tell
+from ..pipelines import Step
+from ..prompts import Prompt, PromptError, PromptSettings, build_prompt, step_prompt
+from ..requests import Request, ShardRequests, Used, content_key, fingerprint, task_seed
+from .repair import RepairSettings, repair_answers
 
 PREPARE_THREADS = 8
-PARSE_RANK = {"none": 0, "partial": 1, "ok": 2}
-
-
-@dataclass(frozen=True)
-class RepairSettings:
-    """The ``repair:`` section: cut-off or unreadable answers are asked once more."""
-
-    enabled: bool
-    max_tokens_factor: float
-    structured_output: bool
 
 
 @dataclass
@@ -69,11 +59,6 @@ def _safe_prepare(line: dict, settings: PromptSettings):
         return None, ("image", str(err))
     except Exception as err:  # one record's bug must not stop its shard
         return None, ("internal", f"{type(err).__name__}: {err}")
-
-
-def _parse_rank(entry: dict, want_article: bool) -> tuple[int, int]:
-    parsed = refine.parse_answer(entry["answer"], want_article, entry["generation"].get("finish_reason"))
-    return PARSE_RANK[parsed.status], len(parsed.qas)
 
 
 def step_backend(backend: Backend, step: Step, settings: PromptSettings) -> Backend:
@@ -148,7 +133,7 @@ def generate_records(lines: list[dict], name: str, journal_path: str | Path, set
         failures.update(failed)
         for rid, entry in answers.items():
             chain[rid][step.name] = entry["answer"]
-    repaired = _repair(requests, answers, asking, settings, asker, repair) if repair.enabled else 0
+    repaired = repair_answers(requests, answers, asking, settings, asker, repair) if repair.enabled else 0
     for rid, entry in answers.items():
         used = requests.used[rid]
         if len(steps) > 1:
@@ -196,27 +181,6 @@ def generate_shard(
                "transient": sum(f["transient"] for f in done.failures.values()), "repaired": done.repaired}
     tell(f"{shard}: done {json.dumps(summary)}")
     return summary
-
-
-def _repair(requests: ShardRequests, answers: dict[str, dict], asked: dict[str, Request], settings: PromptSettings,
-            backend: Backend, repair: RepairSettings) -> int:
-    """Ask cut-off or unreadable answers once more with more tokens (and optionally the JSON
-    schema); keep whichever answer parses better. Returns the number of records improved."""
-    want_article = settings.pipeline.want_article
-    schema = settings.pipeline.answer_schema() if repair.structured_output else None
-    fixer = backend.repairer(math.ceil(backend.sampling.max_tokens * repair.max_tokens_factor), schema)
-    identity = fixer.identity()
-    ranks = {rid: _parse_rank(entry, want_article) for rid, entry in answers.items()}
-    candidates = {rid: entry for rid, entry in answers.items()  # cut off, or nothing readable
-                  if entry["generation"].get("finish_reason") == "length" or ranks[rid][0] == PARSE_RANK["none"]}
-    again = {rid: Request(asked[rid].task, repair_fingerprint(identity, asked[rid].fp)) for rid in candidates}
-    repairs, _ = requests.run(fixer, again, "repair")
-    improved = 0
-    for rid, entry in repairs.items():
-        if _parse_rank(entry, want_article) > ranks[rid]:
-            answers[rid] = {**entry, "generation": {**entry["generation"], "repaired": True}}
-            improved += 1
-    return improved
 
 
 def write_outputs(lines: list[dict], answers: dict[str, dict], failures: dict[str, dict],

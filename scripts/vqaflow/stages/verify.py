@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import images, judge, refine
-from .backends.base import Backend, GenerationTask
-from .jsonl import encode, read_jsonl
-from .logs import tell
-from .prompts import Prompt, PromptSettings, record_images
-from .requests import Request, ShardRequests, fingerprint, task_seed
+from .. import images, judge, refine
+from ..backends.base import Backend, GenerationTask
+from ..jsonl import encode, read_jsonl
+from ..logs import tell
+from ..prompts import Prompt, PromptSettings, record_images
+from ..requests import Request, ShardRequests, fingerprint, task_seed
 
 
 def judge_task(record_id: str, source: dict, qas: list[dict], context: str | None,
