@@ -19,15 +19,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
 
-from vqaflow.backends.api import ApiBackend, ApiSettings  # noqa: E402
-from vqaflow.generate import RepairSettings, generate_shard  # noqa: E402
+from vqaflow.backends._factory import build_backend  # noqa: E402
+from vqaflow.backends.api import ApiSettings  # noqa: E402
 from vqaflow.inputs.shards import write_shards  # noqa: E402
 from vqaflow.settings import prompt_settings  # noqa: E402
+from vqaflow.stages.generate import generate_shard  # noqa: E402
+from vqaflow.stages.repair import RepairSettings  # noqa: E402
 from workflow_helpers import COLUMNS, sampling, schema_defaults, settings_from_defaults  # noqa: E402
 
 
@@ -68,11 +71,8 @@ def measure(base_url: str, concurrency: int, records: int, latency: float, workd
     run_dir = workdir / f"c{concurrency}"
     run_dir.mkdir()
     shard = make_shard(run_dir, records)
-    backend = ApiBackend(
-        settings_from_defaults(ApiSettings, "api", model="test-vlm", base_url=base_url,
-                               max_concurrency=concurrency),
-        sampling(max_tokens=256), max_pixels=1 << 20,
-    )
+    api = settings_from_defaults(ApiSettings, "api", model="test-vlm", base_url=base_url, max_concurrency=concurrency)
+    backend = build_backend("api", sampling(max_tokens=256), 1 << 20, api=asdict(api))
     started = time.monotonic()
     summary = generate_shard(shard, run_dir / "out.jsonl", run_dir / "failed.jsonl",
                              run_dir / "journal.jsonl", prompt_settings(config("context_vqa")), backend,

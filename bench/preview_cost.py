@@ -21,19 +21,21 @@ import os
 import platform
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
 
 from chat_server import ChatServer  # noqa: E402
-from vqaflow.backends.api import ApiBackend, ApiSettings  # noqa: E402
-from vqaflow.backends.batch import BatchBackend, BatchSettings  # noqa: E402
+from vqaflow.backends._factory import build_backend  # noqa: E402
+from vqaflow.backends.api import ApiSettings  # noqa: E402
 from vqaflow.backends.tokens import text_tokens  # noqa: E402
-from vqaflow.generate import RepairSettings, generate_shard, prepare  # noqa: E402
 from vqaflow.inputs.shards import write_shards  # noqa: E402
 from vqaflow.jsonl import read_jsonl  # noqa: E402
 from vqaflow.settings import prompt_settings  # noqa: E402
+from vqaflow.stages.generate import generate_shard, prepare  # noqa: E402
+from vqaflow.stages.repair import RepairSettings  # noqa: E402
 from workflow_helpers import COLUMNS, sampling, schema_defaults, settings_from_defaults  # noqa: E402
 
 # Assumptions, stated in docs/benchmarks.md: gpt-4o-mini's public list price (USD per million
@@ -59,11 +61,8 @@ def image_tokens(width: int, height: int) -> int:
 
 def run(kind: str, server: ChatServer, shard: Path, settings, workdir: Path) -> None:
     api = settings_from_defaults(ApiSettings, "api", model="test-vlm", base_url=server.base_url)
-    if kind == "online":
-        backend = ApiBackend(api, sampling(), settings.max_pixels)
-    else:
-        backend = BatchBackend(api, BatchSettings(**BATCH), sampling(), settings.max_pixels,
-                               workdir / f"{kind}.state.json")
+    backend = build_backend("api" if kind == "online" else "batch", sampling(), settings.max_pixels,
+                            api=asdict(api), batch=BATCH, state_path=workdir / f"{kind}.state.json")
     summary = generate_shard(shard, workdir / f"{kind}.jsonl", workdir / f"{kind}.failed.jsonl",
                              workdir / f"{kind}.journal.jsonl", settings, backend, NO_REPAIR)
     assert summary["answered"] == summary["records"], summary

@@ -24,16 +24,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
 
-from vqaflow import dataset  # noqa: E402
+from vqaflow.costs import Prices  # noqa: E402
 from vqaflow.inputs.shards import count_records, shard_names, write_shards  # noqa: E402
 from vqaflow.jsonl import read_jsonl  # noqa: E402
 from vqaflow.pipelines import PIPELINES  # noqa: E402
 from vqaflow.quality.filters import FilterSettings  # noqa: E402
+from vqaflow.stages import merge, refine  # noqa: E402
 from workflow_helpers import COLUMNS, schema_defaults  # noqa: E402
 
 CONTEXT_VQA = PIPELINES["context_vqa"]
 FILTERS = FilterSettings(**schema_defaults()["filters"])
-PRICES = dataset.Prices(None, None, 0.5)
+PRICES = Prices(None, None, 0.5)
 
 ANSWER = (  # every content line differs between records, as in real answers; labels repeat
     "**Wikipedia Article:**\n\nThe lighthouse at cape {n} stands on a rocky point above the harbour. "
@@ -75,7 +76,7 @@ def make_generated(workdir: Path) -> None:
 
 
 def _refine_one(shard: Path) -> int:
-    return dataset.refine_shard(shard, shard.parent.parent / "refined" / shard.name, CONTEXT_VQA, COLUMNS, FILTERS)
+    return refine.refine_shard(shard, shard.parent.parent / "refined" / shard.name, CONTEXT_VQA, COLUMNS, FILTERS)
 
 
 def step_refine(workdir: Path, processes: int) -> dict:
@@ -92,7 +93,7 @@ def step_refine(workdir: Path, processes: int) -> dict:
 def step_merge(workdir: Path, output_format: str) -> dict:
     refined = sorted((workdir / "refined").iterdir())
     failed = sorted((workdir / "generated").glob("*.failed.jsonl"))
-    stats = dataset.merge(refined, failed, workdir / f"dataset.{output_format}", workdir / "failed.jsonl",
+    stats = merge.merge(refined, failed, workdir / f"dataset.{output_format}", workdir / "failed.jsonl",
                           workdir / "stats.json", output_format, CONTEXT_VQA, COLUMNS, PRICES)
     return {"records": stats["records_ok"]}
 

@@ -17,6 +17,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,12 +25,14 @@ sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
 
 from tiny_vlm import build  # noqa: E402
 from vqaflow import images  # noqa: E402
-from vqaflow.backends.vllm import VllmBackend, VllmSettings, image_part  # noqa: E402
-from vqaflow.generate import RepairSettings, generate_shard, prepare  # noqa: E402
+from vqaflow.backends._factory import build_backend  # noqa: E402
+from vqaflow.backends.vllm import VllmSettings, image_part  # noqa: E402
 from vqaflow.inputs.shards import write_shards  # noqa: E402
 from vqaflow.jsonl import read_jsonl  # noqa: E402
 from vqaflow.prompts import chat_messages  # noqa: E402
 from vqaflow.settings import prompt_settings  # noqa: E402
+from vqaflow.stages.generate import generate_shard, prepare  # noqa: E402
+from vqaflow.stages.repair import RepairSettings  # noqa: E402
 from workflow_helpers import COLUMNS, sampling, schema_defaults, settings_from_defaults  # noqa: E402
 
 ENGINE = {"enforce_eager": True, "max_num_seqs": 64, "kv_cache_memory_bytes": 256 * 2**20,
@@ -64,7 +67,7 @@ def main() -> None:
         settings = prompt_settings({**schema_defaults(), "pipeline": "image_vqa"})
         engine = settings_from_defaults(VllmSettings, "vllm", model=model, max_model_len=1024, dtype="bfloat16",
                                         chunk_size=args.chunk_size, engine_args=ENGINE)
-        backend = VllmBackend(engine, sampling(max_tokens=args.max_tokens), settings.max_pixels)
+        backend = build_backend("vllm", sampling(max_tokens=args.max_tokens), settings.max_pixels, vllm=asdict(engine))
         tasks = [prepare(line, settings)[0] for line in read_jsonl(shard)]
         backend._llm = backend.engine(1)
         llm = backend._llm

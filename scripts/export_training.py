@@ -3,9 +3,9 @@
 import json
 
 from vqaflow.columns import Columns
-from vqaflow.export import ExportFilters, export
 from vqaflow.logs import run_logged
 from vqaflow.pipelines import pipeline
+from vqaflow.stages.export import ExportFilters, export
 
 
 def main() -> None:

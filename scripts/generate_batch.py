@@ -1,15 +1,14 @@
 """Snakemake script: generate one shard's answers through the OpenAI Batch API."""
 
-from vqaflow.backends.api import ApiSettings
-from vqaflow.backends.batch import BatchBackend, BatchSettings
+from vqaflow.backends._factory import build_backend
 from vqaflow.logs import run_logged
-from vqaflow.stages import generate_with
+from vqaflow.stages.jobs import generate_with
 
 
 def main() -> None:
-    generate_with(snakemake, lambda sampling, max_pixels: BatchBackend(
-        ApiSettings(**snakemake.params.api), BatchSettings(**snakemake.params.batch), sampling,
-        max_pixels, snakemake.params.state,
+    generate_with(snakemake, lambda sampling, max_pixels: build_backend(
+        "batch", sampling, max_pixels, api=snakemake.params.api, batch=snakemake.params.batch,
+        state_path=snakemake.params.state,
     ))
 
 

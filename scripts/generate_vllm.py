@@ -1,13 +1,13 @@
 """Snakemake script: generate one shard's answers with vLLM's offline engine."""
 
-from vqaflow.backends.vllm import VllmBackend, VllmSettings
+from vqaflow.backends._factory import build_backend
 from vqaflow.logs import run_logged
-from vqaflow.stages import generate_with
+from vqaflow.stages.jobs import generate_with
 
 
 def main() -> None:
-    generate_with(snakemake, lambda sampling, max_pixels: VllmBackend(
-        VllmSettings(**snakemake.params.vllm), sampling, max_pixels
+    generate_with(snakemake, lambda sampling, max_pixels: build_backend(
+        "vllm", sampling, max_pixels, vllm=snakemake.params.vllm,
     ))
 
 

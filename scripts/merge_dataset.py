@@ -3,10 +3,11 @@
 import json
 
 from vqaflow.columns import Columns
-from vqaflow.dataset import Prices, merge
+from vqaflow.costs import Prices
 from vqaflow.jsonl import read_jsonl
 from vqaflow.logs import run_logged
 from vqaflow.pipelines import pipeline
+from vqaflow.stages.merge import merge
 
 
 def main() -> None:

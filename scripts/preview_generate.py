@@ -3,23 +3,19 @@
 import functools
 import json
 
-from vqaflow.generate import RepairSettings
+from vqaflow.backends._factory import build_backend
 from vqaflow.logs import run_logged
-from vqaflow.preview import generate_sample
+from vqaflow.preview.run import generate_sample
 from vqaflow.settings import prompt_settings
-from vqaflow.stages import sampling
+from vqaflow.stages.jobs import sampling
+from vqaflow.stages.repair import RepairSettings
 
 
 def make_backend(backend: str, prompts: dict, max_pixels: int):
     """The backend the full run's generate jobs use; an online API for backend: batch too (the
     same request fingerprints, so the batch run finds these answers)."""
-    if backend == "vllm":
-        from vqaflow.backends.vllm import VllmBackend, VllmSettings
-
-        return VllmBackend(VllmSettings(**snakemake.params.vllm), sampling(prompts), max_pixels)
-    from vqaflow.backends.api import ApiBackend, ApiSettings
-
-    return ApiBackend(ApiSettings(**snakemake.params.api), sampling(prompts), max_pixels)
+    return build_backend("vllm" if backend == "vllm" else "api", sampling(prompts), max_pixels,
+                         api=snakemake.params.api, vllm=snakemake.params.vllm)
 
 
 def main() -> None:

@@ -4,9 +4,9 @@ import functools
 import json
 
 from vqaflow.logs import run_logged
-from vqaflow.preview import verify_sample
+from vqaflow.preview.run import verify_sample
 from vqaflow.settings import prompt_settings
-from vqaflow.stages import judge_backend
+from vqaflow.stages.jobs import judge_backend
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
 """Snakemake script: parse one shard's raw answers into structured QA records."""
 
 from vqaflow.columns import Columns
-from vqaflow.dataset import refine_shard
 from vqaflow.logs import run_logged
 from vqaflow.pipelines import pipeline
 from vqaflow.quality.filters import FilterSettings
+from vqaflow.stages.refine import refine_shard
 
 
 def main() -> None:

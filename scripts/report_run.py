@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from vqaflow import report
 from vqaflow.columns import Columns
 from vqaflow.logs import run_logged
 from vqaflow.pipelines import pipeline
+from vqaflow.stages import report
 
 
 def main() -> None:

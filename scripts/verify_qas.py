@@ -1,7 +1,7 @@
 """Snakemake script: a judge model checks every QA pair of one shard."""
 
 from vqaflow.logs import run_logged
-from vqaflow.stages import verify_with
+from vqaflow.stages.jobs import verify_with
 
 
 def main() -> None:

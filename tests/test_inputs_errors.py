@@ -7,13 +7,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from vqaflow.dataset import refine_record
 from vqaflow.inputs.readers import iter_records
 from vqaflow.inputs.shards import count_records, write_shards
 from vqaflow.inputs.specs import InputError
 from vqaflow.jsonl import read_jsonl
 from vqaflow.pipelines import PIPELINES
 from vqaflow.quality.filters import FilterSettings
+from vqaflow.stages.refine import refine_record
 from workflow_helpers import COLUMNS
 
 # --- a JSON object instead of an array

@@ -104,7 +104,7 @@ def test_the_judge_runs_on_vllm_with_the_verdict_schema(tiny_model, tmp_path):
     from vqaflow.jsonl import read_jsonl, write_jsonl
     from vqaflow.quality.judge import VERDICT_SCHEMA
     from vqaflow.settings import prompt_settings
-    from vqaflow.verify import verify_shard
+    from vqaflow.stages.verify import verify_shard
     from workflow_helpers import schema_defaults
 
     settings = prompt_settings({**schema_defaults(), "pipeline": "image_vqa"})

@@ -1,4 +1,5 @@
-"""Running a rule script with its output, and any traceback, in the rule's log."""
+"""The rule's log: a rule script run with its output (and any traceback) in it, and lines that
+reach the terminal too."""
 
 from __future__ import annotations
 
@@ -33,3 +34,10 @@ def run_logged(log_path: str, main: Callable[[], object]) -> None:
             traceback.print_exc(file=log)
             print(f"vqaflow: {type(err).__name__}: {err} (traceback in {log_path})", file=sys.__stderr__)
             raise SystemExit(1) from None
+
+
+def tell(message: str) -> None:
+    """One line to the log and one to the terminal."""
+    print(message, file=sys.stderr)
+    if sys.stderr is not sys.__stderr__:
+        print(f"vqaflow: {message}", file=sys.__stderr__, flush=True)

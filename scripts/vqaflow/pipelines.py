@@ -1,9 +1,12 @@
 """The pipelines: one object each, holding everything that differs between them.
 
-A pipeline knows its default prompts, whether its answers carry an article (parsed into
-``{context, qas}``) or only pairs, where its results go in an output record and how its
-pairs are read back, the JSON schema its answers are asked in, and its judge prompt.
-Adding a pipeline is one entry in :data:`PIPELINES`.
+A pipeline is a sequence of request :class:`Step` objects (each: its prompts, whether the record's
+images go with it, the JSON schema asked with ``structured_output``; a later step's prompt is
+a template over earlier steps' answers), plus what the last step's answer is parsed into (an
+article and pairs, ``{context, qas}``, or only pairs), where its results go in an output
+record and how its pairs are read back, and its judge prompt. The generate stage asks the
+steps in order, each only for the records whose previous step answered. Adding a pipeline
+is one entry in :data:`PIPELINES`.
 """
 
 from __future__ import annotations
@@ -52,31 +55,61 @@ _PAIR_SCHEMA = {
 }
 
 
+def qa_schema(want_article: bool) -> dict:
+    """The strict JSON schema of an answer of pairs (after an article when ``want_article``)."""
+    properties: dict = {"qas": {"type": "array", "items": _PAIR_SCHEMA}}
+    if want_article:
+        properties = {"context": {"type": "string"}, **properties}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+@dataclass(frozen=True)
+class Step:
+    """One request of a pipeline.
+
+    ``prompt``: the user text; for a step after the first, a template over the earlier steps'
+    answers (``{name}`` is the answer of the step called ``name``; literal braces doubled).
+    The first step's prompts are defaults: a record's conversation and the config's
+    ``system_prompt`` and ``prompt`` win over them."""
+
+    name: str
+    system_prompt: str
+    prompt: str
+    images: bool  # the record's images go with the request
+    schema: dict | None  # the JSON schema asked with structured_output (None: free text)
+
+
 @dataclass(frozen=True)
 class Pipeline:
     """What one pipeline asks for and what its answers become."""
 
     name: str
-    system_prompt: str
-    prompt: str
-    want_article: bool  # answers carry an article: results go to {context, qas}
+    steps: tuple[Step, ...]
+    want_article: bool  # the last step's answers carry an article: results go to {context, qas}
+
+    @property
+    def system_prompt(self) -> str:
+        """The first step's default system prompt (``system_prompt`` overrides)."""
+        return self.steps[0].system_prompt
+
+    @property
+    def prompt(self) -> str:
+        """The first step's default user prompt (``prompt`` overrides)."""
+        return self.steps[0].prompt
 
     @property
     def judge_prompt(self) -> str:
         """What the judge model is asked about this pipeline's pairs (``verify.prompt`` overrides)."""
         return JUDGE_PROMPT_WITH_ARTICLE if self.want_article else JUDGE_PROMPT_IMAGE_ONLY
 
-    def answer_schema(self) -> dict:
-        """The strict JSON schema requested with ``structured_output: true``."""
-        properties: dict = {"qas": {"type": "array", "items": _PAIR_SCHEMA}}
-        if self.want_article:
-            properties = {"context": {"type": "string"}, **properties}
-        return {
-            "type": "object",
-            "properties": properties,
-            "required": list(properties),
-            "additionalProperties": False,
-        }
+    def answer_schema(self) -> dict | None:
+        """The JSON schema of the answers that are parsed (the last step's)."""
+        return self.steps[-1].schema
 
     def store(self, record: dict, columns: Columns, context: str | None, qas: list[dict]) -> None:
         """Put a parsed answer into an output record."""
@@ -94,12 +127,17 @@ class Pipeline:
         return record[columns.refined]["context"] if self.want_article else None
 
 
+def one_step(name: str, system_prompt: str, prompt: str, want_article: bool) -> Pipeline:
+    """A pipeline of one request with the record's images, parsed into pairs (and an article)."""
+    return Pipeline(name, (Step("generate", system_prompt, prompt, True, qa_schema(want_article)),), want_article)
+
+
 PIPELINES: dict[str, Pipeline] = {
     pipeline.name: pipeline
     for pipeline in (
-        Pipeline("context_vqa", ASSISTANT_SYSTEM_PROMPT, SKVQA_PROMPT, want_article=True),
-        Pipeline("image_vqa", ASSISTANT_SYSTEM_PROMPT, IMAGE_VQA_PROMPT, want_article=False),
-        Pipeline("image_qa", IMAGE_QA_SYSTEM_PROMPT, IMAGE_QA_PROMPT, want_article=False),
+        one_step("context_vqa", ASSISTANT_SYSTEM_PROMPT, SKVQA_PROMPT, want_article=True),
+        one_step("image_vqa", ASSISTANT_SYSTEM_PROMPT, IMAGE_VQA_PROMPT, want_article=False),
+        one_step("image_qa", IMAGE_QA_SYSTEM_PROMPT, IMAGE_QA_PROMPT, want_article=False),
     )
 }
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .columns import Columns
 from .inputs.image_refs import image_refs
-from .pipelines import Pipeline
+from .pipelines import Pipeline, Step
 
 _ROLES = {
     "human": "user",
@@ -36,6 +36,7 @@ class PromptSettings:
     max_pixels: int
     seed: int | None
     dedup_requests: bool  # seeds derive from the request's content: identical requests are one
+    structured_output: bool = False  # each step asks with its JSON schema
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,12 @@ def build_prompt(record: dict, record_id: str, settings: PromptSettings) -> Prom
         turns = [(role, text or default if role == "user" else text) for role, text in turns]
     system = record_system or settings.system_prompt or settings.pipeline.system_prompt
     return Prompt(system=system, turns=tuple(turns), images=record_images(record, settings.columns))
+
+
+def step_prompt(step: Step, answers: dict[str, str], images: tuple[str, ...]) -> Prompt:
+    """The prompt of a step after the first: its template filled with the earlier steps'
+    answers (by step name), with ``images`` when the step sends them."""
+    return Prompt(step.system_prompt, (("user", step.prompt.format_map(answers)),), images if step.images else ())
 
 
 def chat_messages(prompt: Prompt, image_parts: list[dict]) -> list[dict]:

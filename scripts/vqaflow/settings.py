@@ -18,4 +18,5 @@ def prompt_settings(config: dict) -> PromptSettings:
         max_pixels=config["images"]["max_pixels"],
         seed=config["generation"]["seed"],
         dedup_requests=config["dedup"]["requests"],
+        structured_output=config["structured_output"],
     )

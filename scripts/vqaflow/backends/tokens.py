@@ -3,10 +3,14 @@
 Text is estimated at 4 characters a token. Images cost what the endpoint says they cost:
 :class:`ImageTokens` starts from a prior (the preview's measured mean, or a fixed guess)
 and becomes the running mean of ``(prompt_tokens - text estimate) / images`` over the
-answers of the job.
+answers of the job (:func:`image_token_meter`).
 """
 
 from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
 
 from .base import GenerationTask
 
@@ -45,3 +49,32 @@ class ImageTokens:
     def estimate(self, task: GenerationTask, max_tokens: int) -> int:
         """What a request may cost: text, images and the longest answer."""
         return text_tokens(task) + round(self.mean * len(task.prompt.images)) + max_tokens
+
+
+def image_tokens(estimate_path: str | Path) -> tuple[float, int] | None:
+    """The preview's measured prompt tokens per image and how many images it measured,
+    or None (no preview, or nothing measured)."""
+    path = Path(estimate_path)
+    if not path.exists():
+        return None
+    try:
+        measured = json.loads(path.read_text(encoding="utf-8"))["measured"]
+        mean, images = measured["image_tokens_per_image"]["mean"], measured["images_measured"]
+    except (ValueError, KeyError, TypeError) as err:
+        print(f"{path}: ignoring an unreadable preview estimate ({err})", file=sys.stderr)
+        return None
+    return (float(mean), int(images)) if mean is not None and images else None
+
+
+def image_token_meter(estimate_path: str | Path) -> ImageTokens:
+    """The rate limiter's prompt tokens per image for a generate job: the preview's measured
+    mean when ``estimate_path`` exists (weighted by the images it measured), else the fixed
+    guess; the job's own answers update it either way."""
+    measured = image_tokens(estimate_path)
+    if measured is None:
+        print(f"image tokens: {IMAGE_TOKEN_ESTIMATE} per image until answers measure them "
+              f"(no preview at {estimate_path})", file=sys.stderr)
+        return ImageTokens()
+    print(f"image tokens: {measured[0]:.0f} per image, measured by the preview on {measured[1]} images",
+          file=sys.stderr)
+    return ImageTokens(*measured)

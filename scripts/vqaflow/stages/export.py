@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import images
-from .columns import Columns
-from .dataset import write_records_as
-from .jsonl import encode, read_jsonl
-from .pipelines import Pipeline
-from .prompts import record_images
-from .quality import judge
+from .. import images
+from ..columns import Columns
+from ..jsonl import encode, read_jsonl
+from ..pipelines import Pipeline
+from ..prompts import record_images
+from ..quality import judge
+from .merge import write_records_as
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ import io
 import json
 from pathlib import Path
 
-from . import images
-from .columns import Columns
-from .jsonl import read_jsonl
-from .pipelines import Pipeline
-from .prompts import record_images
+from .. import images
+from ..columns import Columns
+from ..jsonl import read_jsonl
+from ..pipelines import Pipeline
+from ..prompts import record_images
+from ..quality import judge
 
 SAMPLE_SIZE = 12
 THUMBNAIL = (256, 256)
@@ -174,8 +175,7 @@ def quality_html(stats: dict, refined_paths: list[str | Path], pipeline: Pipelin
     cards = []
     for path in refined_paths:
         for record in read_jsonl(path):
-            rejected = [qa for qa in pipeline.qas(record, columns)
-                        if qa.get("verdict") and not (qa["verdict"]["answerable"] and qa["verdict"]["correct"])]
+            rejected = [qa for qa in pipeline.qas(record, columns) if qa.get("verdict") and not judge.accepted(qa["verdict"])]
             if rejected and len(cards) < size:
                 pairs = "".join(
                     f"<li><b>{html.escape(qa['question'])}</b> {html.escape(qa['answer'])}"

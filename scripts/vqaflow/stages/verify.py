@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import images
-from .backends.base import Backend, GenerationTask
-from .generate import ShardRequests, fingerprint, task_seed, tell
-from .jsonl import encode, read_jsonl
-from .prompts import Prompt, PromptSettings, record_images
-from .quality import judge, parse
+from .. import images
+from ..backends.base import Backend, GenerationTask
+from ..jsonl import encode, read_jsonl
+from ..logs import tell
+from ..prompts import Prompt, PromptSettings, record_images
+from ..quality import judge, parse
+from ..requests import Request, ShardRequests, fingerprint, task_seed
 
 
 def judge_task(record_id: str, source: dict, qas: list[dict], context: str | None,
@@ -46,13 +47,12 @@ def verify_shard(
     the records whose verification failed. Returns counts for the log."""
     lines = list(read_jsonl(shard_path))
     sources = {line["id"]: line["record"] for line in lines}
-    requests = ShardRequests(lines, journal_path, retry_rejected)
+    requests = ShardRequests(journal_path, {line["id"]: line["index"] for line in lines}, retry_rejected)
     pipeline, columns = settings.pipeline, settings.columns
     identity = backend.identity()
     records = list(read_jsonl(refined_path))
-    tasks: dict[str, tuple[GenerationTask, str]] = {}
-    answers: dict[str, dict] = {}
-    failures: dict[str, dict] = {}
+    asking: dict[str, Request] = {}
+    unasked: dict[str, dict] = {}  # records whose request could not be made
     for record in records:
         record_id = str(record[columns.id])
         qas = pipeline.qas(record, columns)
@@ -63,20 +63,15 @@ def verify_shard(
                                        pipeline.context(record, columns), settings, prompt)
         except Exception as err:  # one record's bad image must not stop the shard
             kind = "image" if isinstance(err, images.ImageError) else "internal"
-            failures[record_id] = requests.failure(record_id, f"{type(err).__name__}: {err}", kind)
+            unasked[record_id] = requests.failure(record_id, f"{type(err).__name__}: {err}", kind)
             continue
-        fp = fingerprint(identity, task, digests, settings.max_pixels)
-        tasks[record_id] = (task, fp)
-        entry = requests.stored(record_id, fp)
-        if entry is not None and "answer" in entry:
-            answers[record_id] = entry
-        elif entry is not None:
-            failures[record_id] = requests.failure(record_id, entry["error"], entry["kind"], entry.get("attempts"))
-    pending = [tasks[rid] for rid in tasks if rid not in answers and rid not in failures]
-    tell(f"{Path(shard_path).stem}: {len(tasks)} records to verify, {len(answers)} stored, {len(pending)} to ask")
-    new_answers, new_failures = requests.ask(backend, pending, "verify")
-    answers.update(new_answers)
-    failures.update(new_failures)
+        asking[record_id] = Request(task, fingerprint(identity, task, digests, settings.max_pixels))
+    answers, asked_failures = requests.run(
+        backend, asking, "verify",
+        lambda plan: (f"{Path(shard_path).stem}: {len(asking)} records to verify, {len(plan.answers)} stored, "
+                      f"{len(plan.pending)} to ask"))
+    failed = {**unasked, **asked_failures}
+    failures = {rid: failed[rid] for rid in map(str, (record[columns.id] for record in records)) if rid in failed}
 
     counts = {"records": len(records), "verified": 0, "failed": len(failures), "transient": 0}
     with Path(output_path).open("w", encoding="utf-8") as out:

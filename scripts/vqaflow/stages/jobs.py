@@ -1,4 +1,5 @@
-"""What the rule scripts share: turning a rule's params into the library's settings."""
+"""Running a stage as a Snakemake job: the rule's params turned into settings and a backend,
+the stage run, and a retry token left when failures another attempt may fix remain."""
 
 from __future__ import annotations
 
@@ -6,21 +7,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .backends.base import Backend, Sampling
-from .generate import RepairSettings, generate_shard
-from .jsonl import read_jsonl
-from .quality.judge import VERDICT_SCHEMA
-from .settings import prompt_settings
+from ..backends._factory import build_backend
+from ..backends.base import Backend, Sampling
+from ..jsonl import read_jsonl
+from ..quality.judge import VERDICT_SCHEMA
+from ..settings import prompt_settings
+from .generate import generate_shard
+from .repair import RepairSettings
 from .verify import verify_shard
 
 
 def sampling(prompts: dict) -> Sampling:
-    """The sampling settings from the rules' ``prompts`` params."""
+    """The sampling settings from the rules' ``prompts`` params (each pipeline step adds its
+    JSON schema with ``structured_output``)."""
     generation = prompts["generation"]
-    schema = None
-    if prompts["structured_output"]:
-        schema = prompt_settings(prompts).pipeline.answer_schema()
-    return Sampling(generation["temperature"], generation["top_p"], generation["max_tokens"], schema)
+    return Sampling(generation["temperature"], generation["top_p"], generation["max_tokens"])
 
 
 def retry_token_path(journal_path: str | Path, stage: str) -> Path:
@@ -59,13 +60,7 @@ def generate_with(smk, make_backend: Callable[[Sampling, int], Backend]) -> dict
 def judge_backend(judge: dict, max_pixels: int) -> Backend:
     """The judge's backend: vLLM when generation runs on vLLM, else the online API."""
     sampling = Sampling(0.0, None, judge["max_tokens"], VERDICT_SCHEMA if judge["structured_output"] else None)
-    if judge["backend"] == "vllm":
-        from .backends.vllm import VllmBackend, VllmSettings
-
-        return VllmBackend(VllmSettings(**judge["vllm"]), sampling, max_pixels)
-    from .backends.api import ApiBackend, ApiSettings
-
-    return ApiBackend(ApiSettings(**judge["api"]), sampling, max_pixels)
+    return build_backend(judge["backend"], sampling, max_pixels, api=judge["api"], vllm=judge["vllm"])
 
 
 def verify_with(smk) -> dict:

@@ -1,0 +1,180 @@
+"""The shard request loop, the one every request stage runs (generate, repair, verify, the
+preview): plan, ask, collect.
+
+- plan: each request is keyed by its record id and a fingerprint of everything that shapes
+  its answer; the shard's journal holds a stored answer, a stored permanent failure, or
+  nothing (then it is to ask);
+- ask: the backend runs the rest; answers and permanent failures are journaled as they
+  arrive (a killed job loses nothing paid for), failures another attempt may fix are not
+  (the next run asks again: ``transient``);
+- collect: answers and failures by record id, every answer used noted with whether this run
+  asked it (:attr:`ShardRequests.used`, for the preview's accounting).
+
+The fingerprints and per-request seeds live here too, on :mod:`vqaflow.digests`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .backends.base import Backend, GenerationTask, Outcome
+from .digests import value_digest
+from .journal import JournalWriter, read_journal
+from .logs import tell
+from .prompts import Prompt
+
+# failures that another attempt cannot fix; every other kind is retried by the next run
+PERMANENT_KINDS = frozenset({"rejected", "image", "prompt"})
+
+
+def task_seed(seed: int | None, key: str) -> int | None:
+    """A per-request seed derived from the run's seed and ``key`` (the record id, or the
+    request's content when identical requests are asked once)."""
+    if seed is None:
+        return None
+    return int(value_digest([seed, key], 8), 16)
+
+
+def content_key(prompt: Prompt, image_digests: list[str]) -> str:
+    """What makes two records the same request: system prompt, turns and image bytes."""
+    return value_digest([prompt.system, prompt.turns, image_digests])
+
+
+def fingerprint(identity: dict, task: GenerationTask, image_digests: list[str], max_pixels: int) -> str:
+    """A digest of everything that shapes a request's answer."""
+    return value_digest({
+        "backend": identity,
+        "system": task.prompt.system,
+        "turns": task.prompt.turns,
+        "images": image_digests,
+        "max_pixels": max_pixels,
+        "seed": task.seed,
+    })
+
+
+def repair_fingerprint(identity: dict, fp: str) -> str:
+    """The fingerprint of the repair of the request fingerprinted ``fp``."""
+    return value_digest([identity, fp])
+
+
+def failure_entry(record_id: str, index: int, error: str, kind: str, attempts: int | None = None) -> dict:
+    """A failed.jsonl entry: why the record has no answer, and whether to retry it."""
+    return {
+        "id": record_id, "index": index, "error": error, "kind": kind, "attempts": attempts,
+        "transient": kind not in PERMANENT_KINDS,
+        "failed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request of a record: the task and its fingerprint."""
+
+    task: GenerationTask
+    fp: str
+
+
+@dataclass
+class Plan:
+    """What the journal holds for a set of requests, by record id, and what is left to ask."""
+
+    answers: dict[str, dict] = field(default_factory=dict)
+    failures: dict[str, dict] = field(default_factory=dict)
+    pending: list[Request] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Used:
+    """An answer a record's result rests on: which request (``what``), its journal entry, and
+    whether this run asked it (else the journal held it)."""
+
+    what: str
+    entry: dict
+    asked: bool
+
+
+class ShardRequests:
+    """One shard's journal and the requests asked through it."""
+
+    def __init__(self, journal_path: str | Path, index_of: dict[str, int], retry_rejected: bool):
+        self.journal_path = journal_path
+        self.journal = read_journal(journal_path)
+        self.index_of = index_of
+        self.retry_rejected = retry_rejected
+        self.used: dict[str, list[Used]] = defaultdict(list)
+
+    def stored(self, record_id: str, fp: str) -> dict | None:
+        """The journal's entry for this request, unless it is a rejection to retry."""
+        entry = self.journal.get(record_id, {}).get(fp)
+        if entry is not None and "error" in entry and self.retry_rejected:
+            return None
+        return entry
+
+    def failure(self, record_id: str, error: str, kind: str, attempts: int | None = None) -> dict:
+        """A failed.jsonl entry for a record of this shard."""
+        return failure_entry(record_id, self.index_of[record_id], error, kind, attempts)
+
+    def plan(self, requests: dict[str, Request], what: str) -> Plan:
+        """Look every request up in the journal (``requests`` by record id)."""
+        plan = Plan()
+        for record_id, request in requests.items():
+            entry = self.stored(record_id, request.fp)
+            if entry is None:
+                plan.pending.append(request)
+            elif "answer" in entry:
+                plan.answers[record_id] = entry
+                self.used[record_id].append(Used(what, entry, asked=False))
+            else:
+                plan.failures[record_id] = self.failure(record_id, entry["error"], entry["kind"],
+                                                        entry.get("attempts"))
+        return plan
+
+    def ask(self, backend: Backend, pending: list[Request], what: str) -> tuple[dict[str, dict], dict[str, dict]]:
+        """Run the pending requests through ``backend``; answers and permanent failures are
+        journaled as they arrive. Returns (answers, failures) by record id."""
+        answers: dict[str, dict] = {}
+        failures: dict[str, dict] = {}
+        if not pending:
+            return answers, failures
+        fps = {request.task.id: request.fp for request in pending}
+        progress = tqdm(total=len(pending), desc=what, file=sys.stderr, mininterval=5, unit="rec")
+        with JournalWriter(self.journal_path) as writer:
+
+            def on_outcome(outcome: Outcome) -> None:
+                fp = fps[outcome.id]
+                attempts = outcome.generation.get("attempts")
+                if outcome.ok:
+                    entry = {"id": outcome.id, "fp": fp, "answer": outcome.answer, "generation": outcome.generation}
+                    writer.append(entry)
+                    answers[outcome.id] = entry
+                    self.used[outcome.id].append(Used(what, entry, asked=True))
+                else:
+                    kind = outcome.error_kind or "error"
+                    if kind in PERMANENT_KINDS:
+                        writer.append({"id": outcome.id, "fp": fp, "error": outcome.error, "kind": kind,
+                                       "attempts": attempts})
+                    failures[outcome.id] = self.failure(outcome.id, outcome.error, kind, attempts)
+                progress.update(1)
+
+            try:
+                backend.run([request.task for request in pending], on_outcome)
+            finally:
+                progress.close()
+        return answers, failures
+
+    def run(self, backend: Backend, requests: dict[str, Request], what: str,
+            describe: Callable[[Plan], str] | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
+        """Plan, ask, collect: every request's answer or failure by record id (stored ones
+        first). ``describe``: the plan in a line for the log, told before asking."""
+        plan = self.plan(requests, what)
+        if describe is not None:
+            tell(describe(plan))
+        answers, failures = self.ask(backend, plan.pending, what)
+        return {**plan.answers, **answers}, {**plan.failures, **failures}

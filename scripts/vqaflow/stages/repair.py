@@ -1,0 +1,51 @@
+"""The repair pass: cut-off or unreadable answers asked once more, with more tokens (and
+optionally the JSON schema), through the shard's request loop; the answer that parses
+better is kept."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..backends.base import Backend
+from ..prompts import PromptSettings
+from ..quality.parse import parse_answer
+from ..requests import Request, ShardRequests, repair_fingerprint
+
+PARSE_RANK = {"none": 0, "partial": 1, "ok": 2}
+
+
+@dataclass(frozen=True)
+class RepairSettings:
+    """The ``repair:`` section: cut-off or unreadable answers are asked once more."""
+
+    enabled: bool
+    max_tokens_factor: float
+    structured_output: bool
+
+
+def _parse_rank(entry: dict, want_article: bool) -> tuple[int, int]:
+    parsed = parse_answer(entry["answer"], want_article, entry["generation"].get("finish_reason"))
+    return PARSE_RANK[parsed.status], len(parsed.qas)
+
+
+def repair_answers(requests: ShardRequests, answers: dict[str, dict], asked: dict[str, Request],
+                   settings: PromptSettings, backend: Backend, repair: RepairSettings) -> int:
+    """Ask cut-off or unreadable ``answers`` (by record id, the answers to the ``asked``
+    requests of ``backend``) once more; keep whichever answer parses better, in ``answers``.
+    Returns the number of records improved."""
+    want_article = settings.pipeline.want_article
+    schema = settings.pipeline.answer_schema() if repair.structured_output else None
+    fixer = backend.repairer(math.ceil(backend.sampling.max_tokens * repair.max_tokens_factor), schema)
+    identity = fixer.identity()
+    ranks = {rid: _parse_rank(entry, want_article) for rid, entry in answers.items()}
+    candidates = {rid: entry for rid, entry in answers.items()  # cut off, or nothing readable
+                  if entry["generation"].get("finish_reason") == "length" or ranks[rid][0] == PARSE_RANK["none"]}
+    again = {rid: Request(asked[rid].task, repair_fingerprint(identity, asked[rid].fp)) for rid in candidates}
+    repairs, _ = requests.run(fixer, again, "repair")
+    improved = 0
+    for rid, entry in repairs.items():
+        if _parse_rank(entry, want_article) > ranks[rid]:
+            answers[rid] = {**entry, "generation": {**entry["generation"], "repaired": True}}
+            improved += 1
+    return improved
