@@ -2,11 +2,11 @@
 
 import json
 
-from vqaflow.export import ExportFilters
-from vqaflow.hub import build_folder
-from vqaflow.hub_card import CardSettings
 from vqaflow.logs import run_logged
 from vqaflow.settings import prompt_settings
+from vqaflow.stages.export import ExportFilters
+from vqaflow.stages.hub import build_folder
+from vqaflow.stages.hub_card import CardSettings
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 
 import json
 
-from vqaflow.hub import upload
 from vqaflow.logs import run_logged
+from vqaflow.stages.hub import upload
 
 
 def main() -> None:

@@ -14,11 +14,12 @@ from PIL import Image
 
 from chat_server import ChatServer
 from hub_server import HubServer
-from vqaflow.dataset import Prices, summarise
-from vqaflow.export import ExportFilters
-from vqaflow.hub import HubError, build_folder, upload
-from vqaflow.hub_card import CardSettings
+from vqaflow.costs import Prices
 from vqaflow.settings import prompt_settings
+from vqaflow.stages.export import ExportFilters
+from vqaflow.stages.hub import HubError, build_folder, upload
+from vqaflow.stages.hub_card import CardSettings
+from vqaflow.stages.merge import summarise
 from workflow_helpers import (
     COLUMNS,
     schema_defaults,

@@ -1,5 +1,5 @@
 """The run as a Hugging Face Hub dataset (``snakemake hub``): Parquet parts with the images
-embedded, a dataset card (:mod:`vqaflow.hub_card`), and the upload.
+embedded, a dataset card (:mod:`vqaflow.stages.hub_card`), and the upload.
 
 ``results/<run>/hub/`` holds ``README.md`` and ``data/train-XXXXX-of-YYYYY.parquet``: the records
 and pairs the export keeps (:func:`vqaflow.export.select`), one row per record, the images as the
@@ -20,13 +20,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import images
-from .columns import Columns
+from .. import images
+from ..columns import Columns
+from ..inputs.readers import iter_records
+from ..jsonl import encode, read_jsonl
+from ..prompts import PromptSettings, build_prompt, record_images
 from .export import Example, ExportFilters, select
 from .hub_card import CardSettings, Survey, card_text
-from .inputs.readers import iter_records
-from .jsonl import encode, read_jsonl
-from .prompts import PromptSettings, build_prompt, record_images
 
 ROWS_PER_GROUP = 100  # rows per Parquet row group, as `datasets` writes image datasets (the Hub's viewer reads by group)
 GROUP_BYTES = 64 * 2**20  # fewer rows when their images are larger than this
