@@ -22,6 +22,7 @@ def main() -> None:
         Columns.from_config(snakemake.params.columns),
         Prices(**snakemake.params.prices),
         sum(1 for path in snakemake.input.duplicates for _ in read_jsonl(path)),
+        snakemake.params.structured_output,
     )
     print(json.dumps(stats, indent=2))
 

@@ -27,6 +27,7 @@ def main() -> None:
         judge["model"],
         snakemake.params.prompts["retry_rejected"],
         parallel=judge["backend"] != "vllm",
+        auto=judge["structured_output"] == "auto",
     )
     print(json.dumps(summary))
 

@@ -17,7 +17,14 @@ It checks the bearer key (401) and the model (404), answers 400
 a FastAPI-style ``{"detail": [...]}`` body for ``[[unprocessable]]``, and stops at
 ``finish_reason: length`` for ``[[truncate]]``. Like a real model it honours
 ``max_tokens``: an answer longer than ``max_tokens * 4`` characters is cut there and ends
-with ``finish_reason: length``.
+with ``finish_reason: length``. With ``reject_response_format`` it answers any request
+carrying a ``response_format`` with OpenAI's 400 for a model without structured outputs (as
+older vLLM servers, Ollama and many proxies do), and ``stats["response_format"]`` counts the
+chat requests by the response format they carried (``json_schema`` or ``none``).
+
+The judge's answers are the verdicts :func:`judge_answer` makes, unless ``judge_script``
+maps the record's tag to an answer of its own; ``stats["judge_seeds"]`` lists the seeds of
+each tag's judge requests.
 
 Answers are deterministic: they describe the images the request carried (count and
 decoded sizes), so tests can see every image arrived as its own content part. A record
@@ -126,6 +133,9 @@ JUDGE_MARK = '{"verdicts": ['
 JUDGED_PAIR = re.compile(r"^(\d+)\. Question: (.*)$", re.M)
 
 
+SCHEMA_REJECTION = "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model."
+
+
 def judge_answer(text: str) -> str:
     """A judge's verdicts for the numbered pairs of a judge request: every pair is
     accepted except questions about the seed, which no image can show."""
@@ -146,7 +156,8 @@ class ChatServer:
     def __init__(
         self, latency: float = 0.0, faults: dict[str, float] | None = None, key: str = TEST_KEY,
         models: tuple[str, ...] = (MODEL,), script: dict[str, str] | None = None,
-        retry_after: float = 0.05, port: int = 0, seed: int = 0,
+        retry_after: float = 0.05, port: int = 0, seed: int = 0, reject_response_format: bool = False,
+        judge_script: dict[str, str] | None = None,
     ):
         self.latency, self.key, self.models = latency, key, models
         unknown = set(faults or {}) - set(FAULTS)
@@ -154,13 +165,15 @@ class ChatServer:
             raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
         self.faults = {**dict.fromkeys(FAULTS, 0.0), **(faults or {})}
         self.script = script or {}
+        self.judge_script = judge_script or {}
+        self.reject_response_format = reject_response_format
         self.retry_after = retry_after
         self.port = port
         self.random = random.Random(seed)
         self.stats: dict = {
             "requests": 0, "listings": 0, "statuses": Counter(), "answered": Counter(), "in_flight": 0,
             "max_in_flight": 0, "image_sizes": [], "judged": Counter(), "judge_models": Counter(),
-            "body_bytes": 0,
+            "body_bytes": 0, "response_format": Counter(), "judge_seeds": {},
         }
         self._started = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -205,6 +218,12 @@ class ChatServer:
             self._count("404")
             return _error(404, f"The model `{body.get('model')}` does not exist.", "model_not_found")
         text, urls = _parts(body["messages"])
+        response_format = (body.get("response_format") or {}).get("type") or "none"
+        self.stats["response_format"][response_format] += 1
+        if self.reject_response_format and "response_format" in body:
+            self._count("400")
+            return web.json_response({"error": {"message": SCHEMA_REJECTION, "type": "invalid_request_error",
+                                                "param": "response_format", "code": None}}, status=400)
         if OVERFLOW in text:
             self._count("400")
             return _error(400, "This model's maximum context length is 4096 tokens.", "context_length_exceeded")
@@ -244,8 +263,9 @@ class ChatServer:
         structured = (body.get("response_format") or {}).get("type") == "json_schema"
         judging = JUDGE_MARK in text
         if judging:
-            content = judge_answer(text)
+            content = self.judge_script.get(tag) or judge_answer(text)
             self.stats["judged"][tag] += 1
+            self.stats["judge_seeds"].setdefault(tag, []).append(body.get("seed"))
             self.stats["judge_models"][body["model"]] += 1
         else:
             content = self.script.get(tag) or default_answer(text, sizes, body.get("seed"), structured)
@@ -292,7 +312,7 @@ class ChatServer:
 
     def stats_snapshot(self) -> dict:
         return {**self.stats, "statuses": dict(self.stats["statuses"]),
-                "answered": dict(self.stats["answered"])}
+                "answered": dict(self.stats["answered"]), "response_format": dict(self.stats["response_format"])}
 
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024**2)
@@ -548,12 +568,15 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--key", default=TEST_KEY)
     parser.add_argument("--ready-file", type=Path, help="write the base URL here when serving")
+    parser.add_argument("--reject-response-format", action="store_true",
+                        help="answer requests carrying a response_format with a 400, as servers without structured outputs do")
     for fault in FAULTS:
         parser.add_argument(f"--fault-{fault.replace('_', '-')}", type=float, default=0.0,
                             help=f"share of chat requests answered with the {fault} fault (see above)")
     args = parser.parse_args()
     faults = {name: getattr(args, f"fault_{name}") for name in FAULTS}
-    with ChatServer(args.latency, faults, key=args.key, port=args.port) as server:
+    with ChatServer(args.latency, faults, key=args.key, port=args.port,
+                    reject_response_format=args.reject_response_format) as server:
         if args.ready_file:
             args.ready_file.write_text(server.base_url + "\n")
         print(server.base_url, flush=True)

@@ -220,6 +220,18 @@ def short_error(error: Exception) -> str:
     return problem_text([line])
 
 
+def check_combinations(config: dict) -> None:
+    """Raise :class:`ConfigError` for keys that are valid alone but not together (after the
+    schema filled the defaults), before any request."""
+    problems = []
+    if config["export"]["keep"] == "verified" and not config["verify"]["enabled"]:
+        problems.append("export.keep: verified keeps only the pairs the judge accepted, but the judge is off "
+                        "(verify.enabled: false), so every pair would be dropped; set verify.enabled: true, "
+                        "or export.keep: all")
+    if problems:
+        raise ConfigError(problem_text(problems))
+
+
 def check_input(spec: str) -> None:
     """Raise :class:`ConfigError` when the input names nothing: "not found", with the path
     resolved against the working directory and the inputs accepted."""
@@ -244,7 +256,8 @@ def _cost(stats: dict) -> str:
 
 
 def _top_kinds(stats: dict, n: int = 3) -> str:
-    kinds = sorted(stats.get("failures_by_kind", {}).items(), key=lambda item: (-item[1], item[0]))
+    judge = {f"judge {kind}": count for kind, count in stats.get("verify_failures_by_kind", {}).items()}
+    kinds = sorted({**stats.get("failures_by_kind", {}), **judge}.items(), key=lambda item: (-item[1], item[0]))
     text = ", ".join(f"{kind} {count}" for kind, count in kinds[:n])
     return text + (f", {len(kinds) - n} other kinds" if len(kinds) > n else "")
 
@@ -259,6 +272,8 @@ def run_summary(stats: dict, run: str, paths: dict[str, str]) -> str:
     failures = f"{stats['records_failed']} failed"
     if stats["records_failed"]:
         failures += f" ({_top_kinds(stats)}; reasons in {paths['failed']})"
+    if stats.get("verify_failed"):
+        failures += f", {stats['verify_failed']} not verified (reasons in {paths.get('verify_failed')})"
     tokens = stats["tokens"]
     return "\n".join([
         f"vqaflow run '{run}' finished:",
@@ -271,16 +286,22 @@ def run_summary(stats: dict, run: str, paths: dict[str, str]) -> str:
     ])
 
 
-def gate_message(stats: dict, limit: float, dataset: str, failed: str) -> str:
-    """Why the failure gate stops the run, that the dataset was written, and the two ways on."""
-    fraction, count = stats["failed_fraction"], stats["records_failed"]
+def gate_message(stats: dict, limit: float, dataset: str, failed: str, verify_failed: str | None = None) -> str:
+    """Why the failure gate stops the run, that the dataset was written, and the two ways on.
+    Records the judge could not verify (``verify_failed``) count as failed."""
+    fraction = stats["failed_fraction"]
+    judged = stats.get("verify_failed", 0)
+    count = stats["records_failed"] + judged
     raised = math.ceil(round(fraction * 100, 6)) / 100
+    reasons = f"{failed} and {verify_failed}" if judged and verify_failed else failed
+    unverified = f" ({judged} answered but not verified by the judge)" if judged else ""
+    judge_kinds = ", unusable judge answers" if judged else ""
     return "\n".join([
-        f"{count} of {stats['records_in']} records failed ({fraction:.1%}, more than max_failed_fraction: "
-        f"{limit:.1%}); by kind: {_top_kinds(stats)}; reasons in {failed}",
+        f"{count} of {stats['records_in']} records failed{unverified} ({fraction:.1%}, more than "
+        f"max_failed_fraction: {limit:.1%}); by kind: {_top_kinds(stats)}; reasons in {reasons}",
         f"The dataset was written with the {stats['records_ok']} answered records: {dataset}",
         "Two ways on:",
-        "  - rerun the same command: transient failures (rate limits, timeouts, server errors; "
+        f"  - rerun the same command: transient failures (rate limits, timeouts, server errors{judge_kinds}; "
         f"{stats.get('failures_transient', 0)} of the {count}) are asked again",
         f"  - or keep the dataset as it is: raise max_failed_fraction (e.g. --config max_failed_fraction={raised:g})"
         " and run again",

@@ -12,13 +12,23 @@ import os
 import random
 
 from .columns import Columns
-from .config_check import ConfigError, check_input, check_keys, coerce, gate_message, run_summary, short_error
+from .config_check import (
+    ConfigError,
+    check_combinations,
+    check_input,
+    check_keys,
+    coerce,
+    gate_message,
+    run_summary,
+    short_error,
+)
 from .inputs.shards import count_records, shard_names, shards_of
 from .inputs.specs import input_files, input_kind
 
 __all__ = [
     "Columns",
     "ConfigError",
+    "check_combinations",
     "check_input",
     "check_keys",
     "coerce",

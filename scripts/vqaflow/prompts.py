@@ -36,7 +36,7 @@ class PromptSettings:
     max_pixels: int
     seed: int | None
     dedup_requests: bool  # seeds derive from the request's content: identical requests are one
-    structured_output: bool = False  # each step asks with its JSON schema
+    structured_output: bool | str = False  # each step asks with its JSON schema; "auto": free text where rejected
 
 
 @dataclass(frozen=True)

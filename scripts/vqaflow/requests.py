@@ -10,6 +10,10 @@ preview): plan, ask, collect.
 - collect: answers and failures by record id, every answer used noted with whether this run
   asked it (:attr:`ShardRequests.used`, for the preview's accounting).
 
+With ``structured_output: auto`` a stage passes ``rebuild`` (its requests for another backend):
+a backend asking with a JSON schema then falls back to free text where the endpoint rejects the
+schema (:mod:`vqaflow.free_text`).
+
 The fingerprints and per-request seeds live here too, on :mod:`vqaflow.digests`.
 """
 
@@ -24,14 +28,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from . import free_text
 from .backends.base import Backend, GenerationTask, Outcome
+from .backends.openai_protocol import SCHEMA_REJECTED
 from .digests import value_digest
 from .journal import JournalWriter, read_journal
 from .logs import tell
 from .prompts import Prompt
 
 # failures that another attempt cannot fix; every other kind is retried by the next run
-PERMANENT_KINDS = frozenset({"rejected", "image", "prompt"})
+PERMANENT_KINDS = frozenset({"rejected", "image", "prompt", SCHEMA_REJECTED})
+# structured_output auto on a "probe" backend: requests asked one at a time, at most this many,
+# until one is answered or rejected for the schema; then the rest together
+PROBES = 3
 
 
 def task_seed(seed: int | None, key: str) -> int | None:
@@ -136,9 +145,11 @@ class ShardRequests:
                                                         entry.get("attempts"))
         return plan
 
-    def ask(self, backend: Backend, pending: list[Request], what: str) -> tuple[dict[str, dict], dict[str, dict]]:
+    def ask(self, backend: Backend, pending: list[Request], what: str,
+            note: dict | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
         """Run the pending requests through ``backend``; answers and permanent failures are
-        journaled as they arrive. Returns (answers, failures) by record id."""
+        journaled as they arrive (``note``: added to each answer's ``generation``). Returns
+        (answers, failures) by record id."""
         answers: dict[str, dict] = {}
         failures: dict[str, dict] = {}
         if not pending:
@@ -151,7 +162,8 @@ class ShardRequests:
                 fp = fps[outcome.id]
                 attempts = outcome.generation.get("attempts")
                 if outcome.ok:
-                    entry = {"id": outcome.id, "fp": fp, "answer": outcome.answer, "generation": outcome.generation}
+                    generation = {**outcome.generation, **note} if note else outcome.generation
+                    entry = {"id": outcome.id, "fp": fp, "answer": outcome.answer, "generation": generation}
                     writer.append(entry)
                     answers[outcome.id] = entry
                     self.used[outcome.id].append(Used(what, entry, asked=True))
@@ -169,12 +181,83 @@ class ShardRequests:
                 progress.close()
         return answers, failures
 
+    def as_asked(self, backend: Backend) -> Backend:
+        """``backend`` as this shard asks it under ``structured_output: auto``: its free-text
+        twin once its endpoint rejected the schema here."""
+        if backend.sampling.json_schema is not None and free_text.marked(self.journal_path, backend.identity()):
+            return backend.free_text()
+        return backend
+
     def run(self, backend: Backend, requests: dict[str, Request], what: str,
-            describe: Callable[[Plan], str] | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
+            describe: Callable[[Plan], str] | None = None,
+            rebuild: Callable[[Backend], dict[str, Request]] | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
         """Plan, ask, collect: every request's answer or failure by record id (stored ones
-        first). ``describe``: the plan in a line for the log, told before asking."""
+        first). ``describe``: the plan in a line for the log, told before asking. ``rebuild``
+        (``structured_output: auto``): the same requests for another backend; given, a
+        backend asking with a JSON schema falls back to free text where it is rejected."""
+        if rebuild is not None and backend.sampling.json_schema is not None and backend.schema_check != "never":
+            return self._run_auto(backend, requests, what, describe, rebuild)
         plan = self.plan(requests, what)
         if describe is not None:
             tell(describe(plan))
         answers, failures = self.ask(backend, plan.pending, what)
         return {**plan.answers, **answers}, {**plan.failures, **failures}
+
+    def _run_auto(self, backend: Backend, requests: dict[str, Request], what: str,
+                  describe: Callable[[Plan], str] | None,
+                  rebuild: Callable[[Backend], dict[str, Request]]) -> tuple[dict[str, dict], dict[str, dict]]:
+        """``run`` asking with the schema until the endpoint rejects it (a stored rejection
+        counts), then in free text: the rejected records and every one not asked yet. An
+        answer the journal holds for either form is used."""
+        plan = self.plan(requests, what)
+        rejected = {rid for rid, failure in plan.failures.items() if failure["kind"] == SCHEMA_REJECTED}
+        free = backend.free_text()
+        if free_text.marked(self.journal_path, backend.identity()):
+            rest = rejected | {request.task.id for request in plan.pending}
+            free_plan = self.plan({rid: r for rid, r in rebuild(free).items() if rid in rest}, what)
+            plan = Plan({**plan.answers, **free_plan.answers},
+                        {**{k: v for k, v in plan.failures.items() if k not in rest}, **free_plan.failures},
+                        free_plan.pending)
+            if describe is not None:
+                tell(describe(plan))
+            answers, failures = self.ask(free, plan.pending, what, free_text.FALLBACK_NOTE)
+            return {**plan.answers, **answers}, {**plan.failures, **failures}
+        if describe is not None:
+            tell(describe(plan))
+        answers, failures = dict(plan.answers), dict(plan.failures)
+        pending = plan.pending
+        if not rejected:
+            asked, failed, pending = self._probe(backend, pending, what)
+            answers.update(asked)
+            failures.update(failed)
+            rejected = {rid for rid, failure in failed.items() if failure["kind"] == SCHEMA_REJECTED}
+        if not rejected:
+            return answers, failures
+        error = failures[min(rejected)]["error"]
+        path = free_text.mark(self.journal_path, backend.identity(), what, error)
+        tell(free_text.notice(Path(self.journal_path).stem, backend.identity(), what, error, path))
+        rest = rejected | {request.task.id for request in pending}
+        for rid in rejected:
+            del failures[rid]
+        free_plan = self.plan({rid: r for rid, r in rebuild(free).items() if rid in rest}, what)
+        asked, failed = self.ask(free, free_plan.pending, what, free_text.FALLBACK_NOTE)
+        return {**answers, **free_plan.answers, **asked}, {**failures, **free_plan.failures, **failed}
+
+    def _probe(self, backend: Backend, pending: list[Request],
+               what: str) -> tuple[dict[str, dict], dict[str, dict], list[Request]]:
+        """Ask with the schema: on a "probe" backend one request at a time (at most
+        :data:`PROBES`) until one is answered or rejected for the schema, then the rest
+        together unless it was rejected; on an "all" backend all at once. Returns the answers,
+        the failures and the requests not asked."""
+        answers: dict[str, dict] = {}
+        failures: dict[str, dict] = {}
+        probes = PROBES if backend.schema_check == "probe" else 0
+        while pending and probes and not answers:
+            asked, failed = self.ask(backend, pending[:1], what)
+            answers.update(asked)
+            failures.update(failed)
+            pending, probes = pending[1:], probes - 1
+            if any(failure["kind"] == SCHEMA_REJECTED for failure in failed.values()):
+                return answers, failures, pending
+        asked, failed = self.ask(backend, pending, what)
+        return {**answers, **asked}, {**failures, **failed}, []

@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.join(workflow.current_basedir, "..", "..", "scripts")
 from vqaflow.plan import (
     Columns,
     ConfigError,
+    check_combinations,
     check_input,
     check_keys,
     coerce,
@@ -35,6 +36,7 @@ try:  # strings from --config made numbers, unknown keys named, defaults filled,
     config.update(coerce(config, CONFIG_SCHEMA))
     check_keys(config, CONFIG_SCHEMA)
     validate(config, schema="../schemas/config.schema.yaml")
+    check_combinations(config)
     check_input(config["input"])
 except (ConfigError, WorkflowError) as err:
     raise WorkflowError(short_error(err)) from None
@@ -79,8 +81,9 @@ def is_enabled(stage):
 
 
 def structured_output(stage=None):
-    """Whether requests ask for JSON matching a schema: the top-level structured_output,
-    or a stage's own structured_output (repair, verify) when that is not null."""
+    """Whether requests ask for JSON matching a schema (true, false or "auto": the schema,
+    free text where the endpoint rejects it): the top-level structured_output, or a stage's
+    own structured_output (repair, verify) when that is not null."""
     override = config[stage]["structured_output"] if stage else None
     return config["structured_output"] if override is None else override
 
@@ -265,6 +268,7 @@ onsuccess:
             "failed": out("failed.jsonl"),
             "stats": out("stats.json"),
             "report": out("report/summary.html"),
+            "verify_failed": out("verify_failed.jsonl"),
         }
         print(run_summary(read_stats(), RUN, paths), file=sys.stderr)
 
@@ -276,6 +280,7 @@ onerror:
             config["max_failed_fraction"],
             out(f"dataset.{config['output_format']}"),
             out("failed.jsonl"),
+            out("verify_failed.jsonl") if is_enabled("verify") else None,
         )
         print(f"vqaflow: {message}", file=sys.stderr)
 

@@ -16,6 +16,10 @@ rule merge_dataset:
         output_format=config["output_format"],
         columns=config["keys"],
         prices=prices(),
+        structured_output={
+            "requested": structured_output(),
+            **({"judge": structured_output("verify")} if is_enabled("verify") else {}),
+        },
     script:
         "../../scripts/merge_dataset.py"
 
@@ -25,6 +29,7 @@ rule check_failed_fraction:
         stats=out("stats.json"),
         dataset=out(f"dataset.{config['output_format']}"),
         failed=out("failed.jsonl"),
+        verify_failed=[out("verify_failed.jsonl")] if is_enabled("verify") else [],
     output:
         out("checks/failed_fraction.txt"),
     log:

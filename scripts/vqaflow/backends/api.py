@@ -124,6 +124,8 @@ class _Endpoint:
 class ApiBackend:
     """Generates answers through any OpenAI-compatible chat-completions endpoint."""
 
+    schema_check = "probe"
+
     def __init__(self, settings: ApiSettings, sampling: Sampling, max_pixels: int,
                  image_tokens: ImageTokens | None = None):
         self.settings = settings
@@ -137,6 +139,9 @@ class ApiBackend:
         sampling = replace(self.sampling, max_tokens=max_tokens,
                            json_schema=json_schema or self.sampling.json_schema)
         return ApiBackend(self.settings, sampling, self.max_pixels, self.image_tokens)
+
+    def free_text(self) -> ApiBackend:
+        return ApiBackend(self.settings, replace(self.sampling, json_schema=None), self.max_pixels, self.image_tokens)
 
     def identity(self) -> dict:
         return {

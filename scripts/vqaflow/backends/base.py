@@ -56,6 +56,11 @@ class Backend(Protocol):
     """A backend generates answers for tasks and reports each outcome as it finishes."""
 
     sampling: Sampling
+    # how ``structured_output: auto`` learns whether the endpoint takes the JSON schema:
+    # "probe" (requests go one at a time until one is answered or rejected for it),
+    # "all" (all go together; those rejected for it are asked again in free text),
+    # "never" (the schema is always available: vLLM's structured outputs; auto is true)
+    schema_check: str
 
     def identity(self) -> dict:
         """Settings that shape the answers (model, ...), for the journal fingerprint."""
@@ -70,4 +75,9 @@ class Backend(Protocol):
     def repairer(self, max_tokens: int, json_schema: dict | None) -> "Backend":
         """The same backend asking with ``max_tokens`` (and ``json_schema`` when given),
         for the repair of cut-off answers; shares whatever is expensive (an engine)."""
+        ...
+
+    def free_text(self) -> "Backend":
+        """The same backend asking without a JSON schema (``structured_output: auto`` where the
+        endpoint rejects it); shares whatever is expensive."""
         ...

@@ -65,7 +65,13 @@ class _Flight:
 
 
 class BatchBackend:
-    """Generates answers through the OpenAI Batch API of any compatible base URL."""
+    """Generates answers through the OpenAI Batch API of any compatible base URL.
+
+    With ``structured_output: auto`` the lines carry the JSON schema; when a batch's lines are
+    rejected for it, the request loop asks those records once more, in free text, through
+    :meth:`free_text` (a new batch)."""
+
+    schema_check = "all"
 
     def __init__(
         self, api: ApiSettings, settings: BatchSettings, sampling: Sampling, max_pixels: int,
@@ -88,6 +94,12 @@ class BatchBackend:
         fallback = self.fallback.repairer(max_tokens, json_schema) if self.fallback else None
         return BatchBackend(self.api, self.settings, sampling, self.max_pixels, self.state_path,
                             fallback, self.sleep)
+
+    def free_text(self) -> BatchBackend:
+        sampling = replace(self.sampling, json_schema=None)
+        fallback = self.fallback.free_text() if self.fallback else None
+        return BatchBackend(self.api, self.settings, sampling, self.max_pixels, self.state_path, fallback,
+                            self.sleep)
 
     def identity(self) -> dict:
         # Batch lines go to the same model with the same request bodies as online ones,

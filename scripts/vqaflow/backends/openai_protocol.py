@@ -23,6 +23,11 @@ from ..prompts import chat_messages
 from .base import FatalBackendError, GenerationTask, Sampling
 
 SNIPPET_CHARS = 160
+# the kind of a request rejected for its response_format (structured_output: auto asks again in free text)
+SCHEMA_REJECTED = "schema_rejected"
+# how a rejection names the JSON schema: OpenAI's "Invalid parameter: 'response_format' ...", vLLM's and
+# llama.cpp's "response_format ...", a FastAPI validation error on body.response_format.json_schema
+_NAMES_SCHEMA = re.compile(r"response[_ ]?format|json[_ ]?schema|structured[_ ]outputs?\b", re.IGNORECASE)
 # kinds of retryable errors that mean the endpoint was not reached or never answered
 CONNECTION_KINDS = frozenset({"connection", "timeout"})
 
@@ -241,8 +246,9 @@ def classify_status(
     """What an HTTP status other than 200 means, for an online answer and a batch line alike:
     :class:`FatalBackendError` for a refused key (401, 403) or an unknown model or endpoint
     (404), :class:`Retryable` for 429 (``rate_limited``), 408, 409 and 5xx
-    (``server_error``), else :class:`RecordFailure` ``rejected``. ``message`` is the
-    server's own; ``where`` names the endpoint."""
+    (``server_error``), else :class:`RecordFailure`: ``schema_rejected`` for a 400 or 422 naming
+    the response format or JSON schema (an endpoint without structured outputs), ``rejected``
+    otherwise. ``message`` is the server's own; ``where`` names the endpoint."""
     text = f"HTTP {status}: {message}"
     if status in (401, 403):
         return FatalBackendError(f"{where} refused the key ({text}); check the key in {key_env} and api.base_url")
@@ -255,6 +261,8 @@ def classify_status(
         return Retryable("rate_limited", text, retry_after)
     if status >= 500 or status in (408, 409):
         return Retryable("server_error", text, retry_after)
+    if status in (400, 422) and _NAMES_SCHEMA.search(message):
+        return RecordFailure(SCHEMA_REJECTED, text)
     return RecordFailure("rejected", text)
 
 

@@ -48,6 +48,8 @@ def image_part(picture) -> dict:
 class VllmBackend:
     """Generates answers with a vLLM engine built in this process."""
 
+    schema_check = "never"  # structured outputs are built in: structured_output auto is true
+
     def __init__(self, settings: VllmSettings, sampling: Sampling, max_pixels: int):
         self.settings = settings
         self.sampling = sampling
@@ -59,6 +61,12 @@ class VllmBackend:
         other = copy.copy(self)
         other.sampling = replace(self.sampling, max_tokens=max_tokens,
                                  json_schema=json_schema or self.sampling.json_schema)
+        return other
+
+    def free_text(self) -> VllmBackend:
+        """Shares this backend's engine."""
+        other = copy.copy(self)
+        other.sampling = replace(self.sampling, json_schema=None)
         return other
 
     def identity(self) -> dict:

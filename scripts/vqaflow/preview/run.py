@@ -63,7 +63,7 @@ def generate_sample(shard_paths, positions, journal_dir, sample_path, answers_pa
 
 def verify_sample(refined_path, sample_path, journal_dir, verified_path, failed_path, settings,
                   make_backend, prompt: str, model: str, retry_rejected: bool = False,
-                  parallel: bool = True) -> dict:
+                  parallel: bool = True, auto: bool = False) -> dict:
     """Judge the preview's refined records, each shard's with that shard's journal (as the
     run's verify jobs do, so they find these verdicts); writes the verified records and the
     records whose verification failed, in input order."""
@@ -83,7 +83,7 @@ def verify_sample(refined_path, sample_path, journal_dir, verified_path, failed_
         return verify_shard(work / f"{shard}.refined.jsonl", work / f"{shard}.jsonl",
                             work / f"{shard}.verified.jsonl", work / f"{shard}.failed.jsonl",
                             Path(journal_dir) / f"{shard}.jsonl", settings, make_backend(), prompt, model,
-                            retry_rejected)
+                            retry_rejected, auto)
 
     with ThreadPoolExecutor(max_workers=max(1, len(groups)) if parallel else 1) as pool:
         summaries = list(pool.map(run, list(groups)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from .. import images
@@ -97,6 +98,19 @@ def _first_requests(prepared: dict[str, tuple[GenerationTask, list[str]]], ident
     return asking, copies
 
 
+def _rebuilt_first(prepared: dict[str, tuple[GenerationTask, list[str]]], max_pixels: int,
+                   backend: Backend) -> dict[str, Request]:
+    """The first step's requests for ``backend`` (``structured_output: auto``'s free text)."""
+    return _first_requests(prepared, backend.identity(), max_pixels)[0]
+
+
+def _step_requests(tasks: dict[str, tuple[GenerationTask, list[str]]], max_pixels: int,
+                   backend: Backend) -> dict[str, Request]:
+    """A later step's requests for ``backend``, by record id."""
+    return {rid: Request(task, fingerprint(backend.identity(), task, digests, max_pixels))
+            for rid, (task, digests) in tasks.items()}
+
+
 def generate_records(lines: list[dict], name: str, journal_path: str | Path, settings: PromptSettings,
                      backend: Backend, repair: RepairSettings, retry_rejected: bool = False) -> Generated:
     """Generate the answers of ``lines`` (shard lines, called ``name`` in the log), resuming
@@ -116,23 +130,27 @@ def generate_records(lines: list[dict], name: str, journal_path: str | Path, set
             prepared[line["id"]] = _step_task(steps[0], 0, *result, {}, settings)
     chain: dict[str, dict[str, str]] = {rid: {} for rid in prepared}  # the answers of the steps so far
     answers: dict[str, dict] = {}
+    auto = settings.structured_output == "auto"  # the schema, free text where it is rejected
     for n, step in enumerate(steps):
         asker = step_backend(backend, step, settings)
         if n == 0:
             asking, copies = _first_requests(prepared, asker.identity(), settings.max_pixels)
+            rebuild = partial(_rebuilt_first, prepared, settings.max_pixels)
             identical = f", {len(copies)} identical to another" if copies else ""
             describe = lambda plan: (  # noqa: E731
                 f"{name}: {len(lines)} records, {len(plan.answers)} stored, {len(plan.pending)} to ask"
                 f"{identical}, {len(failures) + len(plan.failures)} failed before asking")
         else:
-            asking, describe = {}, None
-            for rid in answers:
-                task, digests = _step_task(step, n, *prepared[rid], chain[rid], settings)
-                asking[rid] = Request(task, fingerprint(asker.identity(), task, digests, settings.max_pixels))
-        answers, failed = requests.run(asker, asking, step.name, describe)
+            describe = None
+            tasks = {rid: _step_task(step, n, *prepared[rid], chain[rid], settings) for rid in answers}
+            rebuild = partial(_step_requests, tasks, settings.max_pixels)
+            asking = rebuild(asker)
+        answers, failed = requests.run(asker, asking, step.name, describe, rebuild if auto else None)
         failures.update(failed)
         for rid, entry in answers.items():
             chain[rid][step.name] = entry["answer"]
+    if auto:
+        asker = requests.as_asked(asker)
     repaired = repair_answers(requests, answers, asking, settings, asker, repair) if repair.enabled else 0
     for rid, entry in answers.items():
         used = requests.used[rid]

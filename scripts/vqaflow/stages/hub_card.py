@@ -29,7 +29,7 @@ class CardSettings:
     model: str
     license: str
     repo: str | None
-    structured_output: bool
+    structured_output: bool | str  # true, false or "auto"
     generation: dict
     rule_filters: dict  # the config's filters: section
     export: dict

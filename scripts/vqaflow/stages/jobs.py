@@ -58,7 +58,8 @@ def generate_with(smk, make_backend: Callable[[Sampling, int], Backend]) -> dict
 
 
 def judge_backend(judge: dict, max_pixels: int) -> Backend:
-    """The judge's backend: vLLM when generation runs on vLLM, else the online API."""
+    """The judge's backend: vLLM when generation runs on vLLM, else the online API; asking
+    with the verdict schema unless ``structured_output`` is false."""
     sampling = Sampling(0.0, None, judge["max_tokens"], VERDICT_SCHEMA if judge["structured_output"] else None)
     return build_backend(judge["backend"], sampling, max_pixels, api=judge["api"], vllm=judge["vllm"])
 
@@ -70,7 +71,7 @@ def verify_with(smk) -> dict:
     summary = verify_shard(
         smk.input.refined, smk.input.shard, smk.output.verified, smk.output.failed, smk.params.journal,
         settings, judge_backend(judge, settings.max_pixels), judge["prompt"] or settings.pipeline.judge_prompt,
-        judge["model"], smk.params.prompts["retry_rejected"],
+        judge["model"], smk.params.prompts["retry_rejected"], judge["structured_output"] == "auto",
     )
     _stamp_retry(smk.params.journal, "verify", summary)
     return summary

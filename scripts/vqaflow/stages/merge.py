@@ -61,9 +61,12 @@ class _Tally:
         self.flagged: Counter = Counter()
         self.rejected: Counter = Counter()
         self.judge_tokens: Counter = Counter()
+        self.verify_failed: Counter = Counter()  # records the judge could not verify, by kind
+        self.verify_transient = 0
+        self.fell_back: dict[str, set] = {"generation": set(), "judge": set()}  # free-text shards
         self.ok = self.qa_pairs = self.truncated = self.repaired = self.grounded = self.judged = 0
 
-    def add(self, record: dict) -> None:
+    def add(self, record: dict, shard: str) -> None:
         self.ok += 1
         parse = record["parse"]
         self.statuses[parse["status"]] += 1
@@ -83,8 +86,18 @@ class _Tally:
         self.qa_pairs += len(qas)
         for qa in qas:
             self.add_pair(qa)
+        if generation.get("free_text_fallback"):
+            self.fell_back["generation"].add(shard)
         if "verify" in record:
-            self.judge_tokens.update(record["verify"].get("tokens", {}))
+            self.add_verify(record["verify"], shard)
+
+    def add_verify(self, verify: dict, shard: str) -> None:
+        self.judge_tokens.update(verify.get("tokens", {}))  # failed judge requests' too
+        if verify.get("free_text_fallback"):
+            self.fell_back["judge"].add(shard)
+        if verify.get("status") == "failed":
+            self.verify_failed[verify.get("kind") or "error"] += 1
+            self.verify_transient += bool(verify.get("transient"))
 
     def add_pair(self, qa: dict) -> None:
         self.flagged.update(qa.get("flags", ()))
@@ -115,27 +128,32 @@ class _Tally:
 
 
 def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pipeline,
-              columns: Columns, prices: Prices, duplicates: int = 0) -> dict:
+              columns: Columns, prices: Prices, duplicates: int = 0, structured: dict | None = None) -> dict:
     """Counts for stats.json: records, QA pairs, parse statuses and issues, grounding,
-    repairs, tokens and their cost, failures, and what the quality steps found."""
+    repairs, tokens and their cost, failures (the judge's too: a record it could not verify
+    counts in ``failed_fraction``), what the quality steps found, and how structured output
+    went (``structured``: the modes requested, ``requested`` and with the judge ``judge``)."""
     tally = _Tally(pipeline, columns)
     for path in refined_paths:
         for record in read_jsonl(path):
-            tally.add(record)
+            tally.add(record, Path(path).stem)
     total = tally.ok + len(failed)
     tokens = tally.tokens
+    unverified = sum(tally.verify_failed.values())
     stats = {
         "records_in": total,
         "records_ok": tally.ok,
         "records_failed": len(failed),
-        "failed_fraction": round(len(failed) / total, 6) if total else 0.0,
+        "verify_failed": unverified,
+        "failed_fraction": round((len(failed) + unverified) / total, 6) if total else 0.0,
         "qa_pairs": tally.qa_pairs,
         "parse_status": {s: tally.statuses.get(s, 0) for s in ("ok", "partial", "none")},
         "parse_issues": dict(sorted(tally.issues.items())),
         "truncated": tally.truncated,
         "repaired": tally.repaired,
         "failures_by_kind": dict(Counter(f["kind"] for f in failed)),
-        "failures_transient": sum(bool(f.get("transient")) for f in failed),
+        "verify_failures_by_kind": dict(sorted(tally.verify_failed.items())),
+        "failures_transient": sum(bool(f.get("transient")) for f in failed) + tally.verify_transient,
         "tokens": {
             "prompt": tokens["online"]["prompt"] + tokens["batch"]["prompt"],
             "completion": tokens["online"]["completion"] + tokens["batch"]["completion"],
@@ -144,6 +162,7 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
         },
         "cost": prices.total(tokens),
         "quality": tally.quality_stats(prices, duplicates),
+        "structured_output": _structured(structured or {}, tally.fell_back),
     }
     if pipeline.want_article:
         stats["grounded_answers"] = tally.grounded
@@ -151,19 +170,29 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
     return stats
 
 
+def _structured(requested: dict, fell_back: dict[str, set]) -> dict:
+    """The structured-output modes asked for and how many shards went on in free text
+    because an endpoint rejected the JSON schema (``structured_output: auto``)."""
+    stats = {"requested": requested.get("requested"), "fell_back_shards": len(fell_back["generation"])}
+    if "judge" in requested:
+        stats.update(judge_requested=requested["judge"], judge_fell_back_shards=len(fell_back["judge"]))
+    return stats
+
+
 def merge(
     refined_paths: list[str | Path], failed_paths: list[str | Path], dataset_path: str | Path,
     failed_out: str | Path, stats_path: str | Path, output_format: str, pipeline: Pipeline,
-    columns: Columns, prices: Prices, duplicates: int = 0,
+    columns: Columns, prices: Prices, duplicates: int = 0, structured: dict | None = None,
 ) -> dict:
     """Concatenate shards in input order into the dataset, failed.jsonl and stats.json
-    (``duplicates``: records dedup left out before any request)."""
+    (``duplicates``: records dedup left out before any request; ``structured``: the
+    structured-output modes, see :func:`summarise`)."""
     dataset_path = Path(dataset_path)
     merged = dataset_path.with_name(dataset_path.name + ".merging.jsonl")
     _concat(refined_paths, merged)
     write_records_as(merged, dataset_path, output_format)
     _concat(failed_paths, Path(failed_out))
     failed = list(read_jsonl(failed_out))
-    stats = summarise(refined_paths, failed, pipeline, columns, prices, duplicates)
+    stats = summarise(refined_paths, failed, pipeline, columns, prices, duplicates, structured)
     Path(stats_path).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     return stats

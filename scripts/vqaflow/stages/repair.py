@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 from ..backends.base import Backend
 from ..prompts import PromptSettings
@@ -21,12 +22,18 @@ class RepairSettings:
 
     enabled: bool
     max_tokens_factor: float
-    structured_output: bool
+    structured_output: bool | str  # true, false or "auto" (the schema, free text where it is rejected)
 
 
 def _parse_rank(entry: dict, want_article: bool) -> tuple[int, int]:
     parsed = parse_answer(entry["answer"], want_article, entry["generation"].get("finish_reason"))
     return PARSE_RANK[parsed.status], len(parsed.qas)
+
+
+def _repairs(asked: dict[str, Request], candidates, fixer: Backend) -> dict[str, Request]:
+    """The repair requests of the ``candidates`` (record ids) through ``fixer``."""
+    identity = fixer.identity()
+    return {rid: Request(asked[rid].task, repair_fingerprint(identity, asked[rid].fp)) for rid in candidates}
 
 
 def repair_answers(requests: ShardRequests, answers: dict[str, dict], asked: dict[str, Request],
@@ -37,12 +44,12 @@ def repair_answers(requests: ShardRequests, answers: dict[str, dict], asked: dic
     want_article = settings.pipeline.want_article
     schema = settings.pipeline.answer_schema() if repair.structured_output else None
     fixer = backend.repairer(math.ceil(backend.sampling.max_tokens * repair.max_tokens_factor), schema)
-    identity = fixer.identity()
     ranks = {rid: _parse_rank(entry, want_article) for rid, entry in answers.items()}
     candidates = {rid: entry for rid, entry in answers.items()  # cut off, or nothing readable
                   if entry["generation"].get("finish_reason") == "length" or ranks[rid][0] == PARSE_RANK["none"]}
-    again = {rid: Request(asked[rid].task, repair_fingerprint(identity, asked[rid].fp)) for rid in candidates}
-    repairs, _ = requests.run(fixer, again, "repair")
+    again = _repairs(asked, candidates, fixer)
+    rebuild = partial(_repairs, asked, candidates) if repair.structured_output == "auto" else None
+    repairs, _ = requests.run(fixer, again, "repair", rebuild=rebuild)
     improved = 0
     for rid, entry in repairs.items():
         if _parse_rank(entry, want_article) > ranks[rid]:
