@@ -3,7 +3,10 @@ answers, only for the records whose previous step answered, and a rerun asks not
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, replace
+
+import pytest
 
 from chat_server import OVERFLOW
 from vqaflow.backends._factory import build_backend
@@ -25,8 +28,9 @@ NO_REPAIR = RepairSettings(enabled=False, max_tokens_factor=2, structured_output
 class Recording:
     """A backend passing everything through, keeping the tasks it was asked."""
 
-    def __init__(self, inner):
-        self.inner, self.sampling, self.tasks = inner, inner.sampling, []
+    def __init__(self, inner, tasks: list | None = None):
+        self.inner, self.sampling, self.tasks = inner, inner.sampling, [] if tasks is None else tasks
+        self.schema_check = inner.schema_check
 
     def identity(self) -> dict:
         return self.inner.identity()
@@ -36,7 +40,10 @@ class Recording:
         self.inner.run(tasks, on_outcome)
 
     def repairer(self, max_tokens, json_schema):
-        return Recording(self.inner.repairer(max_tokens, json_schema))
+        return Recording(self.inner.repairer(max_tokens, json_schema), self.tasks)
+
+    def free_text(self):
+        return Recording(self.inner.free_text(), self.tasks)
 
 
 def test_one_step_pipelines_ask_as_before():
@@ -46,7 +53,8 @@ def test_one_step_pipelines_ask_as_before():
         assert (pipeline.prompt, pipeline.system_prompt) == (step.prompt, step.system_prompt)
 
 
-def test_a_second_step_carries_the_first_answer_and_a_rerun_asks_nothing(server, tmp_path, monkeypatch):
+@pytest.mark.parametrize("structured", [False, "auto"])
+def test_a_second_step_carries_the_first_answer_and_a_rerun_asks_nothing(server, tmp_path, monkeypatch, structured):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     image = str(sorted(DEMO_IMAGES.iterdir())[0])
     texts = ["Describe rec-0.", "Describe rec-1.", f"Describe rec-2. {OVERFLOW}"]
@@ -54,7 +62,8 @@ def test_a_second_step_carries_the_first_answer_and_a_rerun_asks_nothing(server,
         {"id": f"r{n}", "index": n, "record": {"id": f"r{n}", "image": [image],
                                                "conversation": [{"from": "human", "value": text}]}}
         for n, text in enumerate(texts)])
-    settings = replace(prompt_settings({**schema_defaults(), "pipeline": "image_vqa"}), pipeline=DESCRIBE_THEN_ASK)
+    settings = replace(prompt_settings({**schema_defaults(), "pipeline": "image_vqa"}), pipeline=DESCRIBE_THEN_ASK,
+                       structured_output=structured)
 
     def generate() -> Recording:
         backend = Recording(build_backend("api", sampling(max_tokens=256), settings.max_pixels,
@@ -75,9 +84,13 @@ def test_a_second_step_carries_the_first_answer_and_a_rerun_asks_nothing(server,
         assert task.prompt.turns == (("user", "Write question answer pairs about this description:\n"
                                       + line["steps"]["describe"]),)
         assert f"How many images does rec-{task.id[1]} have?" in line["steps"]["describe"]
-        assert "have?\nA: 0\n" in line["answer"], "the second step sent no image"
+        if structured:  # the second step asked with its schema (the first has none: free text)
+            assert json.loads(line["answer"])["qas"][0]["answer"] == "0", "the second step sent no image"
+        else:
+            assert "have?\nA: 0\n" in line["answer"], "the second step sent no image"
         assert line["generation"]["paid"]["requests"] == 2
     assert [f["id"] for f in read_jsonl(tmp_path / "failed.jsonl")] == ["r2"]
+    assert server.stats["response_format"] == ({"none": 3, "json_schema": 2} if structured else {"none": 5})
 
     asked = server.stats["requests"]
     again = generate()

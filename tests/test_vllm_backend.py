@@ -99,8 +99,9 @@ def test_structured_output_follows_the_schema(tiny_model):
 
 def test_the_judge_runs_on_vllm_with_the_verdict_schema(tiny_model, tmp_path):
     """The verify stage on the real engine: one judge request per record, under the verdict
-    schema, read back onto the pairs (a random model may cut its JSON short: then the pairs it
-    did not cover stay ``verdict: null``, never guessed)."""
+    schema, read back onto the pairs (a random model may cut its JSON short: then its record
+    fails with ``unusable_verdicts``, every pair stays ``verdict: null``, never guessed, and
+    the next run asks the judge again for exactly those records)."""
     from vqaflow.jsonl import read_jsonl, write_jsonl
     from vqaflow.quality.judge import VERDICT_SCHEMA
     from vqaflow.settings import prompt_settings
@@ -118,16 +119,21 @@ def test_the_judge_runs_on_vllm_with_the_verdict_schema(tiny_model, tmp_path):
     counts = verify_shard(tmp_path / "refined.jsonl", tmp_path / "shard.jsonl", tmp_path / "verified.jsonl",
                           tmp_path / "failed.jsonl", tmp_path / "journal.jsonl", settings, judge,
                           settings.pipeline.judge_prompt, "tiny")
-    assert counts == {"records": 3, "verified": 3, "failed": 0, "transient": 0}
+    assert counts["records"] == 3 and counts["verified"] + counts["failed"] == 3
+    assert counts["transient"] == counts["failed"], "an unusable judge answer is asked again by the next run"
     verified = list(read_jsonl(tmp_path / "verified.jsonl"))
     for record in verified:
-        assert record["verify"]["status"] in ("ok", "partial")
+        assert record["verify"]["status"] in ("ok", "failed")
         assert record["verify"]["tokens"]["prompt"] > 0
         for qa in record["qas"]:
-            assert qa["verdict"] is None or set(qa["verdict"]) == {"answerable", "correct", "reason"}
+            if record["verify"]["status"] == "ok":
+                assert set(qa["verdict"]) == {"answerable", "correct", "reason"}
+            else:
+                assert qa["verdict"] is None and record["verify"]["kind"] == "unusable_verdicts"
     journal = (tmp_path / "journal.jsonl").read_text().splitlines()
     assert len(journal) == 3
     verify_shard(tmp_path / "refined.jsonl", tmp_path / "shard.jsonl", tmp_path / "again.jsonl",
                  tmp_path / "failed.jsonl", tmp_path / "journal.jsonl", settings, judge,
                  settings.pipeline.judge_prompt, "tiny")
-    assert len((tmp_path / "journal.jsonl").read_text().splitlines()) == 3, "a rerun asks the judge nothing"
+    assert len((tmp_path / "journal.jsonl").read_text().splitlines()) == 3 + counts["failed"], \
+        "a rerun asks the judge again only for the records without usable verdicts"
