@@ -197,3 +197,24 @@ def test_the_judge_falls_back_to_free_text_too(tmp_path):
         assert counts["verified"] == 4 and failed == []
         assert server.stats["statuses"]["400"] == 1
         assert all(record["verify"]["free_text_fallback"] for record in verified)
+
+
+def test_judge_failures_count_in_the_gate_and_the_summary():
+    from vqaflow.config_check import ConfigError, check_combinations, gate_message, run_summary
+
+    stats = {"records_in": 10, "records_ok": 9, "records_failed": 1, "verify_failed": 3, "failed_fraction": 0.4,
+             "failures_by_kind": {"image": 1}, "verify_failures_by_kind": {"unusable_verdicts": 3},
+             "failures_transient": 3, "parse_status": {"ok": 9, "partial": 0, "none": 0}, "qa_pairs": 18,
+             "tokens": {"prompt": 1, "completion": 1}, "cost": None}
+    message = gate_message(stats, 0.05, "d.jsonl", "failed.jsonl", "verify_failed.jsonl")
+    assert message.startswith("4 of 10 records failed (3 answered but not verified by the judge) (40.0%")
+    assert "judge unusable_verdicts 3, image 1" in message and "failed.jsonl and verify_failed.jsonl" in message
+    assert "unusable judge answers; 3 of the 4" in message
+    summary = run_summary(stats, "r", {"dataset": "d", "failed": "f", "stats": "s", "report": "r",
+                                       "verify_failed": "v.jsonl"})
+    assert "1 failed (image 1; reasons in f), 3 not verified (reasons in v.jsonl)" in summary
+
+    config = {**schema_defaults(), "export": {**schema_defaults()["export"], "keep": "verified"}}
+    with pytest.raises(ConfigError, match="verify.enabled: true, or export.keep: all"):
+        check_combinations(config)
+    check_combinations({**config, "verify": {**config["verify"], "enabled": True}})

@@ -81,7 +81,7 @@ def test_killed_vllm_job_resumes_at_the_last_finished_chunk(workdir, tiny_model)
 
 def test_verify_rule_runs_on_vllm(workdir, tiny_model):
     write_records(workdir, tagged_records(workdir, 3))
-    vllm_config(workdir, tiny_model, structured_output=True, generation={"max_tokens": 96},
+    vllm_config(workdir, tiny_model, structured_output=True, generation={"max_tokens": 96}, max_failed_fraction=1.0,
                 verify={"enabled": True, "max_tokens": 96, "vllm": {"max_model_len": 2048, "max_pixels": 100_000}},
                 repair={"enabled": False})
     snakemake(workdir, "--cores", "2", key=None, env=ENGINE_ENV, timeout=900)
@@ -89,8 +89,12 @@ def test_verify_rule_runs_on_vllm(workdir, tiny_model):
     assert len(dataset) == 3
     for record in dataset:
         assert record["verify"]["model"] == tiny_model
-        expected = {"ok", "partial"} if record["qas"] else {"skipped"}
+        # a random model may cut its verdicts short: then the record failed, never half-judged
+        expected = {"ok", "failed"} if record["qas"] else {"skipped"}
         assert record["verify"]["status"] in expected
     log = (workdir / "results/test/logs/verify_qas/shard-00000.log").read_text()
     assert "records to verify" in log
-    assert read_output(workdir, "verify_failed.jsonl") == []
+    unverified = [r["id"] for r in dataset if r["verify"]["status"] == "failed"]
+    failed = read_output(workdir, "verify_failed.jsonl")
+    assert [f["id"] for f in failed] == unverified and all(f["kind"] == "unusable_verdicts" for f in failed)
+    assert read_output(workdir, "stats.json")["verify_failed"] == len(unverified)

@@ -255,8 +255,9 @@ def _cost(stats: dict) -> str:
     return f"cost ${total:,.2f}" if total >= 1 else f"cost ${total:.4f}"
 
 
-def _top_kinds(stats: dict, n: int = 3) -> str:
-    judge = {f"judge {kind}": count for kind, count in stats.get("verify_failures_by_kind", {}).items()}
+def _top_kinds(stats: dict, n: int = 3, with_judge: bool = True) -> str:
+    judge = {f"judge {kind}": count for kind, count in stats.get("verify_failures_by_kind", {}).items()
+             if with_judge}
     kinds = sorted({**stats.get("failures_by_kind", {}), **judge}.items(), key=lambda item: (-item[1], item[0]))
     text = ", ".join(f"{kind} {count}" for kind, count in kinds[:n])
     return text + (f", {len(kinds) - n} other kinds" if len(kinds) > n else "")
@@ -271,7 +272,7 @@ def run_summary(stats: dict, run: str, paths: dict[str, str]) -> str:
         pairs += f", {quality['accepted']} of {quality['judged']} accepted by the judge"
     failures = f"{stats['records_failed']} failed"
     if stats["records_failed"]:
-        failures += f" ({_top_kinds(stats)}; reasons in {paths['failed']})"
+        failures += f" ({_top_kinds(stats, with_judge=False)}; reasons in {paths['failed']})"
     if stats.get("verify_failed"):
         failures += f", {stats['verify_failed']} not verified (reasons in {paths.get('verify_failed')})"
     tokens = stats["tokens"]

@@ -38,9 +38,11 @@ def collect(refined_paths: list[str | Path], pipeline: Pipeline, columns: Column
 def summary_html(stats: dict) -> str:
     """The stats table: records, pairs, parse quality, failures by kind, tokens and cost."""
     ok = stats["records_ok"] or 1
+    unverified = stats.get("verify_failed", 0)  # answered, but the judge could not verify them
+    failed = f"{stats['records_failed'] + unverified} ({stats['failed_fraction']:.1%})"
     rows = [
         ("records in", stats["records_in"]), ("records ok", stats["records_ok"]),
-        ("records failed", f"{stats['records_failed']} ({stats['failed_fraction']:.1%})"),
+        ("records failed", failed + (f", {unverified} of them not verified by the judge" if unverified else "")),
         ("QA pairs", stats["qa_pairs"]),
         *((f"parse status {status}", count) for status, count in stats["parse_status"].items()),
         ("truncated answers", f"{stats['truncated']} ({stats['truncated'] / ok:.1%})"),
@@ -48,6 +50,7 @@ def summary_html(stats: dict) -> str:
     if "grounded_fraction" in stats:
         rows.append(("answers found in the article", f"{stats['grounded_fraction']:.1%}"))
     rows += [(f"failures: {kind}", count) for kind, count in sorted(stats["failures_by_kind"].items())]
+    rows += [(f"judge failures: {kind}", n) for kind, n in sorted(stats.get("verify_failures_by_kind", {}).items())]
     rows += [("prompt tokens", stats["tokens"]["prompt"]), ("completion tokens", stats["tokens"]["completion"])]
     if stats["tokens"]["batch_prompt"] or stats["tokens"]["batch_completion"]:
         rows += [("of which Batch API prompt tokens", stats["tokens"]["batch_prompt"]),
