@@ -63,7 +63,8 @@ def test_auto_asks_with_the_schema_where_it_is_taken(tmp_path):
         assert summary["answered"] == 5 and not failed
         assert server.stats["response_format"] == {"json_schema": 5}
         assert json.loads(answered[0]["answer"])["qas"], "the server answered the schema's JSON"
-    assert not free_text.marker_path(tmp_path / "journal/shard-00000.jsonl").exists()
+    assert free_text.takes_schema(tmp_path / "journal/shard-00000.jsonl", {"backend": "api", "base_url": server.base_url,
+                                                                            "model": "test-vlm"}) is True
     assert not any("free_text_fallback" in line["generation"] for line in answered)
 
 

@@ -184,7 +184,8 @@ class ShardRequests:
     def as_asked(self, backend: Backend) -> Backend:
         """``backend`` as this shard asks it under ``structured_output: auto``: its free-text
         twin once its endpoint rejected the schema here."""
-        if backend.sampling.json_schema is not None and free_text.marked(self.journal_path, backend.identity()):
+        if backend.sampling.json_schema is not None and free_text.takes_schema(self.journal_path,
+                                                                                backend.identity()) is False:
             return backend.free_text()
         return backend
 
@@ -211,8 +212,8 @@ class ShardRequests:
         answer the journal holds for either form is used."""
         plan = self.plan(requests, what)
         rejected = {rid for rid, failure in plan.failures.items() if failure["kind"] == SCHEMA_REJECTED}
-        free = backend.free_text()
-        if free_text.marked(self.journal_path, backend.identity()):
+        free, takes = backend.free_text(), free_text.takes_schema(self.journal_path, backend.identity())
+        if takes is False:
             rest = rejected | {request.task.id for request in plan.pending}
             free_plan = self.plan({rid: r for rid, r in rebuild(free).items() if rid in rest}, what)
             plan = Plan({**plan.answers, **free_plan.answers},
@@ -227,14 +228,16 @@ class ShardRequests:
         answers, failures = dict(plan.answers), dict(plan.failures)
         pending = plan.pending
         if not rejected:
-            asked, failed, pending = self._probe(backend, pending, what)
+            asked, failed, pending = self._probe(backend, pending, what, probe=takes is None)
             answers.update(asked)
             failures.update(failed)
             rejected = {rid for rid, failure in failed.items() if failure["kind"] == SCHEMA_REJECTED}
+            if asked and not rejected and takes is None:  # said once: later stages need not probe
+                free_text.mark(self.journal_path, backend.identity(), what, True)
         if not rejected:
             return answers, failures
         error = failures[min(rejected)]["error"]
-        path = free_text.mark(self.journal_path, backend.identity(), what, error)
+        path = free_text.mark(self.journal_path, backend.identity(), what, False, error)
         tell(free_text.notice(Path(self.journal_path).stem, backend.identity(), what, error, path))
         rest = rejected | {request.task.id for request in pending}
         for rid in rejected:
@@ -243,15 +246,15 @@ class ShardRequests:
         asked, failed = self.ask(free, free_plan.pending, what, free_text.FALLBACK_NOTE)
         return {**answers, **free_plan.answers, **asked}, {**failures, **free_plan.failures, **failed}
 
-    def _probe(self, backend: Backend, pending: list[Request],
-               what: str) -> tuple[dict[str, dict], dict[str, dict], list[Request]]:
-        """Ask with the schema: on a "probe" backend one request at a time (at most
-        :data:`PROBES`) until one is answered or rejected for the schema, then the rest
-        together unless it was rejected; on an "all" backend all at once. Returns the answers,
-        the failures and the requests not asked."""
+    def _probe(self, backend: Backend, pending: list[Request], what: str,
+               probe: bool = True) -> tuple[dict[str, dict], dict[str, dict], list[Request]]:
+        """Ask with the schema: with ``probe`` on a "probe" backend one request at a time (at
+        most :data:`PROBES`) until one is answered or rejected for the schema, then the rest
+        together unless it was rejected; else all at once. Returns the answers, the failures
+        and the requests not asked."""
         answers: dict[str, dict] = {}
         failures: dict[str, dict] = {}
-        probes = PROBES if backend.schema_check == "probe" else 0
+        probes = PROBES if probe and backend.schema_check == "probe" else 0
         while pending and probes and not answers:
             asked, failed = self.ask(backend, pending[:1], what)
             answers.update(asked)
