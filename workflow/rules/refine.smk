@@ -1,6 +1,7 @@
 rule refine_answers:
     input:
-        out("generated/{shard}.jsonl"),
+        shard=out("shards/{shard}.jsonl"),
+        generated=out("generated/{shard}.jsonl"),
     output:
         out("refined/{shard}.jsonl"),
     log:
