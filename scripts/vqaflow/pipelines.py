@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .columns import Columns
 from .quality.judge import JUDGE_PROMPT_IMAGE_ONLY, JUDGE_PROMPT_WITH_ARTICLE
+from .quality.parse import Parse, parse_answer
 
 SKVQA_PROMPT = (
     "Write a Wikipedia article related to this image without directly referring to the "
@@ -110,6 +111,11 @@ class Pipeline:
     def answer_schema(self) -> dict | None:
         """The JSON schema of the answers that are parsed (the last step's)."""
         return self.steps[-1].schema
+
+    def parse(self, answer: str, finish_reason: str | None) -> Parse:
+        """What an answer of the last step is read into: the pairs, after the article when
+        ``want_article`` (``finish_reason``: the backend's, ``length`` when cut off)."""
+        return parse_answer(answer, self.want_article, finish_reason)
 
     def store(self, record: dict, columns: Columns, context: str | None, qas: list[dict]) -> None:
         """Put a parsed answer into an output record."""

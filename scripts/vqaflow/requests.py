@@ -15,6 +15,7 @@ The fingerprints and per-request seeds live here too, on :mod:`vqaflow.digests`.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from collections import defaultdict
@@ -36,10 +37,12 @@ PERMANENT_KINDS = frozenset({"rejected", "image", "prompt"})
 
 def task_seed(seed: int | None, key: str) -> int | None:
     """A per-request seed derived from the run's seed and ``key`` (the record id, or the
-    request's content when identical requests are asked once)."""
+    request's content when identical requests are asked once): the first 4 bytes of
+    sha256("<seed>:<key>"), as every earlier version derived it, so a run's answers stay
+    reproducible across versions."""
     if seed is None:
         return None
-    return int(value_digest([seed, key], 8), 16)
+    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:4], "big")
 
 
 def content_key(prompt: Prompt, image_digests: list[str]) -> str:

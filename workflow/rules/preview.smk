@@ -33,7 +33,8 @@ rule preview_generate:
 # the run's own refine rule (same script and params), on the preview's answers
 use rule refine_answers as preview_refine with:
     input:
-        out("preview/generated.jsonl"),
+        shard=out("preview/sample.jsonl"),
+        generated=out("preview/generated.jsonl"),
     output:
         out("preview/refined.jsonl"),
     log:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .. import images
@@ -133,14 +133,16 @@ def generate_records(lines: list[dict], name: str, journal_path: str | Path, set
         failures.update(failed)
         for rid, entry in answers.items():
             chain[rid][step.name] = entry["answer"]
-    repaired = repair_answers(requests, answers, asking, settings, asker, repair) if repair.enabled else 0
+    parses = {rid: settings.pipeline.parse(entry["answer"], entry["generation"].get("finish_reason"))
+              for rid, entry in answers.items()}
+    repaired = repair_answers(requests, answers, parses, asking, settings, asker, repair) if repair.enabled else 0
     for rid, entry in answers.items():
         used = requests.used[rid]
         if len(steps) > 1:
             entry = {**entry, "steps": {step.name: chain[rid][step.name] for step in steps[:-1]}}
         if len(used) > 1:
             entry = {**entry, "generation": {**entry["generation"], "paid": _paid(used)}}
-        answers[rid] = entry
+        answers[rid] = {**entry, "parsed": parses[rid]}
     for copy, original in copies.items():
         if original in answers:
             answers[copy] = {**answers[original], "id": copy, "duplicate_of": original}
@@ -183,23 +185,28 @@ def generate_shard(
     return summary
 
 
+def generated_line(line: dict, entry: dict) -> dict:
+    """A generated/ line: the record's id and index, its answer (and the earlier steps'),
+    how it was generated, and what it was read into (``parsed``); its input record stays in
+    shards/, which the refine stage reads beside it."""
+    generation = {"repaired": False, **entry["generation"]}
+    if "duplicate_of" in entry:
+        generation["duplicate_of"] = entry["duplicate_of"]
+    steps = {"steps": entry["steps"]} if "steps" in entry else {}
+    return {"id": line["id"], "index": line["index"], "answer": entry["answer"], **steps,
+            "generation": generation, "parsed": asdict(entry["parsed"])}
+
+
 def write_outputs(lines: list[dict], answers: dict[str, dict], failures: dict[str, dict],
                   output_path: str | Path, failed_path: str | Path) -> None:
-    """The answered records (the shard line with ``answer`` and ``generation``) and the
-    failures, in the order of ``lines``."""
+    """The answered records (:func:`generated_line`) and the failures, in the order of ``lines``."""
     output_path, failed_path = Path(output_path), Path(failed_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with output_path.open("w", encoding="utf-8") as out, failed_path.open("w", encoding="utf-8") as bad:
         for line in lines:
             rid = line["id"]
             if rid in answers:
-                entry = answers[rid]
-                generation = {"repaired": False, **entry["generation"]}
-                if "duplicate_of" in entry:
-                    generation["duplicate_of"] = entry["duplicate_of"]
-                steps = {"steps": entry["steps"]} if "steps" in entry else {}
-                out.write(encode({**line, "answer": entry["answer"], **steps, "generation": generation}))
-                out.write("\n")
+                out.write(encode(generated_line(line, answers[rid])) + "\n")
             elif rid in failures:
                 bad.write(encode(failures[rid]) + "\n")
             else:
