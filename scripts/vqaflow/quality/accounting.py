@@ -54,8 +54,10 @@ _LABEL_RUN = re.compile(
     rf"(?<![^\W_])(?:(?:{'|'.join(_LABELS)}|{_NUMBERS}|{_SHORT_LABEL})(?![^\W\d_一二三四五六七八九十])[\s&/-]*)+"
     r"(?![^\W_])",
     re.IGNORECASE)
-_CLOSING = re.compile(r"let me know|hope (?:this|these|that|it|you)|feel free|if you (?:need|want|would|have|'d)|"
-                      r"happy to help|glad to help|good luck|enjoy|thank|如有|希望|如果您|如果你|需要更多|以上", re.IGNORECASE)
+_AROUND = re.compile(  # phrases of chatter around the content
+    r"here you go|here it is|sure thing|let me know|hope (?:this|these|that|it|you)|feel free|"
+    r"if you (?:need|want|would|have|'d)|happy to help|glad to help|good luck|enjoy|thank|"
+    r"如有|希望|如果您|如果你|需要更多|以上", re.IGNORECASE)
 _FILLER = re.compile(r"(?:hmm*|hm+|um+|uh+|ah+|oh+|well|okay|ok|alright|so)[\s.!,…]*", re.IGNORECASE)
 _PIECE = re.compile(r"[^\x01\n]*[^\W_][^\x01\n]*")  # leftover text holding a word, on one line
 _NUMBERING = re.compile(r"(?:[\W_]|\d|[一二三四五六七八九十])*")
@@ -193,11 +195,13 @@ def _plain(piece: str) -> str:
 @lru_cache(maxsize=4096)
 def _is_chatter(piece: str, outside: bool) -> bool:
     """Chatter: opens like the model's chatter or is a filler ("Hmm."); ``outside`` the content,
-    also closes like it."""
+    also holds a phrase of chatter ("here you go", "let me know", "hope this helps")."""
     plain = _plain(piece)
     if CHATTER.match(plain) or _FILLER.fullmatch(plain):
         return True
-    return outside and len(plain) < 300 and _CLOSING.search(plain) is not None
+    if not outside or len(plain) > 200 or "?" in plain or "？" in plain:
+        return False  # a question after the content is a pair the parser missed, not chatter
+    return _AROUND.search(plain) is not None
 
 
 class Accounting(NamedTuple):

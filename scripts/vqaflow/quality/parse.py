@@ -5,8 +5,11 @@
 the pairs); article lines and paragraphs are joined by a single space (by nothing between two
 CJK characters). :func:`read_json` gives the first JSON value of any answer.
 
-Status is honest: ``ok`` only when pairs were found (and an article, when wanted) and no
-self-check raised an issue; ``none`` when nothing usable was found; else ``partial``.
+Status is honest: ``ok`` only when pairs were found (and an article, when wanted), every word
+of the answer is accounted for (:mod:`.accounting`: each is in a field, or is markup, a label, a
+heading, a remark or chatter; docs/quality.md, "What ok means") and no self-check raised an
+issue; ``none`` when nothing usable was found; else ``partial``. ``Parse.unread`` holds the text
+that was neither read nor recognised, shortened.
 ``truncated`` is ``finish_reason == "length"``, or JSON cut off (``partial_json``), or a last
 pair cut off (``incomplete_pair``).
 Issue codes:
@@ -29,6 +32,16 @@ Issue codes:
 - ``orphan_answer``: an answer with no question before it (dropped).
 - ``partial_json``: the JSON was cut off or malformed around what was read; only complete
   pairs are kept.
+- ``unread_text``: text that is neither a field nor recognised as markup, a label, a heading, a
+  remark or chatter (``Parse.unread`` shows it).
+- ``markup_in_text``: a field holds markup (emphasis, backticks, a heading mark, a tag, JSON
+  quoting, a leading bullet or number, quotes around it) or words not in the answer as accounted.
+- ``joined_lines``: a question or answer runs on to a next line that neither continues its
+  sentence nor is a list item.
+- ``refusal``: an answer that declines to answer (``I cannot …``, ``抱歉 …``).
+
+The label checks (``label_in_question``, ``label_in_answer``, ``article_chatter``) also fire for a
+label inside a field (``Explanation:``, ``Antwort:``) or between two parts of one field.
 """
 
 from __future__ import annotations
