@@ -35,6 +35,7 @@ UNREAD_SHOWN = 3  # unread spans kept in a parse
 UNREAD_CHARS = 60  # characters shown of each
 _WORD = re.compile(r"[^\W_]+")
 _SPAN = re.Match.span
+_GROUP = re.Match.group
 _TOKEN = re.compile(f"[{CJK_LETTERS}]|[^\\W_{CJK_LETTERS}]+")  # a CJK character or a run of others
 _FENCE = re.compile(r"^[ \t]*(?:```|~~~)[\w+.-]*[ \t]*$", re.MULTILINE)
 _TAG = re.compile(r"</?[A-Za-z][\w:.-]{0,30}(?:\s[^<>\n]{0,120})?/?>")
@@ -81,7 +82,8 @@ def tokens(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     if len(comparable) != len(text):  # NFKC changed the length: words one by one
         found = [(_comparable(match.group()), match.span()) for match in _TOKEN.finditer(text)]
         return [word for word, _ in found], [span for _, span in found]
-    return _TOKEN.findall(comparable), list(map(_SPAN, _TOKEN.finditer(comparable)))
+    matches = list(_TOKEN.finditer(comparable))
+    return list(map(_GROUP, matches)), list(map(_SPAN, matches))
 
 
 def word_list(text: str) -> list[str]:

@@ -34,9 +34,9 @@ QA_WORDS = frozenset({"qa", "q&a", "qas", "q/a", "faq", "quiz", "pairs", "questi
 LIST_PREFIX = re.compile(  # a bullet, a list number, an opening bracket
     r"(?:[-•+>]\s*)?(?:[(（]?(?:\d{1,3}|[一二三四五六七八九十]{1,3})[.)、）:：]\s*)?[\[【]?")
 LABEL_SEP = re.compile(r"[:：)）.\]】]|[-–—](?!\S)")
-LABEL_TAIL = re.compile(  # a label's number, remark or closing bracket ("Question 3 (easy)]")
+LABEL_TAIL = re.compile(  # a label's number, remark or closing bracket ("Question 3 (easy)]", "Q1 [Easy]")
     r"\s*(?:(?:#|no\.?\s*)?(?:\d{1,3}|[一二三四五六七八九十]{1,3}|one|two|three|four|five|six|seven|eight|nine|ten))?"
-    r"\s*(?:[(（][^)）]{0,30}[)）]?)?\s*$",
+    r"\s*(?:[(（][^)）]{0,30}[)）]?|[\[【][^\]】]{0,30}[\]】]?)?\s*$",
     re.IGNORECASE)
 INLINE_ANSWER = re.compile(
     r"(?<=[?？.。!！])\s*(?:[-–—|｜]\s*)?[(（]?\s*(?:answer|ans|a|答案|答|回答)\s*(?:\d*\s*[:：]|\d+\.)\s*",

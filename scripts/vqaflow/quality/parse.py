@@ -60,9 +60,11 @@ LABEL_INITIALS = frozenset(word[0] for word in LABEL_WORDS)
 LABEL_FIRST_CHARS = frozenset("问答提回解题質問질답정[【(（-•+>*#0123456789")
 LETTERS = re.compile(r"[^\W\d_]+")
 LOOSE_LABEL = re.compile(  # a label word and a colon a few words later ("Question one: …")
-    r"[\[【(（*_\s]*(?:question|ques|query|answer|ans|response|q|a|问题|问|答案|答|回答)\b[^:：?？\n]{0,12}[:：]",
+    r"[\[【(（*_\s]*(?:question|ques|query|answer|ans|response|q|a|问题|问|答案|答|回答)(?:\s*\d{1,3})?\b[^:：?？\n]{0,12}[:：]",
     re.IGNORECASE)
 CHATTER_INSIDE = ("let me know", "hope this helps", "feel free to", "如有", "希望这些")
+META = re.compile(  # an article that talks about the task, not the subject
+    r"\b(?:this article|the following questions|the questions below|question-answer pairs?|qa pairs)\b", re.IGNORECASE)
 LABEL_INSIDE = re.compile(
     r"\b(?:[Qq]uestion|[Aa]nswer|Q|A|(?i:frage|antwort|pregunta|respuesta|domanda|risposta|pergunta|resposta|"
     r"réponse|reponse|vraag|antwoord|вопрос|ответ))\s*\d*\s*[:：]\s|(?:问题|答案|问|答|質問|回答|答え|질문|답변|정답)\s*\d*\s*[:：]")
@@ -74,9 +76,9 @@ REFUSAL = re.compile(  # an answer that declines to answer
     r"抱歉|对不起|我无法|我不能|无法确定|无法判断|无法识别|无法回答|不能确定", re.IGNORECASE)
 SPECIAL_TOKEN = re.compile(  # <|im_start|>assistant, <|eot_id|>, </s>
     r"<\|start_header_id\|>\w*<\|end_header_id\|>|<\|im_start\|>\w*|<\|[\w-]{1,30}\|>|</?s>")
-MARKUP = re.compile(  # markup left in a field: emphasis, code, headings, tags, JSON, table rules, bullets
+MARKUP = re.compile(  # markup left in a field: emphasis, code, headings, tags, JSON, table rules, bullets, links
     r"\*\*|__|`|^#{1,6}\s|</?[A-Za-z][\w-]*>|^[{\[]\s*[\"']|[\"']\s*:\s*[\"'{\[]|\|\s*:?-{3,}|^[-•+>*]\s|"
-    r"^\(?\d{1,3}[.)]\s|^\"[^\"]*\"$|^'[^']*'$")
+    r"^\(?\d{1,3}[.)]\s|^\"[^\"]*\"$|^'[^']*'$|\]\([^)\s]+\)")
 THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 
 
@@ -177,6 +179,8 @@ def _article_issue(article: str) -> bool:
         return True
     marked = ":" in article or "：" in article or "]" in article[:48] or "】" in article[:48]
     if marked and (read_label(article)[0] is not None or LABEL_INSIDE.search(article)):
+        return True
+    if META.search(article):
         return True
     ending = article[-150:].lower()
     for phrase in CHATTER_INSIDE:
