@@ -129,6 +129,11 @@ def _starts_with_label(text: str) -> bool:
     return read_label(text)[0] in ("question", "answer") or LOOSE_LABEL.match(text) is not None
 
 
+def _holds_label(text: str) -> bool:
+    """Whether a question or answer holds a question, answer or remark label (``… Answer: …``)."""
+    return (":" in text or "：" in text) and (LABEL_INSIDE.search(text) or REMARK_INSIDE.search(text)) is not None
+
+
 def _label_only(text: str) -> bool:
     if len(text) > 12:
         return False
@@ -144,13 +149,13 @@ def _check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
         if _label_only(answer):
             issues.append("empty_answer")
             continue
-        if _starts_with_label(question) or LABEL_INSIDE.search(question) or REMARK_INSIDE.search(question):
+        if _starts_with_label(question) or _holds_label(question):
             issues.append("label_in_question")
-        if _starts_with_label(answer) or LABEL_INSIDE.search(answer) or REMARK_INSIDE.search(answer):
+        if _starts_with_label(answer) or _holds_label(answer):
             issues.append("label_in_answer")
         if MARKUP.search(question) or MARKUP.search(answer):
             issues.append("markup_in_text")
-        if REFUSAL.search(answer):
+        if REFUSAL.search(answer.lower().replace("’", "'")):
             issues.append("refusal")
         if not is_question(question):
             issues.append("not_a_question")
