@@ -28,7 +28,8 @@ def refine_record(line: dict, pipeline: Pipeline, columns: Columns, filters: Fil
         record[columns.image] = output_image_value(record[columns.image])
     record[columns.answer] = answer
     pipeline.store(record, columns, parsed["context"], qas)
-    parse = {"status": parsed["status"], "issues": list(parsed["issues"]), "truncated": parsed["truncated"]}
+    parse = {"status": parsed["status"], "issues": list(parsed["issues"]), "truncated": parsed["truncated"],
+             "unread": list(parsed["unread"])}
     if pipeline.want_article:
         parse["grounded"] = grounding(parsed["qas"], parsed["context"] or "")
     record["parse"] = parse
