@@ -8,17 +8,17 @@ and must never be used to tune it. Its items are scored here by ONE rule (:func:
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
-from vqaflow.dataset import refine_record
 
 from vqaflow.pipelines import PIPELINES
 from vqaflow.quality.accounting import UNREAD_CHARS, UNREAD_SHOWN
 from vqaflow.quality.filters import FilterSettings
 from vqaflow.quality.parse import parse_answer
 from vqaflow.quality.text import normalise
+from vqaflow.stages.refine import refine_record
 from workflow_helpers import COLUMNS
 
 HELDOUT = json.loads((Path(__file__).parent / "data/heldout_answers.json").read_text(encoding="utf-8"))
@@ -165,8 +165,9 @@ def test_unread_spans_are_shortened():
 
 
 def test_refine_writes_the_unread_spans_into_parse():
+    answer = "Q: What colour is the car?\nA: Red\n\nThe driver seems to be in a hurry."
     line = {"id": "r1", "record": {"id": "r1", "image": "a.png"}, "generation": {"finish_reason": "stop"},
-            "answer": "Q: What colour is the car?\nA: Red\n\nThe driver seems to be in a hurry."}
+            "answer": answer, "parsed": asdict(PIPELINES["image_vqa"].parse(answer, "stop"))}
     record = refine_record(line, PIPELINES["image_vqa"], COLUMNS, FilterSettings(8, None))
     assert record["parse"]["status"] == "partial"
     assert record["parse"]["unread"] == ["The driver seems to be in a hurry."]
