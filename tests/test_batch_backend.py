@@ -316,7 +316,7 @@ def test_online_fallback_takes_any_backend(tmp_path):
         def __init__(self):
             self.asked = []
 
-        def run(self, work, on_outcome):
+        def run(self, work, on_outcome, on_retry=None):
             self.asked.extend(t.id for t in work)
             for task in work:
                 on_outcome(Outcome(task.id, answer="from elsewhere", generation={"backend": "other"}))

@@ -16,19 +16,17 @@ The fingerprints and per-request seeds live here too, on :mod:`vqaflow.digests`.
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .backends.base import Backend, GenerationTask, Outcome
 from .digests import value_digest
 from .journal import JournalWriter, read_journal
 from .logs import tell
+from .progress import Progress
 from .prompts import Prompt
 
 # failures that another attempt cannot fix; every other kind is retried by the next run
@@ -108,6 +106,7 @@ class ShardRequests:
 
     def __init__(self, journal_path: str | Path, index_of: dict[str, int], retry_rejected: bool):
         self.journal_path = journal_path
+        self.name = Path(journal_path).stem  # the shard's name, for the progress lines
         self.journal = read_journal(journal_path)
         self.index_of = index_of
         self.retry_rejected = retry_rejected
@@ -141,14 +140,14 @@ class ShardRequests:
 
     def ask(self, backend: Backend, pending: list[Request], what: str) -> tuple[dict[str, dict], dict[str, dict]]:
         """Run the pending requests through ``backend``; answers and permanent failures are
-        journaled as they arrive. Returns (answers, failures) by record id."""
+        journaled as they arrive, and progress lines tell how far they are (the backend
+        reports its retries). Returns (answers, failures) by record id."""
         answers: dict[str, dict] = {}
         failures: dict[str, dict] = {}
         if not pending:
             return answers, failures
         fps = {request.task.id: request.fp for request in pending}
-        progress = tqdm(total=len(pending), desc=what, file=sys.stderr, mininterval=5, unit="rec")
-        with JournalWriter(self.journal_path) as writer:
+        with JournalWriter(self.journal_path) as writer, Progress(f"{self.name} {what}", len(pending)) as progress:
 
             def on_outcome(outcome: Outcome) -> None:
                 fp = fps[outcome.id]
@@ -164,12 +163,9 @@ class ShardRequests:
                         writer.append({"id": outcome.id, "fp": fp, "error": outcome.error, "kind": kind,
                                        "attempts": attempts})
                     failures[outcome.id] = self.failure(outcome.id, outcome.error, kind, attempts)
-                progress.update(1)
+                progress.outcome(outcome.ok)
 
-            try:
-                backend.run([request.task for request in pending], on_outcome)
-            finally:
-                progress.close()
+            backend.run([request.task for request in pending], on_outcome, on_retry=progress.retry)
         return answers, failures
 
     def run(self, backend: Backend, requests: dict[str, Request], what: str,

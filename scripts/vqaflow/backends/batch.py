@@ -33,7 +33,7 @@ from pathlib import Path
 import openai
 
 from .api import ApiBackend, ApiSettings, api_key
-from .base import Backend, GenerationTask, OnOutcome, Outcome, Sampling
+from .base import Backend, GenerationTask, OnOutcome, OnRetry, Outcome, Sampling
 from .batch_lines import line_answer, missing_reason, request_lines
 from .batch_state import BatchState, state_digest
 from .batch_submit import BatchClient, input_files, log
@@ -94,14 +94,14 @@ class BatchBackend:
         # so both backends share one identity: a journal written by one serves the other.
         return ApiBackend(self.api, self.sampling, self.max_pixels).identity()
 
-    def run(self, tasks: list[GenerationTask], on_outcome: OnOutcome) -> None:
+    def run(self, tasks: list[GenerationTask], on_outcome: OnOutcome, on_retry: OnRetry | None = None) -> None:
         key = api_key(self.api.key_env)
         client = openai.OpenAI(api_key=key, base_url=self.api.base_url, timeout=self.api.timeout_s,
                                max_retries=3)
         try:
             calls = BatchClient(client, self.api.key_env, self.api.timeout_s, self.settings.completion_window,
                                 self.state_path)
-            _Run(self, calls, tasks, on_outcome).go()
+            _Run(self, calls, tasks, on_outcome, on_retry).go()
         finally:
             client.close()
 
@@ -115,8 +115,9 @@ class _Run:
     """One call of ``BatchBackend.run``."""
 
     def __init__(self, backend: BatchBackend, calls: BatchClient, tasks: list[GenerationTask],
-                 on_outcome: OnOutcome):
+                 on_outcome: OnOutcome, on_retry: OnRetry | None = None):
         self.backend, self.calls, self.on_outcome = backend, calls, on_outcome
+        self.on_retry = on_retry or (lambda kind: None)
         self.api, self.settings = backend.api, backend.settings
         self.tasks = {task.id: task for task in tasks}
         self.digests = {task.id: backend.task_digest(task) for task in tasks}
@@ -293,9 +294,11 @@ class _Run:
                 again.append(self.tasks[task_id])
         if not again:
             return False
+        for _ in again:
+            self.on_retry("batch_line")
         if self.settings.fallback == "online":
             log(f"{len(again)} failed lines go to the online API (batch.fallback: online)")
-            self.backend.fallback.run(again, self._report)
+            self.backend.fallback.run(again, self._report, self.on_retry)
             return False
         log(f"{len(again)} failed lines go into a follow-up batch")
         self._submit(again)

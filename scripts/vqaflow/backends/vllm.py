@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 
 from .. import images
 from ..prompts import chat_messages
-from .base import GenerationTask, OnOutcome, Outcome, Sampling
+from .base import GenerationTask, OnOutcome, OnRetry, Outcome, Sampling
 
 PREPARE_THREADS = 4
 
@@ -107,7 +107,8 @@ class VllmBackend:
             options["structured_outputs"] = StructuredOutputsParams(json=self.sampling.json_schema)
         return SamplingParams(**options)
 
-    def run(self, tasks: list[GenerationTask], on_outcome: OnOutcome) -> None:
+    def run(self, tasks: list[GenerationTask], on_outcome: OnOutcome, on_retry: OnRetry | None = None) -> None:
+        # one engine call per chunk: nothing to retry
         if self._llm is None:  # built on first use, sized for the first tasks' images
             self._llm = self.engine(max((len(task.prompt.images) for task in tasks), default=1))
         size = self.settings.chunk_size
