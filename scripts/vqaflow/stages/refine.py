@@ -11,14 +11,16 @@ from ..jsonl import encode, read_jsonl, write_jsonl
 from ..pipelines import Pipeline
 from ..quality.filters import FilterSettings, flag_record, near_duplicate_questions
 from ..quality.grounding import grounding
-from ..quality.parse import parse_answer
+from ..quality.parse import Parse, parse_answer
 
 
 def refine_record(line: dict, pipeline: Pipeline, columns: Columns, filters: FilterSettings) -> dict:
-    """The output record: the input record unchanged plus answer, parse (with each pair's
-    rule ``flags``) and generation."""
+    """The output record: the input record unchanged plus answer, parse (the generate stage's
+    ``parsed``, a reformat's included; read here for lines without one), with each pair's
+    rule ``flags``, and generation."""
     answer, generation = line["answer"], line["generation"]
-    parsed = parse_answer(answer, pipeline.want_article, generation.get("finish_reason"))
+    parsed = Parse(**line["parsed"]) if "parsed" in line else \
+        parse_answer(answer, pipeline.want_article, generation.get("finish_reason"))
     flags = flag_record(parsed.qas, filters.language, filters.max_answer_words)
     qas = [{**qa, "flags": pair_flags} for qa, pair_flags in zip(parsed.qas, flags)]
     record = dict(line["record"])
