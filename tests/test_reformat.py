@@ -97,6 +97,12 @@ def test_pairs_written_in_prose_are_not_accounted_for():
     assert check(raw, copy).reason.startswith("unread_text: the answer is")
 
 
+def test_answers_split_out_of_one_run_of_text_are_a_guess():
+    raw = "Questions: What colour is the car? How many wheels does it have?\nAnswers: red, four"
+    assert check(raw, CAR_COPY).reason == "unmarked_split: Answers: red, four"
+    assert check(raw.replace("red, four", "red\nfour"), CAR_COPY).parse.status == "ok", "a line each: marked"
+
+
 def test_headings_and_remarks_between_pairs_are_free_chatter_around_them_too():
     raw = ("Here you go!\n\n### Colours\nQ) What colour is the car? >> red\nExplanation: the paint is red.\n"
            "### Parts\nQ) How many wheels does it have? >> four\n\nHope this helps.")

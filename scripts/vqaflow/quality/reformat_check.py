@@ -19,6 +19,8 @@ A reformat is accepted only when all of this holds (else the reason is returned)
   may be a heading or a remark (``Explanation: …``), never a question (``left_out``: a
   question the reformat left out). Chatter before the pairs (after the article too) and after
   them is free;
+- ``unmarked_split``: two answers are copied from one run of text (one line, nothing but
+  punctuation between them, e.g. one comma list): the boundary is the model's guess;
 - ``fewer_pairs``: it holds at least as many pairs as the parser read from the same answer
   (a reformat never loses pairs);
 - ``not_clean``: the parser, reading the reformat's JSON, finds it ``ok``: the fields pass the
@@ -174,6 +176,16 @@ def _unread(raw: list[str], line_of: list[int], lines: list[str], spans: list[tu
     return None
 
 
+def _unmarked_split(line_of: list[int], lines: list[str], spans: list[tuple[int, int]]) -> str | None:
+    """Two answers copied from one run of text (one line, nothing but punctuation between
+    them): where one ends and the next begins is the model's guess, not the writer's."""
+    answers = sorted(spans[1::2])
+    for (_, end), (start, _) in zip(answers, answers[1:]):
+        if end == start and line_of[end - 1] == line_of[start]:
+            return f"unmarked_split: {_shown(lines[line_of[start]])}"
+    return None
+
+
 def check_reformat(raw: str, reply: str, finish_reason: str | None, want_article: bool,
                    parsed: Parse, raw_truncated: bool = False) -> Verdict:
     """Whether ``reply`` (a reformat answer) copies the raw answer ``raw``, whose own parse is
@@ -192,7 +204,7 @@ def check_reformat(raw: str, reply: str, finish_reason: str | None, want_article
     if isinstance(located, str):
         return Verdict(None, located)
     spans, taken = located
-    unread = _unread(words, line_of, lines, spans, taken)
+    unread = _unread(words, line_of, lines, spans, taken) or _unmarked_split(line_of, lines, spans)
     if unread is not None:
         return Verdict(None, unread)
     if raw_truncated and spans[-1][1] == len(words):  # the last answer ran into the cut
