@@ -24,6 +24,14 @@ decoded sizes), so tests can see every image arrived as its own content part. A 
 is recognised by a ``rec-<n>`` tag in its prompt; ``stats`` counts chat requests,
 model listings, statuses (of both) and answers per tag.
 
+It also plays a reformatting model: a request whose text holds a raw answer between
+``<<<ANSWER`` and ``ANSWER>>>`` (the reformat pass's) is answered from ``reformats`` (raw
+answer -> reply; a reply may be a dict, sent as JSON) or, for a raw answer not there, by
+:func:`copy_answer`, a verbatim copier of labelled lines. ``stats["reformats"]`` counts these
+requests per raw answer, ``stats["reformat_images"]`` the images they carried and
+``stats["reformat_schemas"]`` those that asked for a JSON schema; they are not counted
+as answers of a tag.
+
 In a test::
 
     with ChatServer(latency=0.01, faults={"429": 0.1}) as server:
@@ -122,6 +130,28 @@ def default_answer(text: str, sizes: list[str], seed: int | None, structured: bo
     return "\n".join(f"Q: {qa['question']}\nA: {qa['answer']}" for qa in qas)
 
 
+REFORMAT_SPAN = re.compile(r"<<<ANSWER\n(.*)\nANSWER>>>", re.S)
+COPY_LABEL = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:\*\*)?(Question|Answer|Q|A)\s*\d*\s*[:：]\s*(?:\*\*)?\s*", re.I)
+
+
+def copy_answer(raw: str, want_article: bool) -> str:
+    """A verbatim copier: lines starting with a ``Question:``/``Q:`` or ``Answer:``/``A:`` label
+    (numbered or bold) make the pairs; with ``want_article``, the other lines before the first
+    question that do not end with a colon make the article."""
+    article, qas = [], []
+    for line in raw.splitlines():
+        label = COPY_LABEL.match(line)
+        text = line[label.end():].replace("**", "").strip() if label else line.replace("**", "").strip()
+        if label and label.group(1).lower().startswith("q"):
+            qas.append({"question": text, "answer": ""})
+        elif label and qas:
+            qas[-1]["answer"] = text
+        elif not qas and text and not text.endswith(":"):
+            article.append(text)
+    body = {"qas": [qa for qa in qas if qa["answer"]]}
+    return json.dumps({"context": "\n\n".join(article), **body} if want_article else body, ensure_ascii=False)
+
+
 JUDGE_MARK = '{"verdicts": ['
 JUDGED_PAIR = re.compile(r"^(\d+)\. Question: (.*)$", re.M)
 
@@ -146,7 +176,7 @@ class ChatServer:
     def __init__(
         self, latency: float = 0.0, faults: dict[str, float] | None = None, key: str = TEST_KEY,
         models: tuple[str, ...] = (MODEL,), script: dict[str, str] | None = None,
-        retry_after: float = 0.05, port: int = 0, seed: int = 0,
+        retry_after: float = 0.05, port: int = 0, seed: int = 0, reformats: dict | None = None,
     ):
         self.latency, self.key, self.models = latency, key, models
         unknown = set(faults or {}) - set(FAULTS)
@@ -154,13 +184,14 @@ class ChatServer:
             raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
         self.faults = {**dict.fromkeys(FAULTS, 0.0), **(faults or {})}
         self.script = script or {}
+        self.reformats = reformats or {}
         self.retry_after = retry_after
         self.port = port
         self.random = random.Random(seed)
         self.stats: dict = {
             "requests": 0, "listings": 0, "statuses": Counter(), "answered": Counter(), "in_flight": 0,
             "max_in_flight": 0, "image_sizes": [], "judged": Counter(), "judge_models": Counter(),
-            "body_bytes": 0,
+            "body_bytes": 0, "reformats": Counter(), "reformat_images": 0, "reformat_schemas": 0,
         }
         self._started = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -243,7 +274,10 @@ class ChatServer:
         tag = (TAG.search(text) or [None])[0]
         structured = (body.get("response_format") or {}).get("type") == "json_schema"
         judging = JUDGE_MARK in text
-        if judging:
+        reformatting = REFORMAT_SPAN.search(text)
+        if reformatting:
+            content = self._reformat(reformatting.group(1), urls, body)
+        elif judging:
             content = judge_answer(text)
             self.stats["judged"][tag] += 1
             self.stats["judge_models"][body["model"]] += 1
@@ -257,7 +291,7 @@ class ChatServer:
             self._count("truncated_json")
         else:
             self._count("200")
-            if tag and not judging:
+            if tag and not judging and not reformatting:
                 self.stats["answered"][tag] += 1
         if TRUNCATE in text:
             content, finish = content[: len(content) * 2 // 3], "length"
@@ -278,6 +312,17 @@ class ChatServer:
             return web.Response(text=cut[: len(cut) // 2], content_type="application/json")
         return web.json_response(completion)
 
+    def _reformat(self, raw: str, urls: list[str], body: dict) -> str:
+        """A reformatting model's reply to a request carrying the raw answer ``raw``."""
+        self.stats["reformats"][raw] += 1
+        self.stats["reformat_images"] += len(urls)
+        schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        self.stats["reformat_schemas"] += schema is not None
+        reply = self.reformats.get(raw)
+        if reply is None:
+            return copy_answer(raw, "context" in (schema or {}).get("properties", {}))
+        return json.dumps(reply, ensure_ascii=False) if isinstance(reply, dict) else reply
+
     async def list_models(self, request: web.Request) -> web.Response:
         self.stats["listings"] += 1
         if request.headers.get("Authorization") != f"Bearer {self.key}":
@@ -292,7 +337,7 @@ class ChatServer:
 
     def stats_snapshot(self) -> dict:
         return {**self.stats, "statuses": dict(self.stats["statuses"]),
-                "answered": dict(self.stats["answered"])}
+                "answered": dict(self.stats["answered"]), "reformats": dict(self.stats["reformats"])}
 
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024**2)

@@ -26,7 +26,8 @@ ACCEPTED_INPUTS = (
     "a JSON array, JSONL or Parquet file of records (.json, .jsonl, .parquet), "
     "a glob of such files, or a directory of images"
 )
-OVERRIDDEN = {"api": "api", "vllm": "vllm"}  # verify.<key>: overrides of the section <value>, key by key
+OVERRIDDEN = {"api": "api", "vllm": "vllm"}  # <stage>.<key>: overrides of the section <value>, key by key
+OVERRIDING = ("verify", "reformat")  # the stages with such overrides
 MAX_PROBLEMS = 8
 _GLOB_MAGIC = re.compile(r"[*?[]")
 _BOOLEANS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
@@ -100,13 +101,15 @@ def _coerced(value: Any, spec: dict) -> Any:
 
 
 def with_overrides(schema: dict) -> dict:
-    """The schema with ``verify.api`` and ``verify.vllm`` described by the sections they
-    override (for coercion and key checks only: validating with it would fill their defaults)."""
+    """The schema with ``verify.api``, ``verify.vllm``, ``reformat.api`` and ``reformat.vllm``
+    described by the sections they override (for coercion and key checks only: validating
+    with it would fill their defaults)."""
     described = copy.deepcopy(schema)
-    verify = described["properties"]["verify"]["properties"]
-    for key, section in OVERRIDDEN.items():
-        verify[key] = {**verify[key], "additionalProperties": False,
-                       "properties": described["properties"][section]["properties"]}
+    for stage in OVERRIDING:
+        overrides = described["properties"][stage]["properties"]
+        for key, section in OVERRIDDEN.items():
+            overrides[key] = {**overrides[key], "additionalProperties": False,
+                              "properties": described["properties"][section]["properties"]}
     return described
 
 

@@ -26,6 +26,7 @@ rule preview_generate:
         prompts=prompt_params(),
         api=api_params(),
         vllm=vllm_params(),
+        reformat=reformat_params(),
     script:
         "../../scripts/preview_generate.py"
 

@@ -6,6 +6,7 @@ Each kind's module is imported only when that kind is built, so a job imports wh
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from .base import Backend, Sampling
@@ -35,3 +36,11 @@ def build_backend(kind: str, sampling: Sampling, max_pixels: int, *, api: dict |
     if kind == "api":
         return ApiBackend(ApiSettings(**api), sampling, max_pixels, image_tokens)
     raise ValueError(f"unknown backend {kind!r} (known: {', '.join(KINDS)})")
+
+
+def sibling(backend: Backend, sampling: Sampling) -> Backend:
+    """``backend`` asking with ``sampling`` instead, sharing whatever is expensive (vLLM's
+    engine, once the first backend has built it)."""
+    other = copy.copy(backend)
+    other.sampling = sampling
+    return other

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .. import images
@@ -21,6 +21,7 @@ from ..logs import tell
 from ..pipelines import Step
 from ..prompts import Prompt, PromptError, PromptSettings, build_prompt, step_prompt
 from ..requests import Request, ShardRequests, Used, content_key, fingerprint, task_seed
+from .reformat import ReformatSettings, reformat_answers, reformat_backend
 from .repair import RepairSettings, repair_answers
 
 PREPARE_THREADS = 8
@@ -36,6 +37,7 @@ class Generated:
     tasks: dict[str, GenerationTask | None]
     requests: ShardRequests
     repaired: int
+    reformat: dict = field(default_factory=dict)  # the reformat pass's counts
 
 
 def prepare(line: dict, settings: PromptSettings) -> tuple[GenerationTask, list[str]]:
@@ -98,11 +100,13 @@ def _first_requests(prepared: dict[str, tuple[GenerationTask, list[str]]], ident
 
 
 def generate_records(lines: list[dict], name: str, journal_path: str | Path, settings: PromptSettings,
-                     backend: Backend, repair: RepairSettings, retry_rejected: bool = False) -> Generated:
+                     backend: Backend, repair: RepairSettings, retry_rejected: bool = False,
+                     reformat: ReformatSettings | None = None) -> Generated:
     """Generate the answers of ``lines`` (shard lines, called ``name`` in the log), resuming
     from the journal: the pipeline's steps in order, each for the records whose previous
-    step answered, then the repair of the last step's answers. A record whose first request
-    is identical to an earlier record's is not asked but answered by it (``duplicate_of``)."""
+    step answered, then the repair of the last step's answers, each answer parsed once
+    (``parsed``), and the reformat of those not ``ok``. A record whose first request is
+    identical to an earlier record's is not asked but answered by it (``duplicate_of``)."""
     requests = ShardRequests(journal_path, {line["id"]: line["index"] for line in lines}, retry_rejected)
     failures: dict[str, dict] = {}
     steps = settings.pipeline.steps
@@ -136,6 +140,10 @@ def generate_records(lines: list[dict], name: str, journal_path: str | Path, set
     parses = {rid: settings.pipeline.parse(entry["answer"], entry["generation"].get("finish_reason"))
               for rid, entry in answers.items()}
     repaired = repair_answers(requests, answers, parses, asking, settings, asker, repair) if repair.enabled else 0
+    reformatted = {}
+    if reformat is not None and reformat.enabled:
+        reformatter = reformat_backend(reformat, backend, settings.pipeline, settings.max_pixels)
+        reformatted = reformat_answers(requests, answers, parses, settings.pipeline, settings.seed, reformatter)
     for rid, entry in answers.items():
         used = requests.used[rid]
         if len(steps) > 1:
@@ -149,7 +157,7 @@ def generate_records(lines: list[dict], name: str, journal_path: str | Path, set
         else:
             failures[copy] = {**failures[original], "id": copy, "index": requests.index_of[copy]}
     tasks = {line["id"]: prepared[line["id"]][0] if line["id"] in prepared else None for line in lines}
-    return Generated(answers, failures, tasks, requests, repaired)
+    return Generated(answers, failures, tasks, requests, repaired, reformatted)
 
 
 def _paid(used: list[Used]) -> dict:
@@ -168,6 +176,7 @@ def generate_shard(
     repair: RepairSettings,
     retry_rejected: bool = False,
     skip: frozenset[str] = frozenset(),
+    reformat: ReformatSettings | None = None,
 ) -> dict:
     """Generate the answers of one shard, resuming from its journal.
 
@@ -177,10 +186,12 @@ def generate_shard(
     """
     shard = Path(shard_path).stem
     lines = [line for line in read_jsonl(shard_path) if line["id"] not in skip]
-    done = generate_records(lines, shard, journal_path, settings, backend, repair, retry_rejected)
+    done = generate_records(lines, shard, journal_path, settings, backend, repair, retry_rejected, reformat)
     write_outputs(lines, done.answers, done.failures, output_path, failed_path)
     summary = {"records": len(lines), "answered": len(done.answers), "failed": len(done.failures),
                "transient": sum(f["transient"] for f in done.failures.values()), "repaired": done.repaired}
+    if done.reformat:
+        summary["reformat"] = done.reformat
     tell(f"{shard}: done {json.dumps(summary)}")
     return summary
 
@@ -189,7 +200,7 @@ def generated_line(line: dict, entry: dict) -> dict:
     """A generated/ line: the record's id and index, its answer (and the earlier steps'),
     how it was generated, and what it was read into (``parsed``); its input record stays in
     shards/, which the refine stage reads beside it."""
-    generation = {"repaired": False, **entry["generation"]}
+    generation = {"repaired": False, "reformatted": False, **entry["generation"]}
     if "duplicate_of" in entry:
         generation["duplicate_of"] = entry["duplicate_of"]
     steps = {"steps": entry["steps"]} if "steps" in entry else {}

@@ -61,6 +61,7 @@ class _Tally:
         self.flagged: Counter = Counter()
         self.rejected: Counter = Counter()
         self.judge_tokens: Counter = Counter()
+        self.reformat: Counter = Counter()
         self.ok = self.qa_pairs = self.truncated = self.repaired = self.grounded = self.judged = 0
 
     def add(self, record: dict) -> None:
@@ -75,16 +76,28 @@ class _Tally:
         generation = record["generation"]
         self.repaired += bool(generation.get("repaired"))
         if "duplicate_of" not in generation:  # a copy's answer was paid for once, by its original
-            paid = generation.get("paid", generation)  # several requests (a repair): all were paid
-            spent = self.tokens["batch" if generation.get("backend") == "batch" else "online"]
-            spent["prompt"] += paid.get("prompt_tokens") or 0
-            spent["completion"] += paid.get("completion_tokens") or 0
+            self._paid(generation)
+            if "reformat" in generation:
+                self.reformat.update(("asked", generation["reformat"]["status"]))
         qas = self.pipeline.qas(record, self.columns)
         self.qa_pairs += len(qas)
         for qa in qas:
             self.add_pair(qa)
         if "verify" in record:
             self.judge_tokens.update(record["verify"].get("tokens", {}))
+
+    def _paid(self, generation: dict) -> None:
+        """Every request the record's answer took (a repair, a reformat): the Batch API's
+        tokens apart; a reformat asks online."""
+        paid = generation.get("paid", generation)
+        batch = generation.get("backend") == "batch"
+        reformat = generation.get("reformat") or {}
+        online = batch and reformat.get("backend") != "batch"  # the reformat's tokens go online
+        for name in ("prompt", "completion"):
+            total = paid.get(f"{name}_tokens") or 0
+            moved = (reformat.get(f"{name}_tokens") or 0) if online else 0
+            self.tokens["batch" if batch else "online"][name] += total - moved
+            self.tokens["online"][name] += moved
 
     def add_pair(self, qa: dict) -> None:
         self.flagged.update(qa.get("flags", ()))
@@ -117,7 +130,7 @@ class _Tally:
 def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pipeline,
               columns: Columns, prices: Prices, duplicates: int = 0) -> dict:
     """Counts for stats.json: records, QA pairs, parse statuses and issues, grounding,
-    repairs, tokens and their cost, failures, and what the quality steps found."""
+    repairs, reformats, tokens and their cost, failures, and what the quality steps found."""
     tally = _Tally(pipeline, columns)
     for path in refined_paths:
         for record in read_jsonl(path):
@@ -134,6 +147,7 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
         "parse_issues": dict(sorted(tally.issues.items())),
         "truncated": tally.truncated,
         "repaired": tally.repaired,
+        "reformat": {key: tally.reformat[key] for key in ("asked", "accepted", "rejected", "failed")},
         "failures_by_kind": dict(Counter(f["kind"] for f in failed)),
         "failures_transient": sum(bool(f.get("transient")) for f in failed),
         "tokens": {
