@@ -205,7 +205,7 @@ def test_each_unreadable_answer_gets_one_text_only_reformat_and_a_rerun_asks_not
     copied = generated["r1"]
     assert copied["answer"] == CAR, "the raw answer stays"
     assert copied["parsed"] == {"context": None, "qas": CAR_COPY["qas"], "status": "ok", "issues": [],
-                                "truncated": False}
+                                "truncated": False, "unread": []}
     generation = copied["generation"]
     assert generation["reformatted"] and generation["reformat"]["status"] == "accepted"
     assert generation["paid"]["requests"] == 2
@@ -220,7 +220,7 @@ def test_each_unreadable_answer_gets_one_text_only_reformat_and_a_rerun_asks_not
         assert line["generation"]["reformat"]["status"] == "rejected"
         assert line["generation"]["reformat"]["reason"] == reason
 
-    refine_shard(tmp_path / "generated.jsonl", tmp_path / "refined.jsonl", settings.pipeline, COLUMNS,
+    refine_shard(tmp_path / "shard.jsonl", tmp_path / "generated.jsonl", tmp_path / "refined.jsonl", settings.pipeline, COLUMNS,
                  FilterSettings(**schema_defaults()["filters"]))
     refined = {row["id"]: row for row in read_jsonl(tmp_path / "refined.jsonl")}
     assert refined["r1"]["parse"]["status"] == "ok"
@@ -244,7 +244,7 @@ def test_after_a_repair_and_with_the_batch_api_the_reformat_asks_online(tmp_path
     assert generation["backend"] == "batch" and generation["reformat"]["backend"] == "api"
     assert generation["paid"]["requests"] == 3
 
-    refine_shard(tmp_path / "generated.jsonl", tmp_path / "refined.jsonl", settings.pipeline, COLUMNS,
+    refine_shard(tmp_path / "shard.jsonl", tmp_path / "generated.jsonl", tmp_path / "refined.jsonl", settings.pipeline, COLUMNS,
                  FilterSettings(**schema_defaults()["filters"]))
     stats = summarise([tmp_path / "refined.jsonl"], [], settings.pipeline, COLUMNS, Prices(1.0, 1.0, 0.5))
     reformat = generation["reformat"]
