@@ -375,6 +375,9 @@ class ChatServer:
         if stored is None:
             return _error(404, "No such file.", "not_found")
         self.batch_stats["downloads"][stored["meta"]["purpose"]] += 1
+        if stored["meta"]["purpose"] == "batch_output" and self.batch_stats["downloads"]["batch_output"] <= \
+                self.batch["download_errors"]:
+            return _error(500, "The server had an error.", "server_error")
         return web.Response(body=stored["data"], content_type="application/octet-stream")
 
     async def list_files(self, request: web.Request) -> web.Response:
@@ -567,11 +570,13 @@ class ChatServer:
 # ``torn_lines`` lines of its output file are cut in half. ``fail_batches`` batches fail
 # validation outright (error code ``fail_code``, no line); a batch with a line carrying
 # INVALID_LINE fails validation naming that line. The first ``retrieve_errors`` retrieves
-# answer 500; ``list_status`` (an HTTP status) makes every listing of batches and files fail.
+# answer 500, and so do the first ``download_errors`` downloads of result files;
+# ``list_status`` (an HTTP status) makes every listing of batches and files fail.
 BATCH_DEFAULTS = {
     "retrieves_per_step": 1, "seconds_per_step": None, "faulty_batches": None,
     "fail_share": 0.0, "error_share": 0.0, "expire_after": None, "fail_batches": 0,
     "fail_code": "invalid_request", "retrieve_errors": 0, "torn_lines": 0, "list_status": None,
+    "download_errors": 0,
 }
 INVALID_LINE = "[[invalid-batch-line]]"
 BATCH_STEPS = ("validating", "in_progress", "finalizing", "completed")

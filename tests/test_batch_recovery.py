@@ -116,6 +116,36 @@ def test_new_layout_with_no_state_files_at_all(state):
     assert all(o.ok for o in [*low.values(), *high.values()])
 
 
+def test_other_shards_batch_with_an_unrecorded_id_is_found_by_its_input_file(state):
+    work = text_tasks(4)
+    second = state.with_name("shard-00001.json")
+    with ChatServer() as server:
+        stopped_in_flight(server, second, work)
+        recorded = json.loads(second.read_text())
+        recorded["batches"][0]["id"] = None  # its job was killed before it recorded the id
+        second.write_text(json.dumps(recorded))
+        outcomes = collect(backend(server, state), work[:2])
+        assert server.batch_stats["batches_created"] == 1 and server.batch_stats["downloads"]["batch"] == 0
+    assert all(o.ok and o.generation["batch_id"] == "batch_1" for o in outcomes.values())
+
+
+def test_listed_batch_without_lines_of_this_shard_is_read_once(state):
+    with ChatServer() as server:
+        stopped_in_flight(server, state.with_name("gone.json"), text_tasks(2, "Other rec-{n}."))
+        state.with_name("gone.json").unlink()
+        collect(backend(server, state), text_tasks(2))
+        collect(backend(server, state), text_tasks(3)[2:])
+        assert server.batch_stats["downloads"]["batch"] == 1
+
+
+def test_result_file_that_fails_to_download_is_fetched_at_the_next_poll(state):
+    with ChatServer() as server:
+        server.batch["download_errors"] = 4  # the client's own three retries fail too
+        outcomes = collect(backend(server, state), text_tasks(2))
+        assert server.batch_stats["batches_created"] == 1
+    assert all(o.ok for o in outcomes.values())
+
+
 def test_listing_is_read_page_by_page(state):
     with ChatServer() as server:
         stopped_in_flight(server, state, text_tasks(2))

@@ -81,10 +81,10 @@ class Finder:
             listed, used_files = self._listed()
         except FatalBackendError as err:
             return self._without_listing(wanted, err)
-        others = self.state.others()
-        self._adopt(others, wanted)
+        others = self.state.others()  # read after the listing: a batch listed is recorded there
+        self._adopt(others, wanted, {batch.input_file_id: batch.id for batch in listed})
         self._settle_uploads(listed, wanted)
-        self._read_unknown(listed, others)
+        self._read_unknown(listed, others, wanted)
         if self.calls.listing_complete:
             self._delete_orphans(used_files)
         self.state.save()
@@ -100,7 +100,7 @@ class Finder:
         return listed, used
 
     def _without_listing(self, wanted: set[str], err: FatalBackendError) -> dict[str, dict]:
-        self._adopt(self.state.others(), wanted)
+        self._adopt(self.state.others(), wanted, {})
         latest = self.state.latest(wanted)
         pending = [e for e in self.state.entries if e.get("id") is None and not e.get("abandoned")]
         if set(latest) == wanted and not pending:
@@ -110,12 +110,14 @@ class Finder:
             f"{err}; without the listing, batches this shard may already have paid for cannot be found, "
             f"so nothing is submitted (state file {self.state.path})") from None
 
-    def _adopt(self, others: list[dict], wanted: set[str]) -> None:
-        """Copy other shards' batches holding wanted lines into this shard's state file."""
+    def _adopt(self, others: list[dict], wanted: set[str], listed_files: dict[str, str]) -> None:
+        """Copy other shards' batches holding wanted lines into this shard's state file (one
+        whose id went unrecorded is known by its input file, when the listing has it)."""
         for entry in others:
-            if entry.get("id") and not self.state.knows(entry["id"], None) and wanted.intersection(entry["keys"]):
-                self.state.add({**entry}, save=False)
-                log(f"batch {entry['id']} holds lines of this shard (found in another shard's state file)")
+            batch_id = entry.get("id") or listed_files.get(entry["input_file_id"])
+            if batch_id and not self.state.knows(batch_id, None) and wanted.intersection(entry["keys"]):
+                self.state.add({**entry, "id": batch_id}, save=False)
+                log(f"batch {batch_id} holds lines of this shard (found in another shard's state file)")
 
     def _settle_uploads(self, listed: list, wanted: set[str]) -> None:
         """Entries whose batch was not recorded (a kill between upload and create)."""
@@ -142,21 +144,24 @@ class Finder:
             return False
         return True
 
-    def _read_unknown(self, listed: list, others: list[dict]) -> None:
-        """Record the line keys of listed batches no state file knows."""
-        by_id = {e["id"]: e for e in others if e.get("id")}
-        by_file = {e["input_file_id"]: e for e in others}
+    def _read_unknown(self, listed: list, others: list[dict], wanted: set[str]) -> None:
+        """Record the listed batches no state file knows: their line keys when they hold
+        lines of this shard, else that they hold none (so they are not read again)."""
+        known_ids = {e["id"] for e in others if e.get("id")}
+        known_files = {e["input_file_id"] for e in others}
         for batch in listed:
-            if self.state.knows(batch.id, batch.input_file_id):
+            if (self.state.knows(batch.id, batch.input_file_id) or batch.id in known_ids
+                    or batch.input_file_id in known_files):
                 continue
-            known = by_id.get(batch.id) or by_file.get(batch.input_file_id)
-            keys = known["keys"] if known else self._keys_of(batch)
+            keys = self._keys_of(batch)
             if keys is None:
                 continue
+            mine = wanted.intersection(keys)
             self.state.add({"id": batch.id, "input_file_id": batch.input_file_id, "identity": self.identity,
-                            "keys": keys, "created": batch.created_at, "found": True}, save=False)
-            if not known:
-                log(f"batch {batch.id} ({batch.status}, {len(keys)} lines) found in the provider's listing")
+                            "keys": keys if mine else [], "lines": len(keys), "created": batch.created_at,
+                            "found": True}, save=False)
+            log(f"batch {batch.id} ({batch.status}, {len(keys)} lines, {len(mine)} of this shard) "
+                "found in the provider's listing")
 
     def _keys_of(self, batch) -> list[str] | None:
         """A batch's line keys: from its input file, or once that is gone, from the lines
