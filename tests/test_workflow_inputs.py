@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import time
 
 import polars as pl
 import pytest
@@ -82,3 +84,28 @@ def test_parquet_round_trip_keeps_nested_fields_and_integer_ids(workdir, server)
     assert out["id"].dtype == pl.Int64 and out["id"].to_list() == [0, 1, 2]
     assert out["tags"].to_list() == [["a", "b"]] * 3
     assert out["meta"].to_list()[1] == {"source": "cam", "score": 0.5}
+
+
+def test_odd_files_in_a_folder_fail_alone_and_for_good(workdir, server):
+    photos = workdir / "photos"
+    photos.mkdir()
+    for name in ("sunset.jpg", "lighthouse.png"):
+        shutil.copy(DEMO_IMAGES / name, photos / name)
+    os.mkfifo(photos / "fifo.png")  # reading it would wait forever
+    (photos / "loop.png").symlink_to(photos / "loop.png")
+    (photos / "empty.png").write_bytes(b"")
+    write_config(workdir, server.base_url, input="photos", pipeline="image_vqa", backend="batch",
+                 max_failed_fraction=1.0, batch={"poll_s": 0.05, "max_poll_s": 0.1})
+    started = time.monotonic()
+    result = snakemake(workdir, timeout=120)
+    assert time.monotonic() - started < 60
+    assert "fifo.png: not a regular file" in result.stderr
+    assert [r["id"] for r in read_output(workdir, "dataset.jsonl")] == ["lighthouse.png", "sunset.jpg"]
+    failed = {f["id"]: f for f in read_output(workdir, "failed.jsonl")}
+    assert sorted(failed) == ["empty.png", "loop.png"]
+    assert all(f["kind"] == "image" and not f["transient"] for f in failed.values())
+    assert "empty image file" in failed["empty.png"]["error"] and "loop.png" in failed["loop.png"]["error"]
+    assert server.batch_stats["lines_per_batch"] == [2]
+    rerun = snakemake(workdir)
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
+    assert server.batch_stats["batches_created"] == 1
