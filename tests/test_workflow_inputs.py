@@ -109,3 +109,30 @@ def test_odd_files_in_a_folder_fail_alone_and_for_good(workdir, server):
     rerun = snakemake(workdir)
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
     assert server.batch_stats["batches_created"] == 1
+
+
+def test_parquet_types_survive_and_a_null_image_fails_alone(workdir, server):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    photo = (DEMO_IMAGES / "sunset.jpg").read_bytes()
+    schema = pa.schema([
+        ("id", pa.int64()), ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        ("tags", pa.list_(pa.string())), ("meta", pa.struct([("source", pa.string()), ("score", pa.float64())])),
+    ])
+    rows = [{"id": n, "image": {"bytes": photo, "path": None}, "tags": ["a", str(n)],
+             "meta": {"source": "cam", "score": n / 2}} for n in range(3)]
+    rows.insert(1, {"id": 7, "image": {"bytes": None, "path": None}, "tags": [], "meta": {"source": None, "score": 1.0}})
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), workdir / "in.parquet")
+    write_config(workdir, server.base_url, input="in.parquet", pipeline="image_vqa", output_format="parquet",
+                 max_failed_fraction=0.5)
+    snakemake(workdir)
+    failed = read_output(workdir, "failed.jsonl")
+    assert [(f["id"], f["kind"], f["transient"]) for f in failed] == [("7", "image", False)]
+    out = pl.read_parquet(workdir / "results/test/dataset.parquet")
+    source = pl.read_parquet(workdir / "in.parquet")
+    assert {name: out.schema[name] for name in ("id", "tags", "meta")} == \
+           {name: source.schema[name] for name in ("id", "tags", "meta")}
+    assert out["id"].to_list() == [0, 1, 2] and out["tags"].to_list()[2] == ["a", "2"]
+    assert out["meta"].to_list()[1] == {"source": "cam", "score": 0.5}
+    assert out["image"].dtype == pl.String  # the bytes stay out of the dataset, named by their digest
