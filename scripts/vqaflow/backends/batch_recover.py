@@ -78,26 +78,27 @@ class Finder:
         """Line key -> the entry of the newest batch holding it, for the ``wanted`` keys
         (the lines of this run); a key not in the answer is in no batch yet."""
         try:
-            listed, used_files = self._listed()
+            listed, by_file = self._listed()
         except FatalBackendError as err:
             return self._without_listing(wanted, err)
         others = self.state.others()  # read after the listing: a batch listed is recorded there
-        self._adopt(others, wanted, {batch.input_file_id: batch.id for batch in listed})
-        self._settle_uploads(listed, wanted)
+        self._adopt(others, wanted, {file_id: batch.id for file_id, batch in by_file.items()})
+        self._settle_uploads(by_file, wanted)
         self._read_unknown(listed, others, wanted)
         if self.calls.listing_complete:
-            self._delete_orphans(used_files)
+            self._delete_orphans(set(by_file))
         self.state.save()
         return self.state.latest(wanted)
 
-    def _listed(self) -> tuple[list, set[str]]:
-        """This run's listed batches (newest first) and the input files any listed batch uses."""
-        listed, used = [], set()
+    def _listed(self) -> tuple[list, dict]:
+        """This run's listed batches (newest first), and every listed batch by its input
+        file (a provider that drops metadata still shows which file a batch runs)."""
+        listed, by_file = [], {}
         for batch in self.calls.batches():
-            used.add(batch.input_file_id)
+            by_file.setdefault(batch.input_file_id, batch)
             if self.scope.owns(batch, self.identity):
                 listed.append(batch)
-        return listed, used
+        return listed, by_file
 
     def _without_listing(self, wanted: set[str], err: FatalBackendError) -> dict[str, dict]:
         self._adopt(self.state.others(), wanted, {})
@@ -119,9 +120,8 @@ class Finder:
                 self.state.add({**entry, "id": batch_id}, save=False)
                 log(f"batch {batch_id} holds lines of this shard (found in another shard's state file)")
 
-    def _settle_uploads(self, listed: list, wanted: set[str]) -> None:
+    def _settle_uploads(self, by_file: dict, wanted: set[str]) -> None:
         """Entries whose batch was not recorded (a kill between upload and create)."""
-        by_file = {batch.input_file_id: batch for batch in listed}
         for entry in self.state.entries:
             if entry.get("id") is not None or entry.get("abandoned"):
                 continue
