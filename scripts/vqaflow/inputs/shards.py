@@ -58,29 +58,32 @@ def write_shards(
     tmp_paths = [p.with_suffix(p.suffix + ".tmp") for p in paths]
     for p in paths:
         p.parent.mkdir(parents=True, exist_ok=True)
-    handles = [p.open("w", encoding="utf-8") for p in tmp_paths]
     shard_of: dict[str, str] = {}
     try:
-        for index, (record_id, record) in enumerate(iter_records(input_path, keys)):
-            shard = index // shard_size
-            if shard >= len(handles):
-                raise InputError(
-                    f"{input_path}: more records than planned ({len(paths)} shards of "
-                    f"{shard_size}); the file changed during planning"
-                )
-            line = {"id": record_id, "index": index, "record": record}
-            handles[shard].write(encode(line) + "\n")
-            shard_of[record_id] = paths[shard].stem
-    finally:
-        for handle in handles:
-            handle.close()
-    count = len(shard_of)
-    if count <= (len(paths) - 1) * shard_size:
+        handles = [p.open("w", encoding="utf-8") for p in tmp_paths]
+        try:
+            for index, (record_id, record) in enumerate(iter_records(input_path, keys)):
+                shard = index // shard_size
+                if shard >= len(handles):
+                    raise InputError(
+                        f"{input_path}: more records than planned ({len(paths)} shards of "
+                        f"{shard_size}); the file changed during planning"
+                    )
+                line = {"id": record_id, "index": index, "record": record}
+                handles[shard].write(encode(line) + "\n")
+                shard_of[record_id] = paths[shard].stem
+        finally:
+            for handle in handles:
+                handle.close()
+        count = len(shard_of)
+        if count <= (len(paths) - 1) * shard_size:
+            raise InputError(
+                f"{input_path}: {count} records do not fill the {len(paths)} planned shards"
+            )
+    except BaseException:  # no temporary shard outlives a failed split
         for tmp in tmp_paths:
             tmp.unlink(missing_ok=True)
-        raise InputError(
-            f"{input_path}: {count} records do not fill the {len(paths)} planned shards"
-        )
+        raise
     for tmp, final in zip(tmp_paths, paths):
         tmp.replace(final)
     return shard_of

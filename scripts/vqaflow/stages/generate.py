@@ -43,6 +43,9 @@ class Generated:
 def prepare(line: dict, settings: PromptSettings) -> tuple[GenerationTask, list[str]]:
     """Build a record's task and fingerprint its images (raises on a bad record)."""
     record_id = line["id"]
+    image = line["record"].get(settings.columns.image)
+    if isinstance(image, dict) and not image.get("bytes") and not image.get("path"):
+        raise images.ImageError(f"{settings.columns.image!r} is an image with neither bytes nor path")
     prompt = build_prompt(line["record"], record_id, settings)
     resolved = tuple(images.resolve(ref, settings.image_root) for ref in prompt.images)
     digests = [images.digest(ref) for ref in resolved]

@@ -37,15 +37,11 @@ def write_records_as(jsonl: Path, dataset_path: Path, output_format: str) -> Non
             out.write("\n]\n")
         jsonl.unlink()
     else:
-        import polars as pl
+        from ..parquet_out import write_parquet
 
-        if jsonl.stat().st_size:
-            # streamed: the schema is inferred from every record, then rows flow to the file
-            pl.scan_ndjson(jsonl, infer_schema_length=None, low_memory=True).sink_parquet(
-                dataset_path, engine="streaming", row_group_size=PARQUET_ROW_GROUP
-            )
-        else:
-            pl.DataFrame().write_parquet(dataset_path)
+        # the records' own types (integers, lists, structs with their keys); a field whose
+        # rows disagree is written as text and named on the terminal
+        write_parquet(jsonl, dataset_path, PARQUET_ROW_GROUP)
         jsonl.unlink()
 
 
