@@ -283,7 +283,7 @@ def gate_message(stats: dict, limit: float, dataset: str, failed: str) -> str:
         f"{limit:.1%}); by kind: {_top_kinds(stats)}; reasons in {failed}",
         f"The dataset was written with the {stats['records_ok']} answered records: {dataset}",
         "Two ways on:",
-        "  - rerun the same command: transient failures (rate limits, timeouts, server errors; "
+        "  - run the same command again: transient failures (rate limits, timeouts, server errors; "
         f"{stats.get('failures_transient', 0)} of the {count}) are asked again",
         f"  - or keep the dataset as it is: raise max_failed_fraction (e.g. --config max_failed_fraction={raised:g})"
         " and run again",
