@@ -38,8 +38,9 @@ def key(monkeypatch):
 
 
 def backend(server: ChatServer, state: Path, api: dict | None = None, online=None, **batch) -> BatchBackend:
-    return BatchBackend(api_settings_for(server.base_url, **(api or {})), BatchSettings(**{**FAST, **batch}),
-                        sampling(max_tokens=64), 1 << 20, state, fallback=online)
+    settings = api_settings_for(server.base_url, **(api or {}))
+    online = online or ApiBackend(settings, sampling(max_tokens=64), 1 << 20)
+    return BatchBackend(settings, BatchSettings(**{**FAST, **batch}), sampling(max_tokens=64), 1 << 20, state, online)
 
 
 def collect(run_backend, work: list[GenerationTask]) -> dict:
@@ -102,6 +103,7 @@ sys.path[:0] = [sys.argv[1], sys.argv[5]]
 from vqaflow.backends.api import ApiSettings
 from vqaflow.backends.base import GenerationTask
 from workflow_helpers import sampling, settings_from_defaults
+from vqaflow.backends.api import ApiBackend
 from vqaflow.backends.batch import BatchBackend, BatchSettings
 from vqaflow.prompts import Prompt
 base_url, state, count = sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -109,7 +111,7 @@ work = [GenerationTask(f"r{n}", Prompt(None, (("user", f"Describe rec-{n}."),), 
 settings = BatchSettings(poll_s=0.05, max_poll_s=0.05, fallback="none", max_requests=50000,
                          max_file_mb=190, completion_window="24h", discount=0.5, keep_files=False)
 api = settings_from_defaults(ApiSettings, "api", model="test-vlm", base_url=base_url)
-backend = BatchBackend(api, settings, sampling(max_tokens=64), 1 << 20, state)
+backend = BatchBackend(api, settings, sampling(max_tokens=64), 1 << 20, state, ApiBackend(api, sampling(max_tokens=64), 1 << 20))
 backend.run(work, lambda outcome: print(json.dumps(outcome.id), flush=True))
 """
 
@@ -337,6 +339,9 @@ def test_online_fallback_takes_any_backend(tmp_path):
     class Recorder:
         def __init__(self):
             self.asked = []
+
+        def identity(self):
+            return {"backend": "other"}
 
         def run(self, work, on_outcome, on_retry=None):
             self.asked.extend(t.id for t in work)

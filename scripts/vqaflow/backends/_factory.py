@@ -32,7 +32,9 @@ def build_backend(kind: str, sampling: Sampling, max_pixels: int, *, api: dict |
     if kind == "batch":
         from .batch import BatchBackend, BatchSettings
 
-        return BatchBackend(ApiSettings(**api), BatchSettings(**batch), sampling, max_pixels, state_path)
+        settings = ApiSettings(**api)
+        online = ApiBackend(settings, sampling, max_pixels)
+        return BatchBackend(settings, BatchSettings(**batch), sampling, max_pixels, state_path, online)
     if kind == "api":
         return ApiBackend(ApiSettings(**api), sampling, max_pixels, image_tokens)
     raise ValueError(f"unknown backend {kind!r} (known: {', '.join(KINDS)})")

@@ -19,6 +19,7 @@ request the server rejects (400, 413, 422) fails only its record.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import random
@@ -138,9 +139,10 @@ class ApiBackend:
         self.image_tokens = image_tokens or ImageTokens()
 
     def repairer(self, max_tokens: int, json_schema: dict | None) -> ApiBackend:
-        sampling = replace(self.sampling, max_tokens=max_tokens,
-                           json_schema=json_schema or self.sampling.json_schema)
-        return ApiBackend(self.settings, sampling, self.max_pixels, self.image_tokens)
+        other = copy.copy(self)  # shares the image-token meter
+        other.sampling = replace(self.sampling, max_tokens=max_tokens,
+                                 json_schema=json_schema or self.sampling.json_schema)
+        return other
 
     def identity(self) -> dict:
         return {

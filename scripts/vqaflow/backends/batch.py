@@ -29,6 +29,7 @@ result lines ``batch_lines``, the input files and the server calls ``batch_submi
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import openai
 
-from .api import ApiBackend, ApiSettings, api_key
+from .api import ApiSettings, api_key
 from .base import Backend, FatalBackendError, GenerationTask, OnOutcome, OnRetry, Outcome, Sampling
 from .batch_lines import line_answer, missing_reason, request_lines, validation_failures
 from .batch_recover import TERMINAL, Finder, Scope
@@ -77,31 +78,34 @@ class BatchBackend:
 
     def __init__(
         self, api: ApiSettings, settings: BatchSettings, sampling: Sampling, max_pixels: int,
-        state_path: str | Path, fallback: Backend | None = None,
+        state_path: str | Path, online: Backend,
         sleep: Callable[[float], None] = time.sleep, stage: str = "generate",
     ):
+        """``online``: the same endpoint asked online (built by the factory), whose identity
+        batch lines share and which answers failed lines with ``fallback: online``."""
         if settings.fallback not in ("none", "online"):
             raise ValueError(f"batch.fallback must be 'none' or 'online', not {settings.fallback!r}")
         self.api, self.settings, self.sampling = api, settings, sampling
         self.max_pixels = max_pixels
         self.state_path = Path(state_path)
-        self.fallback = fallback
-        if fallback is None and settings.fallback == "online":
-            self.fallback = ApiBackend(api, sampling, max_pixels)
+        self.online = online
+        self.fallback = online if settings.fallback == "online" else None
         self.sleep = sleep
         self.stage = stage
 
     def repairer(self, max_tokens: int, json_schema: dict | None) -> BatchBackend:
-        sampling = replace(self.sampling, max_tokens=max_tokens,
-                           json_schema=json_schema or self.sampling.json_schema)
-        fallback = self.fallback.repairer(max_tokens, json_schema) if self.fallback else None
-        return BatchBackend(self.api, self.settings, sampling, self.max_pixels, self.state_path,
-                            fallback, self.sleep, stage="repair")
+        other = copy.copy(self)
+        other.sampling = replace(self.sampling, max_tokens=max_tokens,
+                                 json_schema=json_schema or self.sampling.json_schema)
+        other.online = self.online.repairer(max_tokens, json_schema)
+        other.fallback = other.online if self.fallback else None
+        other.stage = "repair"
+        return other
 
     def identity(self) -> dict:
         # Batch lines go to the same model with the same request bodies as online ones,
         # so both backends share one identity: a journal written by one serves the other.
-        return ApiBackend(self.api, self.sampling, self.max_pixels).identity()
+        return self.online.identity()
 
     def run(self, tasks: list[GenerationTask], on_outcome: OnOutcome, on_retry: OnRetry | None = None) -> None:
         if not tasks:
