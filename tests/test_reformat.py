@@ -156,7 +156,7 @@ REFORMATS = {
     BIRDS: LONG,  # longer than reformat.max_tokens: cut off
 }
 BATCH = {"poll_s": 0.01, "max_poll_s": 0.05, "fallback": "none", "max_requests": 50_000, "max_file_mb": 190,
-         "completion_window": "24h", "discount": 0.5}
+         "completion_window": "24h", "discount": 0.5, "keep_files": False}
 NO_REPAIR = RepairSettings(enabled=False, max_tokens_factor=2, structured_output=False)
 
 
