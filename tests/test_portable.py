@@ -82,9 +82,12 @@ def test_folder_input_outputs_survive_a_move(tmp_path, server):
     shutil.copy(DEMO_IMAGES / "sunset.jpg", workdir / "photos" / "b.jpg")
     shutil.copy(DEMO_IMAGES / "lighthouse.png", workdir / "photos" / "trip" / "a.png")
     write_config(workdir, server.base_url, input="photos", pipeline="image_vqa")
-    snakemake(workdir, "all", "hub")
+    snakemake(workdir, "preview", "all", "hub")
     hub = pl.read_parquet(workdir / "results/test/hub/data/*.parquet")
     assert [row["path"] for row in hub["image"].to_list()] == ["photos/b.jpg", "photos/trip/a.png"]
+    sampled = read_output(workdir, "preview/sample.jsonl")
+    assert sorted(json.dumps(line).count("photos/") for line in sampled) == [1, 1]
+    assert str(workdir) not in (workdir / "results/test/preview/sample.jsonl").read_text()
     found = assert_portable(workdir, tmp_path / "moved", "photos")
     assert found["dataset.jsonl"] == ["photos/b.jpg", "photos/trip/a.png"]
 
