@@ -29,7 +29,7 @@ def test_a_folder_of_images_is_an_input(workdir, server):
     snakemake(workdir)
     dataset = read_output(workdir, "dataset.jsonl")
     assert [r["id"] for r in dataset] == ["B.JPG", "trip/a.png"]
-    assert dataset[1]["image"] == str(nested / "a.png")
+    assert dataset[1]["image"] == "photos/trip/a.png"  # relative to images.root, as config/README.md says
     with Image.open(nested / "a.png") as picture:
         assert f"{picture.width}x{picture.height} PNG" in server.stats["image_sizes"]
     assert all(r["parse"]["status"] == "ok" for r in dataset)

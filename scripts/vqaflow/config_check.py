@@ -32,6 +32,10 @@ MAX_PROBLEMS = 8
 _GLOB_MAGIC = re.compile(r"[*?[]")
 _BOOLEANS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 _NULLS = ("null", "~")
+# a key whose value is a secret wherever it appears (api_key, hf_token, password, ...); not
+# max_tokens, key_env (the name of a variable) or keys (column names)
+_SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|credentials?|authorization)$", re.I)
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 class ConfigError(ValueError):
@@ -118,6 +122,21 @@ def coerce(config: dict, schema: dict) -> dict:
     wants: ``--config api='{max_concurrency: 2}'`` passes ``'2'``. Strings that spell nothing
     the schema wants stay, for validation to report."""
     return _coerced(config, with_overrides(schema))
+
+
+def public_config(value: Any) -> Any:
+    """The config as JSON values without secrets: keys named like a secret (``api_key``,
+    ``token``, ``password``, ...) left out, the ``user:password@`` of URLs removed. What the
+    report shows and digests (keys themselves live in the environment, never in the config)."""
+    if isinstance(value, dict):
+        return {str(key): public_config(item) for key, item in value.items() if not _SECRET_KEY.search(str(key))}
+    if isinstance(value, (list, tuple)):
+        return [public_config(item) for item in value]
+    if isinstance(value, str):
+        return _URL_USERINFO.sub("", value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)
 
 
 # --------------------------------------------------------------------------- unknown keys

@@ -12,7 +12,16 @@ import os
 import random
 
 from .columns import Columns
-from .config_check import ConfigError, check_input, check_keys, coerce, gate_message, run_summary, short_error
+from .config_check import (
+    ConfigError,
+    check_input,
+    check_keys,
+    coerce,
+    gate_message,
+    public_config,
+    run_summary,
+    short_error,
+)
 from .inputs.shards import count_records, shard_names, shards_of
 from .inputs.specs import input_files, input_kind
 
@@ -27,6 +36,7 @@ __all__ = [
     "input_files",
     "input_kind",
     "key_env",
+    "public_config",
     "run_summary",
     "sample_positions",
     "shard_names",

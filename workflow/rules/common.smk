@@ -19,6 +19,7 @@ from vqaflow.plan import (
     input_files,
     input_kind,
     key_env,
+    public_config,
     run_summary,
     sample_positions,
     shard_names,

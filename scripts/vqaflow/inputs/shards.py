@@ -46,11 +46,13 @@ def shards_of(positions: list[int], shard_size: int) -> list[str]:
 
 
 def write_shards(
-    input_path: str | Path, shard_paths: list[str | Path], shard_size: int, keys: Columns
+    input_path: str | Path, shard_paths: list[str | Path], shard_size: int, keys: Columns,
+    image_root: str | Path = ".",
 ) -> dict[str, str]:
     """Split the input into JSONL shards of ``shard_size`` records, in input order.
 
-    Each shard line is ``{"id": ..., "index": ..., "record": {...}}``. Returns the shard
+    Each shard line is ``{"id": ..., "index": ..., "record": {...}}`` (a folder's images by
+    their path relative to ``image_root``). Returns the shard
     (file stem) of every record id, in input order. Raises :class:`InputError` before writing anything final if
     the input is malformed or its size no longer matches the planned shards.
     """
@@ -62,7 +64,7 @@ def write_shards(
     try:
         handles = [p.open("w", encoding="utf-8") for p in tmp_paths]
         try:
-            for index, (record_id, record) in enumerate(iter_records(input_path, keys)):
+            for index, (record_id, record) in enumerate(iter_records(input_path, keys, image_root)):
                 shard = index // shard_size
                 if shard >= len(handles):
                     raise InputError(
