@@ -145,6 +145,11 @@ mkdir -p "$elsewhere/my_run"
 cd "$elsewhere"
 own_config my.yaml >/dev/null
 records my_run
+in_readme_line "snakemake preview --snakefile /path/to/vqaflow/Snakefile --directory my_run --configfile my.yaml --cores 4"
+OPENAI_BASE_URL=$url OPENAI_API_KEY=test-key \
+    run "$work/layout-preview.log" snakemake preview --snakefile "$repo/Snakefile" --directory my_run \
+    --configfile my.yaml --cores 4 --config api='{model: test-vlm}'
+[ -s "my_run/results/$run_name/preview/estimate.json" ] || fail "the preview from another directory wrote no estimate.json"
 OPENAI_BASE_URL=$url OPENAI_API_KEY=test-key \
     run "$work/layout.log" snakemake --snakefile "$repo/Snakefile" --directory my_run --configfile my.yaml --cores 4 \
     --config api='{model: test-vlm}'

@@ -46,7 +46,7 @@ PRICE_INPUT, PRICE_OUTPUT, BATCH_DISCOUNT = 0.15, 0.60, 0.5
 IMAGE_BASE, IMAGE_TILE = 2833, 5667
 COMPLETION_TOKENS = (300, 600, 1000)  # assumed answer lengths: the test server's answers are canned
 BATCH = {"poll_s": 0.01, "max_poll_s": 0.05, "fallback": "none", "max_requests": 50_000,
-         "max_file_mb": 190, "completion_window": "24h", "discount": BATCH_DISCOUNT}
+         "max_file_mb": 190, "completion_window": "24h", "discount": BATCH_DISCOUNT, "keep_files": False}
 NO_REPAIR = RepairSettings(enabled=False, max_tokens_factor=2, structured_output=False)
 
 

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,18 +66,22 @@ def step_shard(workdir: Path, shard_size: int) -> dict:
 
 
 def make_generated(workdir: Path) -> None:
-    """What generation would have written: the shard lines plus a raw answer."""
+    """What generation would have written: per shard line a raw answer and what it was read into."""
     (workdir / "generated").mkdir()
     for shard in sorted((workdir / "shards").iterdir()):
         with (workdir / "generated" / shard.name).open("w") as out:
             for line in read_jsonl(shard):
-                line.update(answer=ANSWER.format(n=line["id"], year=1800 + line["index"] % 200), generation=GENERATION)
-                out.write(json.dumps(line) + "\n")
+                answer = ANSWER.format(n=line["id"], year=1800 + line["index"] % 200)
+                generated = {"id": line["id"], "index": line["index"], "answer": answer, "generation": GENERATION,
+                             "parsed": asdict(CONTEXT_VQA.parse(answer, GENERATION["finish_reason"]))}
+                out.write(json.dumps(generated) + "\n")
         (workdir / "generated" / shard.name.replace(".jsonl", ".failed.jsonl")).write_text("")
 
 
-def _refine_one(shard: Path) -> int:
-    return refine.refine_shard(shard, shard.parent.parent / "refined" / shard.name, CONTEXT_VQA, COLUMNS, FILTERS)
+def _refine_one(generated: Path) -> int:
+    workdir = generated.parent.parent
+    return refine.refine_shard(workdir / "shards" / generated.name, generated, workdir / "refined" / generated.name,
+                               CONTEXT_VQA, COLUMNS, FILTERS)
 
 
 def step_refine(workdir: Path, processes: int) -> dict:

@@ -15,7 +15,7 @@ def main() -> None:
     columns = Columns.from_config(snakemake.params.columns)
     dedup = snakemake.params.dedup
     items = ((record_id, image_refs(record.get(columns.image)))
-             for record_id, record in iter_records(snakemake.params.spec, columns))
+             for record_id, record in iter_records(snakemake.params.spec, columns, snakemake.params.image_root))
     unreadable, stats = [], {}
     duplicates = find_duplicates(items, dedup["images"], dedup["max_distance"], snakemake.params.image_root,
                                  workers=snakemake.threads, unreadable=unreadable, stats=stats)

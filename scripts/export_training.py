@@ -15,7 +15,6 @@ def main() -> None:
         snakemake.output.table,
         pipeline(snakemake.params.pipeline),
         Columns.from_config(snakemake.params.columns),
-        snakemake.params.image_root,
         ExportFilters(**snakemake.params.filters),
     )
     print(json.dumps(counts))

@@ -8,6 +8,7 @@ from vqaflow.logs import run_logged
 from vqaflow.preview.run import generate_sample
 from vqaflow.settings import prompt_settings
 from vqaflow.stages.jobs import sampling
+from vqaflow.stages.reformat import ReformatSettings
 from vqaflow.stages.repair import RepairSettings
 
 
@@ -37,6 +38,7 @@ def main() -> None:
         RepairSettings(**prompts["repair"]),
         prompts["retry_rejected"],
         parallel=backend != "vllm",
+        reformat=ReformatSettings(**snakemake.params.reformat),
     )
     print(json.dumps(summary))
 

@@ -1,4 +1,4 @@
-"""Snakemake script: parse one shard's raw answers into structured QA records."""
+"""Snakemake script: one shard's records and their parsed answers into output records."""
 
 from vqaflow.columns import Columns
 from vqaflow.logs import run_logged
@@ -9,13 +9,14 @@ from vqaflow.stages.refine import refine_shard
 
 def main() -> None:
     count = refine_shard(
-        snakemake.input[0],
+        snakemake.input.shard,
+        snakemake.input.generated,
         snakemake.output[0],
         pipeline(snakemake.params.pipeline),
         Columns.from_config(snakemake.params.columns),
         FilterSettings(**snakemake.params.filters),
     )
-    print(f"{snakemake.input[0]}: refined {count} records")
+    print(f"{snakemake.input.generated}: refined {count} records")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
-"""Snakemake script: the run report's summary table, plots and sample records."""
+"""Snakemake script: the run report's first page (run.html), summary with the quality funnel,
+plots, failures page, sample gallery and quality page."""
 
+import os
 from pathlib import Path
 
 from vqaflow.columns import Columns
@@ -8,16 +10,27 @@ from vqaflow.pipelines import pipeline
 from vqaflow.stages import report
 
 
+def write(path: str, text: str) -> None:
+    Path(path).write_text(text, encoding="utf-8")
+
+
 def main() -> None:
-    columns = Columns.from_config(snakemake.params.columns)
-    chosen, refined = pipeline(snakemake.params.pipeline), list(snakemake.input.refined)
+    params, output = snakemake.params, snakemake.output
+    columns = Columns.from_config(params.columns)
+    chosen, refined = pipeline(params.pipeline), list(snakemake.input.refined)
     stats = report.load_stats(snakemake.input.stats)
-    Path(snakemake.output.summary).write_text(report.summary_html(stats), encoding="utf-8")
-    report.plot(report.collect(refined, chosen, columns), stats, Path(snakemake.output.qa_pairs).parent)
-    samples = report.samples_html(refined, chosen, columns, snakemake.params.image_root)
-    Path(snakemake.output.samples).write_text(samples, encoding="utf-8")
-    quality = report.quality_html(stats, refined, chosen, columns, snakemake.params.image_root)
-    Path(snakemake.output.quality).write_text(quality, encoding="utf-8")
+    config = params.config  # without secrets (public_config in common.smk)
+    stages = report.funnel(stats, report.exported_pairs(snakemake.input.export), config["verify"]["enabled"])
+    info = report.run_info(config, os.path.getmtime(snakemake.input.stats))
+    links = [("Sample gallery", output.samples), ("Quality funnel", output.funnel), ("Summary", output.summary),
+             ("Failures", output.failures), ("Quality", output.quality)]
+    write(output.run, report.run_html(info, links))
+    write(output.summary, report.summary_html(stats, info, stages))
+    report.plot(report.collect(refined, chosen, columns), stages, Path(output.funnel).parent)
+    write(output.failures, report.failures_html(stats, report.failure_kinds(snakemake.input.failed),
+                                                Path(output.funnel).parent))
+    write(output.samples, report.samples_html(refined, chosen, columns, params.image_root))
+    write(output.quality, report.quality_html(stats, refined, chosen, columns, params.image_root))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ def main() -> None:
         list(snakemake.output),
         snakemake.params.shard_size,
         Columns.from_config(snakemake.params.columns),
+        snakemake.params.image_root,
     )
     print(f"{snakemake.params.spec}: {len(shard_of)} records in {len(snakemake.output)} shards")
     moved = relocate(snakemake.params.journal, shard_of)

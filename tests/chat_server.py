@@ -31,6 +31,14 @@ decoded sizes), so tests can see every image arrived as its own content part. A 
 is recognised by a ``rec-<n>`` tag in its prompt; ``stats`` counts chat requests,
 model listings, statuses (of both) and answers per tag.
 
+It also plays a reformatting model: a request whose text holds a raw answer between
+``<<<ANSWER`` and ``ANSWER>>>`` (the reformat pass's) is answered from ``reformats`` (raw
+answer -> reply; a reply may be a dict, sent as JSON) or, for a raw answer not there, by
+:func:`copy_answer`, a verbatim copier of labelled lines. ``stats["reformats"]`` counts these
+requests per raw answer, ``stats["reformat_images"]`` the images they carried and
+``stats["reformat_schemas"]`` those that asked for a JSON schema; they are not counted
+as answers of a tag.
+
 In a test::
 
     with ChatServer(latency=0.01, faults={"429": 0.1}) as server:
@@ -129,6 +137,28 @@ def default_answer(text: str, sizes: list[str], seed: int | None, structured: bo
     return "\n".join(f"Q: {qa['question']}\nA: {qa['answer']}" for qa in qas)
 
 
+REFORMAT_SPAN = re.compile(r"<<<ANSWER\n(.*)\nANSWER>>>", re.S)
+COPY_LABEL = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:\*\*)?(Question|Answer|Q|A)\s*\d*\s*[:：]\s*(?:\*\*)?\s*", re.I)
+
+
+def copy_answer(raw: str, want_article: bool) -> str:
+    """A verbatim copier: lines starting with a ``Question:``/``Q:`` or ``Answer:``/``A:`` label
+    (numbered or bold) make the pairs; with ``want_article``, the other lines before the first
+    question that do not end with a colon make the article."""
+    article, qas = [], []
+    for line in raw.splitlines():
+        label = COPY_LABEL.match(line)
+        text = line[label.end():].replace("**", "").strip() if label else line.replace("**", "").strip()
+        if label and label.group(1).lower().startswith("q"):
+            qas.append({"question": text, "answer": ""})
+        elif label and qas:
+            qas[-1]["answer"] = text
+        elif not qas and text and not text.endswith(":"):
+            article.append(text)
+    body = {"qas": [qa for qa in qas if qa["answer"]]}
+    return json.dumps({"context": "\n\n".join(article), **body} if want_article else body, ensure_ascii=False)
+
+
 JUDGE_MARK = '{"verdicts": ['
 JUDGED_PAIR = re.compile(r"^(\d+)\. Question: (.*)$", re.M)
 
@@ -156,8 +186,8 @@ class ChatServer:
     def __init__(
         self, latency: float = 0.0, faults: dict[str, float] | None = None, key: str = TEST_KEY,
         models: tuple[str, ...] = (MODEL,), script: dict[str, str] | None = None,
-        retry_after: float = 0.05, port: int = 0, seed: int = 0, reject_response_format: bool = False,
-        judge_script: dict[str, str] | None = None,
+        retry_after: float = 0.05, port: int = 0, seed: int = 0, reformats: dict | None = None,
+        reject_response_format: bool = False, judge_script: dict[str, str] | None = None,
     ):
         self.latency, self.key, self.models = latency, key, models
         unknown = set(faults or {}) - set(FAULTS)
@@ -167,13 +197,15 @@ class ChatServer:
         self.script = script or {}
         self.judge_script = judge_script or {}
         self.reject_response_format = reject_response_format
+        self.reformats = reformats or {}
         self.retry_after = retry_after
         self.port = port
         self.random = random.Random(seed)
         self.stats: dict = {
             "requests": 0, "listings": 0, "statuses": Counter(), "answered": Counter(), "in_flight": 0,
             "max_in_flight": 0, "image_sizes": [], "judged": Counter(), "judge_models": Counter(),
-            "body_bytes": 0, "response_format": Counter(), "judge_seeds": {},
+            "body_bytes": 0, "reformats": Counter(), "reformat_images": 0, "reformat_schemas": 0,
+            "response_format": Counter(), "judge_seeds": {},
         }
         self._started = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -182,7 +214,9 @@ class ChatServer:
         self.files: dict[str, dict] = {}
         self.batches: dict[str, dict] = {}
         self.batch_stats: dict = {"batches_created": 0, "files_uploaded": 0, "bytes_uploaded": 0,
-                                  "lines_per_batch": [], "retrieves": 0, "cancelled": 0}
+                                  "lines_per_batch": [], "retrieves": 0, "cancelled": 0, "listings": 0,
+                                  "file_listings": 0, "files_deleted": 0, "downloads": Counter()}
+        self._file_numbers = 0
 
     @property
     def base_url(self) -> str:
@@ -262,7 +296,10 @@ class ChatServer:
         tag = (TAG.search(text) or [None])[0]
         structured = (body.get("response_format") or {}).get("type") == "json_schema"
         judging = JUDGE_MARK in text
-        if judging:
+        reformatting = REFORMAT_SPAN.search(text)
+        if reformatting:
+            content = self._reformat(reformatting.group(1), urls, body)
+        elif judging:
             content = self.judge_script.get(tag) or judge_answer(text)
             self.stats["judged"][tag] += 1
             self.stats["judge_seeds"].setdefault(tag, []).append(body.get("seed"))
@@ -277,7 +314,7 @@ class ChatServer:
             self._count("truncated_json")
         else:
             self._count("200")
-            if tag and not judging:
+            if tag and not judging and not reformatting:
                 self.stats["answered"][tag] += 1
         if TRUNCATE in text:
             content, finish = content[: len(content) * 2 // 3], "length"
@@ -298,6 +335,17 @@ class ChatServer:
             return web.Response(text=cut[: len(cut) // 2], content_type="application/json")
         return web.json_response(completion)
 
+    def _reformat(self, raw: str, urls: list[str], body: dict) -> str:
+        """A reformatting model's reply to a request carrying the raw answer ``raw``."""
+        self.stats["reformats"][raw] += 1
+        self.stats["reformat_images"] += len(urls)
+        schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        self.stats["reformat_schemas"] += schema is not None
+        reply = self.reformats.get(raw)
+        if reply is None:
+            return copy_answer(raw, "context" in (schema or {}).get("properties", {}))
+        return json.dumps(reply, ensure_ascii=False) if isinstance(reply, dict) else reply
+
     async def list_models(self, request: web.Request) -> web.Response:
         self.stats["listings"] += 1
         if request.headers.get("Authorization") != f"Bearer {self.key}":
@@ -312,7 +360,8 @@ class ChatServer:
 
     def stats_snapshot(self) -> dict:
         return {**self.stats, "statuses": dict(self.stats["statuses"]),
-                "answered": dict(self.stats["answered"]), "response_format": dict(self.stats["response_format"])}
+                "answered": dict(self.stats["answered"]), "reformats": dict(self.stats["reformats"]),
+                "response_format": dict(self.stats["response_format"])}
 
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024**2)
@@ -320,6 +369,8 @@ class ChatServer:
         app.router.add_get("/v1/models", self.list_models)
         app.router.add_get("/stats", self.stats_view)
         app.router.add_post("/v1/files", self.upload_file)
+        app.router.add_get("/v1/files", self.list_files)
+        app.router.add_delete("/v1/files/{file_id}", self.delete_file)
         app.router.add_get("/v1/files/{file_id}/content", self.file_content)
         app.router.add_post("/v1/batches", self.create_batch)
         app.router.add_get("/v1/batches", self.list_batches)
@@ -364,7 +415,8 @@ class ChatServer:
         return _error(401, "Incorrect API key provided.", "invalid_api_key")
 
     def _store_file(self, data: bytes, filename: str, purpose: str) -> dict:
-        file_id = f"file-{len(self.files) + 1}"
+        self._file_numbers += 1
+        file_id = f"file-{self._file_numbers}"
         self.files[file_id] = {"data": data, "meta": {
             "id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
             "filename": filename, "purpose": purpose, "status": "processed",
@@ -389,7 +441,42 @@ class ChatServer:
         stored = self.files.get(request.match_info["file_id"])
         if stored is None:
             return _error(404, "No such file.", "not_found")
+        self.batch_stats["downloads"][stored["meta"]["purpose"]] += 1
+        if stored["meta"]["purpose"] == "batch_output" and self.batch_stats["downloads"]["batch_output"] <= \
+                self.batch["download_errors"]:
+            return _error(500, "The server had an error.", "server_error")
         return web.Response(body=stored["data"], content_type="application/octet-stream")
+
+    async def list_files(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        self.batch_stats["file_listings"] += 1
+        if self.batch["list_status"]:
+            return _error(self.batch["list_status"], "Listing is not available (test knob).", "list_failed")
+        purpose = request.query.get("purpose")
+        files = [f["meta"] for f in reversed(self.files.values()) if purpose in (None, f["meta"]["purpose"])]
+        return self._page(request, files, 10000)
+
+    async def delete_file(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        file_id = request.match_info["file_id"]
+        if self.files.pop(file_id, None) is None:
+            return _error(404, "No such file.", "not_found")
+        self.batch_stats["files_deleted"] += 1
+        return web.json_response({"id": file_id, "object": "file", "deleted": True})
+
+    @staticmethod
+    def _page(request: web.Request, items: list[dict], most: int) -> web.Response:
+        """One page of a newest-first listing, after the ``after`` id, at most ``limit`` long."""
+        limit = min(int(request.query.get("limit", 20)), most)
+        after = request.query.get("after")
+        ids = [item["id"] for item in items]
+        start = ids.index(after) + 1 if after in ids else 0
+        page = items[start:start + limit]
+        return web.json_response({"object": "list", "data": page, "has_more": start + limit < len(items),
+                                  "first_id": page[0]["id"] if page else None,
+                                  "last_id": page[-1]["id"] if page else None})
 
     async def create_batch(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -422,10 +509,10 @@ class ChatServer:
     async def list_batches(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._unauthorized()
-        data = [batch["object"] for batch in reversed(self.batches.values())]
-        return web.json_response({"object": "list", "data": data, "has_more": False,
-                                  "first_id": data[0]["id"] if data else None,
-                                  "last_id": data[-1]["id"] if data else None})
+        self.batch_stats["listings"] += 1
+        if self.batch["list_status"]:
+            return _error(self.batch["list_status"], "Listing is not available (test knob).", "list_failed")
+        return self._page(request, [batch["object"] for batch in reversed(self.batches.values())], 100)
 
     async def retrieve_batch(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -464,10 +551,11 @@ class ChatServer:
         if knobs["seconds_per_step"] is not None:
             steps = max(steps, int((time.monotonic() - batch["started"]) / knobs["seconds_per_step"]))
         target = min(steps, 3)
-        if target > batch["step"] and batch["step"] == 0 and batch["number"] < knobs["fail_batches"]:
-            obj.update(status="failed", failed_at=int(time.time()), errors={"object": "list", "data": [
-                {"code": "invalid_request", "message": "The batch failed validation (test knob).", "line": None}]})
-            return
+        if target > batch["step"] and batch["step"] == 0:
+            errors = self._validation_errors(batch)
+            if errors:
+                obj.update(status="failed", failed_at=int(time.time()), errors={"object": "list", "data": errors})
+                return
         if target >= 2 and batch["step"] < 2:
             await self._run_lines(batch)
             if obj["status"] == "expired":
@@ -477,6 +565,17 @@ class ChatServer:
         stamp = {1: "in_progress_at", 2: "finalizing_at", 3: "completed_at"}
         for step in range(1, batch["step"] + 1):
             obj.setdefault(stamp[step], int(time.time()))
+
+    def _validation_errors(self, batch: dict) -> list[dict]:
+        """Why a batch fails validation: a line carrying INVALID_LINE (one error per such
+        line), or the ``fail_batches`` knob (one error without a line, code ``fail_code``)."""
+        errors = [{"code": "invalid_request", "line": n,
+                   "message": f"Line {n}: the request body is invalid (test marker)."}
+                  for n, line in enumerate(batch["lines"], 1) if INVALID_LINE in json.dumps(line["body"])]
+        if not errors and batch["number"] < self.batch["fail_batches"]:
+            errors = [{"code": self.batch["fail_code"], "line": None,
+                       "message": "The batch failed validation (test knob)."}]
+        return errors
 
     async def _answer_line(self, batch: dict, line: dict) -> tuple[int | None, dict | None]:
         """One line through the chat route's own code: its status and JSON body (None, None:
@@ -514,8 +613,11 @@ class ChatServer:
         counts = obj["request_counts"]
         counts.update(completed=len(output), failed=len(errors))
         if output:
+            texts = [json.dumps(r) for r in output]
+            for n in range(min(knobs["torn_lines"] if faulty else 0, len(texts))):
+                texts[n] = texts[n][: len(texts[n]) // 2]  # a torn download
             obj["output_file_id"] = self._store_file(
-                "".join(json.dumps(r) + "\n" for r in output).encode(), f"{obj['id']}_output.jsonl",
+                "".join(text + "\n" for text in texts).encode(), f"{obj['id']}_output.jsonl",
                 "batch_output")["id"]
         if errors:
             obj["error_file_id"] = self._store_file(
@@ -531,13 +633,19 @@ class ChatServer:
 # lines are answered when it reaches finalizing, each by the chat route's own code. The
 # first ``faulty_batches`` batches (None: all) get line faults: a share ``fail_share``
 # answered with status 500, a share ``error_share`` only in the error file, and after
-# ``expire_after`` lines the batch expires with a partial output. ``fail_batches``
-# batches fail validation outright; the first ``retrieve_errors`` retrieves answer 500.
+# ``expire_after`` lines the batch expires with a partial output, and the first
+# ``torn_lines`` lines of its output file are cut in half. ``fail_batches`` batches fail
+# validation outright (error code ``fail_code``, no line); a batch with a line carrying
+# INVALID_LINE fails validation naming that line. The first ``retrieve_errors`` retrieves
+# answer 500, and so do the first ``download_errors`` downloads of result files;
+# ``list_status`` (an HTTP status) makes every listing of batches and files fail.
 BATCH_DEFAULTS = {
     "retrieves_per_step": 1, "seconds_per_step": None, "faulty_batches": None,
     "fail_share": 0.0, "error_share": 0.0, "expire_after": None, "fail_batches": 0,
-    "retrieve_errors": 0,
+    "fail_code": "invalid_request", "retrieve_errors": 0, "torn_lines": 0, "list_status": None,
+    "download_errors": 0,
 }
+INVALID_LINE = "[[invalid-batch-line]]"
 BATCH_STEPS = ("validating", "in_progress", "finalizing", "completed")
 
 

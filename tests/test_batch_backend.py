@@ -29,7 +29,7 @@ from workflow_helpers import (
 
 TESTS = Path(__file__).resolve().parent
 FAST = {"poll_s": 0.01, "max_poll_s": 0.05, "fallback": "none", "max_requests": 50_000,
-        "max_file_mb": 190, "completion_window": "24h", "discount": 0.5}
+        "max_file_mb": 190, "completion_window": "24h", "discount": 0.5, "keep_files": False}
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +38,9 @@ def key(monkeypatch):
 
 
 def backend(server: ChatServer, state: Path, api: dict | None = None, online=None, **batch) -> BatchBackend:
-    return BatchBackend(api_settings_for(server.base_url, **(api or {})), BatchSettings(**{**FAST, **batch}),
-                        sampling(max_tokens=64), 1 << 20, state, fallback=online)
+    settings = api_settings_for(server.base_url, **(api or {}))
+    online = online or ApiBackend(settings, sampling(max_tokens=64), 1 << 20)
+    return BatchBackend(settings, BatchSettings(**{**FAST, **batch}), sampling(max_tokens=64), 1 << 20, state, online)
 
 
 def collect(run_backend, work: list[GenerationTask]) -> dict:
@@ -102,14 +103,15 @@ sys.path[:0] = [sys.argv[1], sys.argv[5]]
 from vqaflow.backends.api import ApiSettings
 from vqaflow.backends.base import GenerationTask
 from workflow_helpers import sampling, settings_from_defaults
+from vqaflow.backends.api import ApiBackend
 from vqaflow.backends.batch import BatchBackend, BatchSettings
 from vqaflow.prompts import Prompt
 base_url, state, count = sys.argv[2], sys.argv[3], int(sys.argv[4])
 work = [GenerationTask(f"r{n}", Prompt(None, (("user", f"Describe rec-{n}."),), ()), seed=n) for n in range(count)]
 settings = BatchSettings(poll_s=0.05, max_poll_s=0.05, fallback="none", max_requests=50000,
-                         max_file_mb=190, completion_window="24h", discount=0.5)
+                         max_file_mb=190, completion_window="24h", discount=0.5, keep_files=False)
 api = settings_from_defaults(ApiSettings, "api", model="test-vlm", base_url=base_url)
-backend = BatchBackend(api, settings, sampling(max_tokens=64), 1 << 20, state)
+backend = BatchBackend(api, settings, sampling(max_tokens=64), 1 << 20, state, ApiBackend(api, sampling(max_tokens=64), 1 << 20))
 backend.run(work, lambda outcome: print(json.dumps(outcome.id), flush=True))
 """
 
@@ -125,7 +127,7 @@ def test_killed_while_polling_reattaches_without_a_second_batch(tmp_path):
         )
         try:
             deadline = time.monotonic() + 30
-            while not (state.exists() and json.loads(state.read_text())["batches"][0]["id"]):
+            while not (state.exists() and [b["id"] for b in json.loads(state.read_text())["batches"] if b["id"]]):
                 assert child.poll() is None, child.stderr.read().decode()
                 assert time.monotonic() < deadline, "the state file never named the batch"
                 time.sleep(0.02)
@@ -246,12 +248,34 @@ def test_expired_batch_keeps_its_lines_and_finishes_in_a_second(tmp_path):
     assert sorted(o.id for o in outcomes.values() if o.generation["batch_id"] == "batch_1") == ["r0", "r1", "r2"]
 
 
-def test_failed_batch_is_resubmitted(tmp_path):
+def test_batch_failed_for_a_full_queue_is_resubmitted(tmp_path):
     with ChatServer() as server:
-        server.batch["fail_batches"] = 1
+        server.batch.update({"fail_batches": 1, "fail_code": "token_limit_exceeded"})
         outcomes = collect(backend(server, tmp_path / "state.json"), text_tasks(3))
         assert server.batch_stats["lines_per_batch"] == [3, 3]
     assert all(o.ok and o.generation["batch_id"] == "batch_2" for o in outcomes.values())
+
+
+def test_batch_failed_validation_fails_its_lines_for_good(tmp_path):
+    state = tmp_path / "state.json"
+    with ChatServer() as server:
+        server.batch["fail_batches"] = 1
+        outcomes = collect(backend(server, state), text_tasks(3))
+        assert server.batch_stats["lines_per_batch"] == [3], "not resubmitted unchanged"
+    for outcome in outcomes.values():
+        assert outcome.error_kind == "rejected"
+        assert "batch_1 failed validation" in outcome.error and "(test knob)" in outcome.error
+
+
+def test_validation_error_naming_a_line_fails_only_that_record(tmp_path):
+    work = text_tasks(3)
+    work[1] = text_tasks(2, "Describe rec-{n}. [[invalid-batch-line]]")[1]
+    with ChatServer() as server:
+        outcomes = collect(backend(server, tmp_path / "state.json"), work)
+        assert server.batch_stats["lines_per_batch"] == [3, 2], "the others go again, without the bad line"
+    assert outcomes["r0"].ok and outcomes["r2"].ok
+    assert outcomes["r1"].error_kind == "rejected"
+    assert "at line 2" in outcomes["r1"].error and "request body is invalid" in outcomes["r1"].error
 
 
 def test_cancelled_batch_is_resubmitted_and_said_so(tmp_path, capsys):
@@ -316,7 +340,10 @@ def test_online_fallback_takes_any_backend(tmp_path):
         def __init__(self):
             self.asked = []
 
-        def run(self, work, on_outcome):
+        def identity(self):
+            return {"backend": "other"}
+
+        def run(self, work, on_outcome, on_retry=None):
             self.asked.extend(t.id for t in work)
             for task in work:
                 on_outcome(Outcome(task.id, answer="from elsewhere", generation={"backend": "other"}))

@@ -1,6 +1,7 @@
 """Input errors and oddities, each named with the file and the line or row."""
 
 import json
+from dataclasses import asdict
 
 import polars as pl
 import pyarrow as pa
@@ -157,7 +158,8 @@ def test_null_id_is_a_missing_id(tmp_path):
     assert records == [("row-0", {"image": "a.png"}), ("row-1", {"image": "b.png"}), ("row-5", {"id": "row-5"})]
     write_shards(path, [tmp_path / "s.jsonl"], 5, COLUMNS)
     lines = list(read_jsonl(tmp_path / "s.jsonl"))
-    line = {**lines[0], "answer": "", "generation": {"finish_reason": "stop"}}
+    parsed = asdict(PIPELINES["image_qa"].parse("", "stop"))
+    line = {**lines[0], "answer": "", "generation": {"finish_reason": "stop"}, "parsed": parsed}
     assert refine_record(line, PIPELINES["image_qa"], COLUMNS, FilterSettings(8, None))["id"] == "row-0"
 
 

@@ -185,7 +185,7 @@ def test_the_gate_says_the_dataset_is_written_and_the_two_ways_on():
     assert text.startswith("3 of 10 records failed (30.0%, more than max_failed_fraction: 5.0%)")
     assert "by kind: image 2, rejected 1" in text and PATHS["failed"] in text
     assert f"written with the 7 answered records: {PATHS['dataset']}" in text
-    assert "rerun the same command" in text and "--config max_failed_fraction=0.3)" in text
+    assert "run the same command again" in text and "--config max_failed_fraction=0.3)" in text
     assert len(text.splitlines()) <= 6
 
 

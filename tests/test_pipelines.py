@@ -35,9 +35,9 @@ class Recording:
     def identity(self) -> dict:
         return self.inner.identity()
 
-    def run(self, tasks, on_outcome) -> None:
+    def run(self, tasks, on_outcome, on_retry=None) -> None:
         self.tasks.extend(tasks)
-        self.inner.run(tasks, on_outcome)
+        self.inner.run(tasks, on_outcome, on_retry)
 
     def repairer(self, max_tokens, json_schema):
         return Recording(self.inner.repairer(max_tokens, json_schema), self.tasks)

@@ -148,6 +148,25 @@ def test_workflow_runs_on_slurm(workdir, cluster):
     assert_secret_is_nowhere(secret, workdir, output, job_ids, cluster)
 
 
+def test_progress_lines_reach_the_slurm_job_log(workdir, cluster):
+    """A cluster job's stderr is its log: the progress lines a local run shows on the terminal
+    are there, while the job runs and when it ends (and the key is not)."""
+    secret = f"sk-vqaflow-{secrets.token_hex(16)}"
+    with ChatServer(key=secret, latency=1.0) as server:
+        write_records(workdir, tagged_records(workdir, 8))
+        write_config(workdir, server.base_url, shard_size=8, api={"max_concurrency": 1})
+        # only the generate job (and the split before it); no --verbose: the job step would log its environment
+        snakemake(workdir, "results/test/generated/shard-00000.jsonl", "--profile", str(PROFILE),
+                  "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+                  "--slurm-keep-successful-logs", key=secret, timeout=600)
+    (log,) = (workdir / ".snakemake/slurm_logs/rule_generate_api/shard-00000").glob("*.log")
+    text = log.read_text()
+    running = re.findall(r"^vqaflow: shard-00000 generate: (\d+)/8 done, .* ETA [\d:?]+$", text, re.M)
+    assert running and all(0 < int(n) < 8 for n in running), text
+    assert re.search(r"^vqaflow: shard-00000 generate: finished 8/8, 8 answered, 0 failed, 0 retried, ", text, re.M)
+    assert secret not in text
+
+
 def assert_secret_is_nowhere(secret: str, workdir: Path, output: str, job_ids: list[str], cluster):
     """Not in snakemake's output, the sbatch calls, `scontrol show job`, the job scripts, any
     file under the working directory (.snakemake, slurm_logs, results) or SLURM's logs and

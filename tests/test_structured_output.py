@@ -12,7 +12,6 @@ import pytest
 from chat_server import SCHEMA_REJECTION, ChatServer
 from vqaflow import free_text
 from vqaflow.backends._factory import build_backend
-from vqaflow.backends.batch import BatchBackend, BatchSettings
 from vqaflow.backends.openai_protocol import SCHEMA_REJECTED, RecordFailure, classify_status, request_body
 from vqaflow.jsonl import read_jsonl, write_jsonl
 from vqaflow.settings import prompt_settings
@@ -120,14 +119,15 @@ def test_false_keeps_the_free_text_request_byte_for_byte():
 
 
 BATCH = {"poll_s": 0.01, "max_poll_s": 0.05, "fallback": "none", "max_requests": 50_000,
-         "max_file_mb": 190, "completion_window": "24h", "discount": 0.5}
+         "max_file_mb": 190, "completion_window": "24h", "discount": 0.5, "keep_files": False}
 
 
 def test_a_batch_rejected_for_the_schema_is_resubmitted_once_without_it(tmp_path):
     settings = replace(prompt_settings({**schema_defaults(), "pipeline": "image_vqa"}), structured_output="auto")
     with ChatServer(reject_response_format=True) as server:
-        backend = BatchBackend(api_settings_for(server.base_url), BatchSettings(**BATCH), sampling(max_tokens=256),
-                               1 << 20, tmp_path / "batches.json")
+        backend = build_backend("batch", sampling(max_tokens=256), settings.max_pixels,
+                                api=asdict(api_settings_for(server.base_url)), batch=BATCH,
+                                state_path=tmp_path / "batches.json")
         summary = generate_shard(shard(tmp_path, 4), tmp_path / "out.jsonl", tmp_path / "failed.jsonl",
                                  tmp_path / "journal.jsonl", settings, backend, REPAIR)
         assert summary["answered"] == 4 and summary["failed"] == 0
@@ -219,3 +219,21 @@ def test_judge_failures_count_in_the_gate_and_the_summary():
     with pytest.raises(ConfigError, match="verify.enabled: true, or export.keep: all"):
         check_combinations(config)
     check_combinations({**config, "verify": {**config["verify"], "enabled": True}})
+
+
+def test_the_reformat_starts_in_free_text_where_the_shard_fell_back(tmp_path):
+    from vqaflow.stages.reformat import ReformatSettings
+
+    car = "Sure! Q) What colour is the car? >> red\nQ) How many wheels does it have? >> four"
+    settings = replace(prompt_settings({**schema_defaults(), "pipeline": "image_vqa"}), structured_output="auto")
+    copy = {"qas": [{"question": "What colour is the car?", "answer": "red"},
+                    {"question": "How many wheels does it have?", "answer": "four"}]}
+    with ChatServer(reject_response_format=True, script={"rec-1": car}, reformats={car: copy}) as server:
+        api = asdict(api_settings_for(server.base_url))
+        backend = build_backend("api", sampling(max_tokens=256), settings.max_pixels, api=api)
+        summary = generate_shard(shard(tmp_path, 2), tmp_path / "out.jsonl", tmp_path / "failed.jsonl",
+                                 tmp_path / "journal.jsonl", settings, backend,
+                                 replace(REPAIR, enabled=False), reformat=ReformatSettings(True, "api", 256, api=api))
+        assert summary["reformat"]["asked"] == 1 and summary["reformat"]["accepted"] == 1
+        assert server.stats["statuses"]["400"] == 1, "one rejection in the shard: the reformat asked in free text"
+        assert server.stats["reformat_schemas"] == 0 and server.stats["response_format"] == {"json_schema": 1, "none": 3}

@@ -137,3 +137,40 @@ def test_the_judge_runs_on_vllm_with_the_verdict_schema(tiny_model, tmp_path):
                  settings.pipeline.judge_prompt, "tiny")
     assert len((tmp_path / "journal.jsonl").read_text().splitlines()) == 3 + counts["failed"], \
         "a rerun asks the judge again only for the records without usable verdicts"
+
+
+def test_the_reformat_runs_on_the_same_engine_text_only_and_garbage_is_rejected(tiny_model, tmp_path, monkeypatch):
+    """The generate stage on the real engine: the tiny model's answers are noise, so each gets
+    one reformat request, on the generator's engine (built once), without its image; the
+    noise it copies into the schema is not found in the answer and is rejected."""
+    from vqaflow.jsonl import read_jsonl, write_jsonl
+    from vqaflow.settings import prompt_settings
+    from vqaflow.stages.generate import generate_shard
+    from vqaflow.stages.reformat import ReformatSettings
+    from vqaflow.stages.repair import RepairSettings
+    from workflow_helpers import schema_defaults
+
+    asked, engines = [], []
+    run_tasks, build = VllmBackend.run, VllmBackend.engine
+    monkeypatch.setattr(VllmBackend, "run", lambda self, tasks, on: (asked.append(tasks), run_tasks(self, tasks, on)))
+    monkeypatch.setattr(VllmBackend, "engine", lambda self, n: (engines.append(n), build(self, n))[1])
+    settings = prompt_settings({**schema_defaults(), "pipeline": "image_vqa"})
+    write_jsonl(tmp_path / "shard.jsonl", [{"id": f"r{n}", "index": n, "record": {"id": f"r{n}", "image": image}}
+                                           for n, image in enumerate((SUNSET, CHART))])
+    generator = backend(tiny_model, max_tokens=16, temperature=0.0)
+    summary = generate_shard(tmp_path / "shard.jsonl", tmp_path / "generated.jsonl", tmp_path / "failed.jsonl",
+                             tmp_path / "journal.jsonl", settings, generator,
+                             RepairSettings(enabled=False, max_tokens_factor=2, structured_output=False),
+                             reformat=ReformatSettings(True, "vllm", 48, share_engine=True))
+    generated = list(read_jsonl(tmp_path / "generated.jsonl"))
+    unreadable = [line["id"] for line in generated if line["parsed"]["status"] != "ok" or line["generation"]["reformatted"]]
+    assert len(engines) == 1, "one engine for the answers and the reformats"
+    first, reformats = asked
+    assert all(task.prompt.images for task in first)
+    assert sorted(task.id for task in reformats) == sorted(unreadable) and unreadable
+    assert all(task.prompt.images == () and "<<<ANSWER" in task.prompt.turns[0][1] for task in reformats)
+    assert summary["reformat"]["asked"] == len(unreadable) and summary["reformat"]["accepted"] == 0
+    for line in generated:
+        reformat = line["generation"]["reformat"]
+        assert reformat["status"] == "rejected" and reformat["backend"] == "vllm"
+        assert line["parsed"]["issues"][-1] == "reformat_rejected"

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import time
 
 import polars as pl
 import pytest
@@ -27,7 +29,7 @@ def test_a_folder_of_images_is_an_input(workdir, server):
     snakemake(workdir)
     dataset = read_output(workdir, "dataset.jsonl")
     assert [r["id"] for r in dataset] == ["B.JPG", "trip/a.png"]
-    assert dataset[1]["image"] == str(nested / "a.png")
+    assert dataset[1]["image"] == "photos/trip/a.png"  # relative to images.root, as config/README.md says
     with Image.open(nested / "a.png") as picture:
         assert f"{picture.width}x{picture.height} PNG" in server.stats["image_sizes"]
     assert all(r["parse"]["status"] == "ok" for r in dataset)
@@ -82,3 +84,55 @@ def test_parquet_round_trip_keeps_nested_fields_and_integer_ids(workdir, server)
     assert out["id"].dtype == pl.Int64 and out["id"].to_list() == [0, 1, 2]
     assert out["tags"].to_list() == [["a", "b"]] * 3
     assert out["meta"].to_list()[1] == {"source": "cam", "score": 0.5}
+
+
+def test_odd_files_in_a_folder_fail_alone_and_for_good(workdir, server):
+    photos = workdir / "photos"
+    photos.mkdir()
+    for name in ("sunset.jpg", "lighthouse.png"):
+        shutil.copy(DEMO_IMAGES / name, photos / name)
+    os.mkfifo(photos / "fifo.png")  # reading it would wait forever
+    (photos / "loop.png").symlink_to(photos / "loop.png")
+    (photos / "empty.png").write_bytes(b"")
+    write_config(workdir, server.base_url, input="photos", pipeline="image_vqa", backend="batch",
+                 max_failed_fraction=1.0, batch={"poll_s": 0.05, "max_poll_s": 0.1})
+    started = time.monotonic()
+    result = snakemake(workdir, timeout=120)
+    assert time.monotonic() - started < 60
+    assert "fifo.png: not a regular file" in result.stderr
+    assert [r["id"] for r in read_output(workdir, "dataset.jsonl")] == ["lighthouse.png", "sunset.jpg"]
+    failed = {f["id"]: f for f in read_output(workdir, "failed.jsonl")}
+    assert sorted(failed) == ["empty.png", "loop.png"]
+    assert all(f["kind"] == "image" and not f["transient"] for f in failed.values())
+    assert "empty image file" in failed["empty.png"]["error"] and "loop.png" in failed["loop.png"]["error"]
+    assert server.batch_stats["lines_per_batch"] == [2]
+    rerun = snakemake(workdir)
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
+    assert server.batch_stats["batches_created"] == 1
+
+
+def test_parquet_types_survive_and_a_null_image_fails_alone(workdir, server):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    photo = (DEMO_IMAGES / "sunset.jpg").read_bytes()
+    schema = pa.schema([
+        ("id", pa.int64()), ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        ("tags", pa.list_(pa.string())), ("meta", pa.struct([("source", pa.string()), ("score", pa.float64())])),
+    ])
+    rows = [{"id": n, "image": {"bytes": photo, "path": None}, "tags": ["a", str(n)],
+             "meta": {"source": "cam", "score": n / 2}} for n in range(3)]
+    rows.insert(1, {"id": 7, "image": {"bytes": None, "path": None}, "tags": [], "meta": {"source": None, "score": 1.0}})
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), workdir / "in.parquet")
+    write_config(workdir, server.base_url, input="in.parquet", pipeline="image_vqa", output_format="parquet",
+                 max_failed_fraction=0.5)
+    snakemake(workdir)
+    failed = read_output(workdir, "failed.jsonl")
+    assert [(f["id"], f["kind"], f["transient"]) for f in failed] == [("7", "image", False)]
+    out = pl.read_parquet(workdir / "results/test/dataset.parquet")
+    source = pl.read_parquet(workdir / "in.parquet")
+    assert {name: out.schema[name] for name in ("id", "tags", "meta")} == \
+           {name: source.schema[name] for name in ("id", "tags", "meta")}
+    assert out["id"].to_list() == [0, 1, 2] and out["tags"].to_list()[2] == ["a", "2"]
+    assert out["meta"].to_list()[1] == {"source": "cam", "score": 0.5}
+    assert out["image"].dtype == pl.String  # the bytes stay out of the dataset, named by their digest

@@ -126,17 +126,17 @@ def test_a_batch_run_after_the_preview_sends_only_the_records_not_previewed(work
 def test_repairs_are_previewed_counted_and_not_asked_again(workdir):
     records = tagged_records(workdir, 10)
     for record in records[:4]:
-        record["conversation"][0]["value"] += f" {TRUNCATE}"  # cut off: asked once more
+        record["conversation"][0]["value"] += f" {TRUNCATE}"  # cut off: asked once more, then reformatted
     write_records(workdir, records)
     with ChatServer() as server:
         write_config(workdir, server.base_url, shard_size=5, preview={"records": 10})
         snakemake(workdir, "preview")
         found = read_output(workdir, "preview/estimate.json")
-        assert server.stats["requests"] == 14
-        assert found["measured"]["asked"] == 14
-        assert found["projected"]["requests"]["value"] == pytest.approx(14)
+        assert server.stats["requests"] == 10 + 4 + 4 and sum(server.stats["reformats"].values()) == 4
+        assert found["measured"]["asked"] == 18
+        assert found["projected"]["requests"]["value"] == pytest.approx(18)
         snakemake(workdir)
-        assert server.stats["requests"] == 14, "the run asked a previewed request again"
+        assert server.stats["requests"] == 18, "the run asked a previewed request again"
 
 
 def test_preview_judges_the_sample_and_the_run_does_not_judge_it_again(workdir, server):

@@ -158,7 +158,7 @@ def vllm_config(workdir, model: str, **overrides):
     """A config for the vLLM backend on the tiny model, small enough for 2 CPUs."""
     settings = {
         "backend": "vllm", "pipeline": "image_vqa", "shard_size": 3, "max_failed_fraction": 0.5,
-        "generation": {"max_tokens": 16},
+        "generation": {"max_tokens": 16}, "reformat": {"max_tokens": 48},
         "vllm": {"model": model, "max_model_len": 1024, "dtype": "bfloat16", "chunk_size": 2,
                  "mem_mb": 4000, "engine_args": CPU_ENGINE},
     }

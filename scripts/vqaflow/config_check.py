@@ -26,11 +26,16 @@ ACCEPTED_INPUTS = (
     "a JSON array, JSONL or Parquet file of records (.json, .jsonl, .parquet), "
     "a glob of such files, or a directory of images"
 )
-OVERRIDDEN = {"api": "api", "vllm": "vllm"}  # verify.<key>: overrides of the section <value>, key by key
+OVERRIDDEN = {"api": "api", "vllm": "vllm"}  # <stage>.<key>: overrides of the section <value>, key by key
+OVERRIDING = ("verify", "reformat")  # the stages with such overrides
 MAX_PROBLEMS = 8
 _GLOB_MAGIC = re.compile(r"[*?[]")
 _BOOLEANS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 _NULLS = ("null", "~")
+# a key whose value is a secret wherever it appears (api_key, hf_token, password, ...); not
+# max_tokens, key_env (the name of a variable) or keys (column names)
+_SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|credentials?|authorization)$", re.I)
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 class ConfigError(ValueError):
@@ -100,13 +105,15 @@ def _coerced(value: Any, spec: dict) -> Any:
 
 
 def with_overrides(schema: dict) -> dict:
-    """The schema with ``verify.api`` and ``verify.vllm`` described by the sections they
-    override (for coercion and key checks only: validating with it would fill their defaults)."""
+    """The schema with ``verify.api``, ``verify.vllm``, ``reformat.api`` and ``reformat.vllm``
+    described by the sections they override (for coercion and key checks only: validating
+    with it would fill their defaults)."""
     described = copy.deepcopy(schema)
-    verify = described["properties"]["verify"]["properties"]
-    for key, section in OVERRIDDEN.items():
-        verify[key] = {**verify[key], "additionalProperties": False,
-                       "properties": described["properties"][section]["properties"]}
+    for stage in OVERRIDING:
+        overrides = described["properties"][stage]["properties"]
+        for key, section in OVERRIDDEN.items():
+            overrides[key] = {**overrides[key], "additionalProperties": False,
+                              "properties": described["properties"][section]["properties"]}
     return described
 
 
@@ -115,6 +122,21 @@ def coerce(config: dict, schema: dict) -> dict:
     wants: ``--config api='{max_concurrency: 2}'`` passes ``'2'``. Strings that spell nothing
     the schema wants stay, for validation to report."""
     return _coerced(config, with_overrides(schema))
+
+
+def public_config(value: Any) -> Any:
+    """The config as JSON values without secrets: keys named like a secret (``api_key``,
+    ``token``, ``password``, ...) left out, the ``user:password@`` of URLs removed. What the
+    report shows and digests (keys themselves live in the environment, never in the config)."""
+    if isinstance(value, dict):
+        return {str(key): public_config(item) for key, item in value.items() if not _SECRET_KEY.search(str(key))}
+    if isinstance(value, (list, tuple)):
+        return [public_config(item) for item in value]
+    if isinstance(value, str):
+        return _URL_USERINFO.sub("", value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)
 
 
 # --------------------------------------------------------------------------- unknown keys
@@ -302,7 +324,7 @@ def gate_message(stats: dict, limit: float, dataset: str, failed: str, verify_fa
         f"max_failed_fraction: {limit:.1%}); by kind: {_top_kinds(stats)}; reasons in {reasons}",
         f"The dataset was written with the {stats['records_ok']} answered records: {dataset}",
         "Two ways on:",
-        f"  - rerun the same command: transient failures (rate limits, timeouts, server errors{judge_kinds}; "
+        f"  - run the same command again: transient failures (rate limits, timeouts, server errors{judge_kinds}; "
         f"{stats.get('failures_transient', 0)} of the {count}) are asked again",
         f"  - or keep the dataset as it is: raise max_failed_fraction (e.g. --config max_failed_fraction={raised:g})"
         " and run again",

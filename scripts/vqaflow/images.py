@@ -18,6 +18,7 @@ import binascii
 import io
 import math
 import re
+import stat
 import threading
 import warnings
 from collections.abc import Iterator
@@ -94,7 +95,10 @@ def resolve(ref: str, root: str | Path) -> str:
     """Absolute path of a local image (relative to ``root``); URLs and digests unchanged."""
     if is_url(ref) or is_data_url(ref) or is_digest(ref):
         return ref
-    return str((Path(root) / Path(ref).expanduser()).resolve())
+    try:
+        return str((Path(root) / Path(ref).expanduser()).resolve())
+    except (RuntimeError, OSError) as err:  # a symlink loop (RuntimeError before Python 3.13)
+        raise ImageError(f"{ref}: cannot resolve the path: {err}") from None
 
 
 def read_bytes(ref: str) -> bytes:
@@ -108,13 +112,20 @@ def read_bytes(ref: str) -> bytes:
         except binascii.Error as err:
             raise ImageError(f"{ref[:40]}...: invalid base64 data URL: {err}") from None
     try:
-        return Path(ref).read_bytes()
+        if not stat.S_ISREG(Path(ref).stat().st_mode):  # reading a FIFO would wait forever
+            raise ImageError(f"{ref}: not a regular file (a FIFO, socket, device or directory)")
+        data = Path(ref).read_bytes()
     except FileNotFoundError:
         raise ImageError(f"{ref}: image file not found") from None
     except OSError as err:
         raise ImageError(f"{ref}: cannot read image: {err.strerror or err}") from None
+    except ImageError:
+        raise
     except ValueError as err:  # a path with a NUL byte
         raise ImageError(f"{ref!r}: not a usable path: {err}") from None
+    if not data:
+        raise ImageError(f"{ref}: empty image file (0 bytes)")
+    return data
 
 
 def digest(ref: str) -> str:

@@ -131,22 +131,26 @@ def relocate(journal_dir: str | Path, shard_of: dict[str, str]) -> int:
                 out.writelines(lines)
         buffers.clear()
 
-    for path in journals:
-        with path.open("rb") as handle:
-            for raw in handle:
-                try:
-                    record_id = json.loads(raw)["id"]
-                except (ValueError, KeyError, TypeError):
-                    continue  # a torn line
-                shard = shard_of.get(record_id, UNPLACED)
-                moved += shard != path.stem
-                buffers[shard].append(raw if raw.endswith(b"\n") else raw + b"\n")
-                held += 1
-                if held >= RELOCATE_BUFFER:
-                    flush()
-                    held = 0
-    flush()
-    (staging / LAYOUT_FILE).write_text(layout + "\n")
+    try:
+        for path in journals:
+            with path.open("rb") as handle:
+                for raw in handle:
+                    try:
+                        record_id = json.loads(raw)["id"]
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a torn line
+                    shard = shard_of.get(record_id, UNPLACED)
+                    moved += shard != path.stem
+                    buffers[shard].append(raw if raw.endswith(b"\n") else raw + b"\n")
+                    held += 1
+                    if held >= RELOCATE_BUFFER:
+                        flush()
+                        held = 0
+        flush()
+        (staging / LAYOUT_FILE).write_text(layout + "\n")
+    except BaseException:  # no staging directory outlives a failed relocation
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     shutil.rmtree(retired, ignore_errors=True)
     journal_dir.rename(retired)
     staging.rename(journal_dir)

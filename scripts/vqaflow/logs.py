@@ -37,7 +37,9 @@ def run_logged(log_path: str, main: Callable[[], object]) -> None:
 
 
 def tell(message: str) -> None:
-    """One line to the log and one to the terminal."""
-    print(message, file=sys.stderr)
+    """One line to the log and one to the terminal, each in one write (the progress lines
+    come from another thread, and several jobs share the terminal)."""
+    sys.stderr.write(f"{message}\n")
     if sys.stderr is not sys.__stderr__:
-        print(f"vqaflow: {message}", file=sys.__stderr__, flush=True)
+        sys.__stderr__.write(f"vqaflow: {message}\n")
+        sys.__stderr__.flush()

@@ -4,17 +4,19 @@ A pipeline is a sequence of request :class:`Step` objects (each: its prompts, wh
 images go with it, the JSON schema asked with ``structured_output``; a later step's prompt is
 a template over earlier steps' answers), plus what the last step's answer is parsed into (an
 article and pairs, ``{context, qas}``, or only pairs), where its results go in an output
-record and how its pairs are read back, and its judge prompt. The generate stage asks the
+record and how its pairs are read back, its judge prompt and its reformat prompt. The generate stage asks the
 steps in order, each only for the records whose previous step answered. Adding a pipeline
 is one entry in :data:`PIPELINES`.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from .columns import Columns
 from .quality.judge import JUDGE_PROMPT_IMAGE_ONLY, JUDGE_PROMPT_WITH_ARTICLE
+from .quality.parse import Parse, parse_answer
 
 SKVQA_PROMPT = (
     "Write a Wikipedia article related to this image without directly referring to the "
@@ -45,6 +47,23 @@ IMAGE_VQA_PROMPT = (
 IMAGE_QA_PROMPT = (
     "Generate one question-answer pair about this image. Write it as\n"
     "Question: ...\nAnswer: ..."
+)
+
+REFORMAT_SYSTEM_PROMPT = (
+    "You copy text into JSON. You never write, change, translate or complete text: every string "
+    "you return is copied character for character from the text you are given."
+)
+REFORMAT_PROMPT = (
+    "Below, between <<<ANSWER and ANSWER>>>, is a model's answer to a request for {wanted}. "
+    "Copy {what} into a JSON object of this schema:\n{schema}\n\n"
+    "Copy each question and each answer exactly as written, in its language. Leave out labels "
+    "(\"Question:\", \"A:\", \"问题1：\"), numbering, markdown and markup, and whatever is not "
+    "part of them: chatter, explanations, notes. Leave out a question without an answer and an "
+    "answer that is a refusal. {article}Return only the JSON object.\n\n<<<ANSWER\n{raw}\nANSWER>>>"
+)
+REFORMAT_ARTICLE = (
+    "Copy the article (its title and paragraphs, without a label such as \"Article:\") into "
+    "\"context\", paragraphs separated by a blank line. "
 )
 
 _PAIR_SCHEMA = {
@@ -110,6 +129,22 @@ class Pipeline:
     def answer_schema(self) -> dict | None:
         """The JSON schema of the answers that are parsed (the last step's)."""
         return self.steps[-1].schema
+
+    def parse(self, answer: str, finish_reason: str | None) -> Parse:
+        """What an answer of the last step is read into: the pairs, after the article when
+        ``want_article`` (``finish_reason``: the backend's, ``length`` when cut off)."""
+        return parse_answer(answer, self.want_article, finish_reason)
+
+    def reformat_prompt(self, raw: str) -> tuple[str, str]:
+        """The system prompt and user text asking a model to copy an answer of the last step
+        (``raw``) into :meth:`answer_schema`'s JSON (the reformat pass)."""
+        schema = json.dumps(self.answer_schema() or qa_schema(self.want_article), ensure_ascii=False)
+        if self.want_article:
+            wanted, what, article = "an article and question-answer pairs", "the article and the pairs", REFORMAT_ARTICLE
+        else:
+            wanted, what, article = "question-answer pairs", "the pairs", ""
+        return REFORMAT_SYSTEM_PROMPT, REFORMAT_PROMPT.format(wanted=wanted, what=what, schema=schema,
+                                                              article=article, raw=raw)
 
     def store(self, record: dict, columns: Columns, context: str | None, qas: list[dict]) -> None:
         """Put a parsed answer into an output record."""

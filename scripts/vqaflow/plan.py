@@ -19,6 +19,7 @@ from .config_check import (
     check_keys,
     coerce,
     gate_message,
+    public_config,
     run_summary,
     short_error,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "input_files",
     "input_kind",
     "key_env",
+    "public_config",
     "run_summary",
     "sample_positions",
     "shard_names",

@@ -19,14 +19,12 @@ The fingerprints and per-request seeds live here too, on :mod:`vqaflow.digests`.
 
 from __future__ import annotations
 
-import sys
+import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from tqdm import tqdm
 
 from . import free_text
 from .backends.base import Backend, GenerationTask, Outcome
@@ -34,6 +32,7 @@ from .backends.openai_protocol import SCHEMA_REJECTED
 from .digests import value_digest
 from .journal import JournalWriter, read_journal
 from .logs import tell
+from .progress import Progress
 from .prompts import Prompt
 
 # failures that another attempt cannot fix; every other kind is retried by the next run
@@ -45,10 +44,12 @@ PROBES = 3
 
 def task_seed(seed: int | None, key: str) -> int | None:
     """A per-request seed derived from the run's seed and ``key`` (the record id, or the
-    request's content when identical requests are asked once)."""
+    request's content when identical requests are asked once): the first 4 bytes of
+    sha256("<seed>:<key>"), as every earlier version derived it, so a run's answers stay
+    reproducible across versions."""
     if seed is None:
         return None
-    return int(value_digest([seed, key], 8), 16)
+    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:4], "big")
 
 
 def content_key(prompt: Prompt, image_digests: list[str]) -> str:
@@ -114,6 +115,7 @@ class ShardRequests:
 
     def __init__(self, journal_path: str | Path, index_of: dict[str, int], retry_rejected: bool):
         self.journal_path = journal_path
+        self.name = Path(journal_path).stem  # the shard's name, for the progress lines
         self.journal = read_journal(journal_path)
         self.index_of = index_of
         self.retry_rejected = retry_rejected
@@ -148,15 +150,15 @@ class ShardRequests:
     def ask(self, backend: Backend, pending: list[Request], what: str,
             note: dict | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
         """Run the pending requests through ``backend``; answers and permanent failures are
-        journaled as they arrive (``note``: added to each answer's ``generation``). Returns
-        (answers, failures) by record id."""
+        journaled as they arrive (``note``: added to each answer's ``generation``), and progress
+        lines tell how far they are (the backend reports its retries). Returns (answers,
+        failures) by record id."""
         answers: dict[str, dict] = {}
         failures: dict[str, dict] = {}
         if not pending:
             return answers, failures
         fps = {request.task.id: request.fp for request in pending}
-        progress = tqdm(total=len(pending), desc=what, file=sys.stderr, mininterval=5, unit="rec")
-        with JournalWriter(self.journal_path) as writer:
+        with JournalWriter(self.journal_path) as writer, Progress(f"{self.name} {what}", len(pending)) as progress:
 
             def on_outcome(outcome: Outcome) -> None:
                 fp = fps[outcome.id]
@@ -173,12 +175,9 @@ class ShardRequests:
                         writer.append({"id": outcome.id, "fp": fp, "error": outcome.error, "kind": kind,
                                        "attempts": attempts})
                     failures[outcome.id] = self.failure(outcome.id, outcome.error, kind, attempts)
-                progress.update(1)
+                progress.outcome(outcome.ok)
 
-            try:
-                backend.run([request.task for request in pending], on_outcome)
-            finally:
-                progress.close()
+            backend.run([request.task for request in pending], on_outcome, on_retry=progress.retry)
         return answers, failures
 
     def as_asked(self, backend: Backend) -> Backend:
@@ -238,7 +237,7 @@ class ShardRequests:
             return answers, failures
         error = failures[min(rejected)]["error"]
         path = free_text.mark(self.journal_path, backend.identity(), what, False, error)
-        tell(free_text.notice(Path(self.journal_path).stem, backend.identity(), what, error, path))
+        tell(free_text.notice(self.name, backend.identity(), what, error, path))
         rest = rejected | {request.task.id for request in pending}
         for rid in rejected:
             del failures[rid]

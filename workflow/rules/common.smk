@@ -20,6 +20,7 @@ from vqaflow.plan import (
     input_files,
     input_kind,
     key_env,
+    public_config,
     run_summary,
     sample_positions,
     shard_names,
@@ -122,6 +123,35 @@ def judge_params():
         "prompt": verify["prompt"],
         "structured_output": structured_output("verify"),
         "max_tokens": verify["max_tokens"],
+    }
+
+
+def reformat_params():
+    """The reformat pass's settings: the generator's backend section overridden by reformat's,
+    key by key; online also with backend: batch; on vLLM the generator's engine when nothing
+    is overridden."""
+    reformat = config["reformat"]
+    backend = "vllm" if config["backend"] == "vllm" else "api"
+    if not reformat["enabled"]:
+        return {
+            "enabled": False,
+            "backend": backend,
+            "max_tokens": reformat["max_tokens"],
+        }
+    # the job's resources and prices are the generate rule's
+    api_overrides = {k: v for k, v in reformat["api"].items() if k not in NOT_SHAPING}
+    vllm_overrides = {k: v for k, v in reformat["vllm"].items() if k not in NOT_SHAPING}
+    vllm = {**vllm_params(), **vllm_overrides}
+    api = {**api_params(), **api_overrides}
+    api["model"] = reformat["model"] or api["model"]
+    vllm["model"] = reformat["model"] or vllm["model"]
+    return {
+        "enabled": reformat["enabled"],
+        "backend": backend,
+        "max_tokens": reformat["max_tokens"],
+        "api": api if backend == "api" else None,
+        "vllm": vllm if backend == "vllm" else None,
+        "share_engine": backend == "vllm" and vllm == vllm_params(),
     }
 
 

@@ -11,7 +11,6 @@ rule export_training:
     params:
         pipeline=config["pipeline"],
         columns=config["keys"],
-        image_root=config["images"]["root"],
         filters=config["export"],
     script:
         "../../scripts/export_training.py"

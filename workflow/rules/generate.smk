@@ -16,6 +16,7 @@ rule generate_api:
     params:
         journal=lambda wildcards: out(f"journal/{wildcards.shard}.jsonl"),
         prompts=prompt_params(),
+        reformat=reformat_params(),
         retry_token=retry_token,
         api=api_params(),
         # read by the job, for the rate limiter's image tokens (a path: no rerun when it appears)

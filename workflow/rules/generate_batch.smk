@@ -22,6 +22,7 @@ rule generate_batch:
         journal=lambda wildcards: out(f"journal/{wildcards.shard}.jsonl"),
         state=lambda wildcards: out(f"batches/{wildcards.shard}.json"),
         prompts=prompt_params(),
+        reformat=reformat_params(),
         retry_token=retry_token,
         api=api_params(),
         batch=batch_params(),

@@ -16,6 +16,7 @@ rule generate_vllm:
     params:
         journal=lambda wildcards: out(f"journal/{wildcards.shard}.jsonl"),
         prompts=prompt_params(),
+        reformat=reformat_params(),
         retry_token=retry_token,
         vllm=vllm_params(),
     script:

@@ -26,6 +26,7 @@ rule preview_generate:
         prompts=prompt_params(),
         api=api_params(),
         vllm=vllm_params(),
+        reformat=reformat_params(),
     script:
         "../../scripts/preview_generate.py"
 
@@ -33,7 +34,8 @@ rule preview_generate:
 # the run's own refine rule (same script and params), on the preview's answers
 use rule refine_answers as preview_refine with:
     input:
-        out("preview/generated.jsonl"),
+        shard=out("preview/sample.jsonl"),
+        generated=out("preview/generated.jsonl"),
     output:
         out("preview/refined.jsonl"),
     log:

@@ -1,6 +1,7 @@
 rule refine_answers:
     input:
-        out("generated/{shard}.jsonl"),
+        shard=out("shards/{shard}.jsonl"),
+        generated=out("generated/{shard}.jsonl"),
     output:
         # with verify, only the judge reads it: deleted once the shard is verified
         (

@@ -2,11 +2,28 @@ rule report_run:
     input:
         refined=finished_records(),
         stats=out("stats.json"),
+        failed=out("failed.jsonl"),
+        export=out("export/dataset.parquet"),
     output:
+        run=report(
+            out("report/run.html"),
+            caption="../report/run.rst",
+            category="1. Summary",
+        ),
         summary=report(
             out("report/summary.html"),
             caption="../report/summary.rst",
             category="1. Summary",
+        ),
+        samples=report(
+            out("report/samples.html"),
+            caption="../report/samples.rst",
+            category="3. Samples",
+        ),
+        funnel=report(
+            out("report/funnel.png"),
+            caption="../report/funnel.rst",
+            category="2. Plots",
         ),
         qa_pairs=report(
             out("report/qa_pairs.png"),
@@ -24,14 +41,9 @@ rule report_run:
             category="2. Plots",
         ),
         failures=report(
-            out("report/failures.png"),
+            out("report/failures.html"),
             caption="../report/failures.rst",
             category="2. Plots",
-        ),
-        samples=report(
-            out("report/samples.html"),
-            caption="../report/samples.rst",
-            category="3. Samples",
         ),
         quality=report(
             out("report/quality.html"),
@@ -46,5 +58,6 @@ rule report_run:
         pipeline=config["pipeline"],
         columns=config["keys"],
         image_root=config["images"]["root"],
+        config=public_config(config),
     script:
         "../../scripts/report_run.py"

@@ -12,5 +12,6 @@ rule split_input:
         shard_size=config["shard_size"],
         journal=out("journal"),
         columns=config["keys"],
+        image_root=config["images"]["root"],
     script:
         "../../scripts/split_input.py"

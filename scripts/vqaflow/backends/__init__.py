@@ -1,8 +1,9 @@
 """Generation backends: each turns generation tasks into answers (or failures).
 
 - ``api``: any OpenAI-compatible chat-completions endpoint, online and concurrent;
-- ``batch``: the OpenAI Batch API at the batch price (``batch_state``, ``batch_lines``,
-  ``batch_submit`` hold its state file, its lines and its server calls);
+- ``batch``: the OpenAI Batch API at the batch price (``batch_state``, ``batch_recover``,
+  ``batch_lines``, ``batch_submit`` hold its state file (a cache), finding its batches again
+  in the provider's listing, its lines and its server calls);
 - ``vllm``: vLLM's offline engine on the local GPUs.
 
 ``base`` holds the protocol every backend follows (:class:`~.base.Backend`, with

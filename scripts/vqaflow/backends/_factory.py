@@ -6,6 +6,7 @@ Each kind's module is imported only when that kind is built, so a job imports wh
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from .base import Backend, Sampling
@@ -31,7 +32,17 @@ def build_backend(kind: str, sampling: Sampling, max_pixels: int, *, api: dict |
     if kind == "batch":
         from .batch import BatchBackend, BatchSettings
 
-        return BatchBackend(ApiSettings(**api), BatchSettings(**batch), sampling, max_pixels, state_path)
+        settings = ApiSettings(**api)
+        online = ApiBackend(settings, sampling, max_pixels)
+        return BatchBackend(settings, BatchSettings(**batch), sampling, max_pixels, state_path, online)
     if kind == "api":
         return ApiBackend(ApiSettings(**api), sampling, max_pixels, image_tokens)
     raise ValueError(f"unknown backend {kind!r} (known: {', '.join(KINDS)})")
+
+
+def sibling(backend: Backend, sampling: Sampling) -> Backend:
+    """``backend`` asking with ``sampling`` instead, sharing whatever is expensive (vLLM's
+    engine, once the first backend has built it)."""
+    other = copy.copy(backend)
+    other.sampling = sampling
+    return other

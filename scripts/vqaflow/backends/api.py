@@ -19,6 +19,7 @@ request the server rejects (400, 413, 422) fails only its record.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import random
@@ -30,7 +31,7 @@ from dataclasses import asdict, dataclass, replace
 import openai
 
 from .. import images
-from .base import FatalBackendError, GenerationTask, OnOutcome, Outcome, Sampling
+from .base import FatalBackendError, GenerationTask, OnOutcome, OnRetry, Outcome, Sampling
 from .openai_protocol import (
     RecordFailure,
     Retryable,
@@ -121,6 +122,10 @@ class _Endpoint:
             )
 
 
+def _no_retry_told(kind: str) -> None:
+    pass
+
+
 class ApiBackend:
     """Generates answers through any OpenAI-compatible chat-completions endpoint."""
 
@@ -136,9 +141,10 @@ class ApiBackend:
         self.image_tokens = image_tokens or ImageTokens()
 
     def repairer(self, max_tokens: int, json_schema: dict | None) -> ApiBackend:
-        sampling = replace(self.sampling, max_tokens=max_tokens,
-                           json_schema=json_schema or self.sampling.json_schema)
-        return ApiBackend(self.settings, sampling, self.max_pixels, self.image_tokens)
+        other = copy.copy(self)  # shares the image-token meter
+        other.sampling = replace(self.sampling, max_tokens=max_tokens,
+                                 json_schema=json_schema or self.sampling.json_schema)
+        return other
 
     def free_text(self) -> ApiBackend:
         return ApiBackend(self.settings, replace(self.sampling, json_schema=None), self.max_pixels, self.image_tokens)
@@ -151,11 +157,11 @@ class ApiBackend:
             "sampling": asdict(self.sampling),
         }
 
-    def run(self, tasks: list[GenerationTask], on_outcome: OnOutcome) -> None:
+    def run(self, tasks: list[GenerationTask], on_outcome: OnOutcome, on_retry: OnRetry | None = None) -> None:
         key = api_key(self.settings.key_env)
-        asyncio.run(self._run(tasks, on_outcome, key))
+        asyncio.run(self._run(tasks, on_outcome, on_retry or _no_retry_told, key))
 
-    async def _run(self, tasks: list[GenerationTask], on_outcome: OnOutcome, key: str) -> None:
+    async def _run(self, tasks: list[GenerationTask], on_outcome: OnOutcome, on_retry: OnRetry, key: str) -> None:
         settings = self.settings
         tls = ssl.create_default_context()  # one for all clients: each costs ~30 ms to build
         timeout = openai.Timeout(settings.timeout_s, connect=settings.connect_timeout_s)
@@ -168,11 +174,12 @@ class ApiBackend:
         ]
         try:
             endpoint = _Endpoint(public_url(str(clients[0].base_url)), settings.dead_after_s)
-            await self._run_checked(tasks, on_outcome, clients, endpoint)
+            await self._run_checked(tasks, on_outcome, on_retry, clients, endpoint)
         finally:
             await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
 
-    async def _run_checked(self, tasks, on_outcome: OnOutcome, clients, endpoint: _Endpoint) -> None:
+    async def _run_checked(self, tasks, on_outcome: OnOutcome, on_retry: OnRetry, clients,
+                           endpoint: _Endpoint) -> None:
         settings = self.settings
         limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
         ready: asyncio.Queue = asyncio.Queue(maxsize=2 * settings.max_concurrency)
@@ -217,7 +224,7 @@ class ApiBackend:
                         on_outcome(Outcome(task.id, error=failure[1], error_kind=failure[0]))
                     else:
                         client = clients[index // WORKERS_PER_CLIENT]
-                        on_outcome(await self._answer(client, limiter, endpoint, task, urls))
+                        on_outcome(await self._answer(client, limiter, endpoint, task, urls, on_retry))
                     first_done.set()
 
             workers = [asyncio.create_task(worker(i)) for i in range(settings.max_concurrency)]
@@ -261,9 +268,10 @@ class ApiBackend:
 
     async def _answer(
         self, client: openai.AsyncOpenAI, limiter: RateLimiter, endpoint: _Endpoint,
-        task: GenerationTask, urls: list[str],
+        task: GenerationTask, urls: list[str], on_retry: OnRetry,
     ) -> Outcome:
-        """One record: attempts until an answer, a record failure or a fatal error."""
+        """One record: attempts until an answer, a record failure or a fatal error; each
+        attempt made again is told to ``on_retry`` with the kind of the failure before it."""
         settings = self.settings
         try:
             body = request_body(settings.model, task, urls, self.sampling, task.seed)
@@ -273,7 +281,10 @@ class ApiBackend:
         errors: list[str] = []
         empty_seeds: list[int | None] = []
         seed = task.seed
+        kind = ""  # of the last attempt's failure
         for attempt in range(1, settings.max_retries + 2):
+            if attempt > 1:
+                on_retry(kind)
             await limiter.acquire(self.image_tokens.estimate(task, self.sampling.max_tokens))
             started = time.monotonic()
             try:
@@ -295,6 +306,7 @@ class ApiBackend:
                 return Outcome(task.id, error=str(error), error_kind=error.kind,
                                generation={"attempts": attempt})
             errors.append(f"{error.kind}: {error}")
+            kind = error.kind
             if error.connection_level:
                 endpoint.connection_failed(started, error)
             else:

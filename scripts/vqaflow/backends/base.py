@@ -50,6 +50,8 @@ class Outcome:
 
 
 OnOutcome = Callable[[Outcome], None]
+# told the kind of each failed attempt that is tried again ("rate_limited", "server_error", ...)
+OnRetry = Callable[[str], None]
 
 
 class Backend(Protocol):
@@ -66,8 +68,9 @@ class Backend(Protocol):
         """Settings that shape the answers (model, ...), for the journal fingerprint."""
         ...
 
-    def run(self, tasks: list[GenerationTask], on_outcome: OnOutcome) -> None:
-        """Generate every task, calling ``on_outcome`` once per task.
+    def run(self, tasks: list[GenerationTask], on_outcome: OnOutcome, on_retry: OnRetry | None = None) -> None:
+        """Generate every task, calling ``on_outcome`` once per task (and ``on_retry`` for
+        each attempt it makes again, if it retries at all).
 
         Raises :class:`FatalBackendError` when nothing can succeed."""
         ...

@@ -41,6 +41,7 @@ except ImportError:  # pragma: no cover
     _httpx = None
 _TRANSPORT_ERRORS = tuple(m.TransportError for m in (_httpx2, _httpx) if m is not None)
 _TIMEOUT_ERRORS = tuple(m.TimeoutException for m in (_httpx2, _httpx) if m is not None)
+TRANSPORT_ERRORS = _TRANSPORT_ERRORS  # a stream cut off mid-way raises these, not the client's errors
 
 
 class RecordFailure(Exception):

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 
 from .. import images
 from ..prompts import chat_messages
-from .base import GenerationTask, OnOutcome, Outcome, Sampling
+from .base import GenerationTask, OnOutcome, OnRetry, Outcome, Sampling
 
 PREPARE_THREADS = 4
 
@@ -54,7 +54,7 @@ class VllmBackend:
         self.settings = settings
         self.sampling = sampling
         self.max_pixels = max_pixels
-        self._llm = None
+        self._engines: dict = {}  # the engine, built on first use; shared by copies (repairer, sibling)
 
     def repairer(self, max_tokens: int, json_schema: dict | None) -> VllmBackend:
         """Shares this backend's engine (built once per job)."""
@@ -115,9 +115,10 @@ class VllmBackend:
             options["structured_outputs"] = StructuredOutputsParams(json=self.sampling.json_schema)
         return SamplingParams(**options)
 
-    def run(self, tasks: list[GenerationTask], on_outcome: OnOutcome) -> None:
-        if self._llm is None:  # built on first use, sized for the first tasks' images
-            self._llm = self.engine(max((len(task.prompt.images) for task in tasks), default=1))
+    def run(self, tasks: list[GenerationTask], on_outcome: OnOutcome, on_retry: OnRetry | None = None) -> None:
+        # one engine call per chunk: nothing to retry
+        if "llm" not in self._engines:  # built on first use, sized for the first tasks' images
+            self._engines["llm"] = self.engine(max((len(task.prompt.images) for task in tasks), default=1))
         size = self.settings.chunk_size
         chunks = [tasks[start:start + size] for start in range(0, len(tasks), size)]
         with ThreadPoolExecutor(PREPARE_THREADS) as pool:
@@ -129,7 +130,7 @@ class VllmBackend:
                 for outcome in failures:
                     on_outcome(outcome)
                 if ready:
-                    self._generate(self._llm, ready, on_outcome)
+                    self._generate(self._engines["llm"], ready, on_outcome)
 
     def _prepare_chunk(self, pool: ThreadPoolExecutor, chunk: list[GenerationTask]):
         """The chunk's conversations (images decoded in parallel) and its image failures."""

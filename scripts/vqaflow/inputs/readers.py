@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from ..columns import Columns
@@ -225,36 +225,51 @@ def _iter_parquet(path: Path, keys: Columns) -> Iterator[tuple[str, Any]]:
     nonfinite.warn()
 
 
-def _iter_directory(root: Path, keys: Columns) -> Iterator[tuple[str, Any]]:
-    base = os.path.abspath(root)
+def folder_image_path(folder: str | Path, rel: str, image_root: str | Path) -> str:
+    """The dataset's path of ``rel`` (a POSIX path inside ``folder``): relative to
+    ``image_root`` (``../`` when the folder is outside it), so a dataset moved with its
+    images keeps them; absolute only when the folder was given as an absolute path
+    outside ``image_root``."""
+    image = os.path.join(os.path.abspath(folder), *rel.split("/"))
+    try:
+        relative = os.path.relpath(image, os.path.abspath(image_root))
+    except ValueError:  # another drive (Windows)
+        return image
+    if relative.split(os.sep)[0] == os.pardir and os.path.isabs(folder):
+        return image
+    return PurePath(relative).as_posix()
+
+
+def _iter_directory(root: Path, keys: Columns, image_root: str | Path) -> Iterator[tuple[str, Any]]:
     for rel in image_files(root):
-        image = os.path.join(base, *rel.split("/"))
-        yield image, {keys.id: rel, keys.image: image}
+        image = folder_image_path(root, rel, image_root)
+        yield str(root / rel), {keys.id: rel, keys.image: image}
 
 
 _READERS = {"jsonl": _iter_jsonl, "json": _iter_json_array, "parquet": _iter_parquet}
 
 
-def _iter_raw(spec: str | Path, keys: Columns) -> Iterator[tuple[str, Any]]:
+def _iter_raw(spec: str | Path, keys: Columns, image_root: str | Path) -> Iterator[tuple[str, Any]]:
     if input_kind(spec) == "directory":
         input_files(spec)  # refuses a directory without images
-        yield from _iter_directory(Path(spec), keys)
+        yield from _iter_directory(Path(spec), keys, image_root)
         return
     for path in input_files(spec):
         yield from _READERS[input_format(path)](path, keys)
 
 
-def iter_records(spec: str | Path, keys: Columns) -> Iterator[tuple[str, dict]]:
+def iter_records(spec: str | Path, keys: Columns, image_root: str | Path = ".") -> Iterator[tuple[str, dict]]:
     """Yield ``(record_id, record)`` in input order, validating as it goes.
 
-    ``spec`` is a file, a glob of files or a directory of images (see :func:`input_files`).
+    ``spec`` is a file, a glob of files or a directory of images (see :func:`input_files`);
+    a directory's images get their path relative to ``image_root`` (:func:`folder_image_path`).
     Records without an id (or with ``id: null``, which is removed) get ``row-<position>``,
     the position counting across all files of the input. Duplicate ids, records that are
     not objects, malformed JSON, lone surrogates and an empty input raise
     :class:`InputError`; NaN/Infinity become null with one warning per file.
     """
     seen: dict[str, str] = {}
-    for position, (where, record) in enumerate(_iter_raw(spec, keys)):
+    for position, (where, record) in enumerate(_iter_raw(spec, keys, image_root)):
         check_record(where, record, keys)
         raw_id = record.get(keys.id)
         record_id = f"row-{position}" if raw_id is None else str(raw_id)

@@ -46,11 +46,13 @@ def shards_of(positions: list[int], shard_size: int) -> list[str]:
 
 
 def write_shards(
-    input_path: str | Path, shard_paths: list[str | Path], shard_size: int, keys: Columns
+    input_path: str | Path, shard_paths: list[str | Path], shard_size: int, keys: Columns,
+    image_root: str | Path = ".",
 ) -> dict[str, str]:
     """Split the input into JSONL shards of ``shard_size`` records, in input order.
 
-    Each shard line is ``{"id": ..., "index": ..., "record": {...}}``. Returns the shard
+    Each shard line is ``{"id": ..., "index": ..., "record": {...}}`` (a folder's images by
+    their path relative to ``image_root``). Returns the shard
     (file stem) of every record id, in input order. Raises :class:`InputError` before writing anything final if
     the input is malformed or its size no longer matches the planned shards.
     """
@@ -58,29 +60,32 @@ def write_shards(
     tmp_paths = [p.with_suffix(p.suffix + ".tmp") for p in paths]
     for p in paths:
         p.parent.mkdir(parents=True, exist_ok=True)
-    handles = [p.open("w", encoding="utf-8") for p in tmp_paths]
     shard_of: dict[str, str] = {}
     try:
-        for index, (record_id, record) in enumerate(iter_records(input_path, keys)):
-            shard = index // shard_size
-            if shard >= len(handles):
-                raise InputError(
-                    f"{input_path}: more records than planned ({len(paths)} shards of "
-                    f"{shard_size}); the file changed during planning"
-                )
-            line = {"id": record_id, "index": index, "record": record}
-            handles[shard].write(encode(line) + "\n")
-            shard_of[record_id] = paths[shard].stem
-    finally:
-        for handle in handles:
-            handle.close()
-    count = len(shard_of)
-    if count <= (len(paths) - 1) * shard_size:
+        handles = [p.open("w", encoding="utf-8") for p in tmp_paths]
+        try:
+            for index, (record_id, record) in enumerate(iter_records(input_path, keys, image_root)):
+                shard = index // shard_size
+                if shard >= len(handles):
+                    raise InputError(
+                        f"{input_path}: more records than planned ({len(paths)} shards of "
+                        f"{shard_size}); the file changed during planning"
+                    )
+                line = {"id": record_id, "index": index, "record": record}
+                handles[shard].write(encode(line) + "\n")
+                shard_of[record_id] = paths[shard].stem
+        finally:
+            for handle in handles:
+                handle.close()
+        count = len(shard_of)
+        if count <= (len(paths) - 1) * shard_size:
+            raise InputError(
+                f"{input_path}: {count} records do not fill the {len(paths)} planned shards"
+            )
+    except BaseException:  # no temporary shard outlives a failed split
         for tmp in tmp_paths:
             tmp.unlink(missing_ok=True)
-        raise InputError(
-            f"{input_path}: {count} records do not fill the {len(paths)} planned shards"
-        )
+        raise
     for tmp, final in zip(tmp_paths, paths):
         tmp.replace(final)
     return shard_of

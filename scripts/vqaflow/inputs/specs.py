@@ -6,10 +6,13 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
+import sys
 from pathlib import Path, PurePath
 
 IMAGE_EXTENSIONS = frozenset((".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"))
 _GLOB_MAGIC = re.compile(r"[*?[]")
+_SKIPPED: set[str] = set()  # special files already warned about in this process
 
 
 class InputError(ValueError):
@@ -46,7 +49,10 @@ def input_kind(spec: str | Path) -> str:
 
 def image_files(root: Path) -> list[str]:
     """Relative POSIX paths of the image files under ``root``, sorted; hidden files and
-    directories (name starting with ``.``) are skipped, directory symlinks not followed."""
+    directories (name starting with ``.``) are skipped, directory symlinks not followed,
+    special files (FIFOs, sockets, devices) skipped with a warning naming them. A file
+    that cannot be looked at (a symlink loop, a dangling link) is kept: it fails as an
+    image of its own record."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
@@ -54,9 +60,25 @@ def image_files(root: Path) -> list[str]:
         for name in filenames:
             if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
                 continue
+            if _special(os.path.join(dirpath, name)):
+                continue
             found.append((rel / name).as_posix())
     found.sort()
     return found
+
+
+def _special(path: str) -> bool:
+    """Whether ``path`` is a FIFO, socket or device (reading one may block forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    if stat.S_ISREG(mode):
+        return False
+    if path not in _SKIPPED:
+        _SKIPPED.add(path)
+        print(f"warning: {path}: not a regular file (a FIFO, socket or device); skipped", file=sys.stderr)
+    return True
 
 
 def input_files(spec: str | Path) -> list[Path]:

@@ -1,8 +1,8 @@
 """The preview's projection of the full run from its sample: per record, the tokens of every
-request it took (the first answer and a repair), its latency and its cost; the full input's
+request it took (the first answer, a repair and a reformat), its latency and its cost; the full input's
 totals with their intervals (:mod:`vqaflow.preview.stats`). Cost is a per-record quantity
 too (its prompt and completion tokens at their prices), so its interval accounts for how
-the two vary together. Shares (parse statuses, repairs, failures) get Wilson score intervals.
+the two vary together. Shares (parse statuses, repairs, reformats, failures) get Wilson score intervals.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def estimate(rows: list[dict], refined: list[dict], failed: list[dict], n_record
     statuses = Counter(record["parse"]["status"] for record in refined)
     answered = len(refined)
     repaired = sum(bool(record["generation"].get("repaired")) for record in refined)
+    reformatted = sum(bool(record["generation"].get("reformatted")) for record in refined)
     per_image = [(r["image_prompt_tokens"] - r["text_tokens"]) / r["images"]
                  for r in rows if r["images"] and r["image_prompt_tokens"] is not None]
     measured = {
@@ -47,6 +48,7 @@ def estimate(rows: list[dict], refined: list[dict], failed: list[dict], n_record
         "images_measured": sum(r["images"] for r in rows if r["image_prompt_tokens"] is not None),
         "parse_status": {s: wilson_interval(statuses.get(s, 0), answered) for s in ("ok", "partial", "none")},
         "repaired": wilson_interval(repaired, answered),
+        "reformatted": wilson_interval(reformatted, answered),
         "failed_share": wilson_interval(len(failed), k),
         "judge": None,
     }
@@ -60,10 +62,8 @@ def estimate(rows: list[dict], refined: list[dict], failed: list[dict], n_record
         "wall_time_s": None,
     }
     if None not in cost_rows and rows:
-        online = total_interval(cost_rows, n_records)
-        projected["cost_online"] = online
-        projected["cost_batch"] = {key: None if v is None else v * prices["batch_discount"]
-                                   for key, v in online.items()}
+        projected["cost_online"] = total_interval(cost_rows, n_records)
+        projected["cost_batch"] = total_interval([_batch_cost(r, costs) for r in rows], n_records)
     if judge is not None:  # the verify stage: judge tokens per sampled record (0: not judged)
         measured["judge"] = _judge(judge, k, n_records, costs, projected)
     projected["wall_time_s"], wall_note = wall_time(rows, n_records, plan)
@@ -83,6 +83,14 @@ def estimate(rows: list[dict], refined: list[dict], failed: list[dict], n_record
         "projected": projected,
         "wall_time": wall_note,
     })
+
+
+def _batch_cost(row: dict, costs: Prices) -> float:
+    """A record's cost with backend: batch: its requests at the batch discount, its reformat
+    (asked online) at the online price."""
+    prompt, completion = row.get("reformat_prompt_tokens", 0), row.get("reformat_completion_tokens", 0)
+    return (costs.cost(row["prompt_tokens"] - prompt, row["completion_tokens"] - completion, costs.batch_discount)
+            + costs.cost(prompt, completion))
 
 
 def _judge(judge: list[dict], k: int, n_records: int, costs: Prices, projected: dict) -> dict:

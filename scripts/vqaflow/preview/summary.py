@@ -40,7 +40,8 @@ def summary(found: dict, run: str, samples_path: str) -> str:
         f"{m['answered']} answered, {m['failed']} failed "
         f"({m['asked']} requests sent, {m['already_in_journal']} answers already in the journal)",
         f"  parse ok {share(m['parse_status']['ok'])}, partial {share(m['parse_status']['partial'])}, "
-        f"none {share(m['parse_status']['none'])}; repaired {share(m['repaired'])}",
+        f"none {share(m['parse_status']['none'])}; repaired {share(m['repaired'])}, "
+        f"reformatted {share(m['reformatted'])}",
         f"  per record: {_fmt(prompt['mean'])} prompt + {_fmt(completion['mean'])} completion tokens, "
         f"{m['requests_per_record']['mean'] or 0:.2f} requests",
     ]

@@ -8,6 +8,7 @@ import ast
 import json
 import re
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import jiter
 
@@ -27,30 +28,30 @@ JSON_TRIES = 8  # "{" or "[" positions tried before giving up on JSON
 decode_json = json.JSONDecoder().raw_decode
 
 
-def json_values(text: str) -> Iterator[tuple[object, int, bool]]:
-    """(value, start, complete) for each JSON object or array found, the first ones first."""
+def json_values(text: str) -> Iterator[tuple[object, int, int, bool]]:
+    """(value, start, end, complete) for each JSON object or array found, the first ones first."""
     malformed = -1  # where a value that could not be read starts
     for tries, match in enumerate(JSON_STARTS.finditer(text)):
         if tries == JSON_TRIES:
             return
         start = match.start()
         try:
-            value = decode_json(text, start)[0]
+            value, end = decode_json(text, start)
         except ValueError:
             pass
         else:  # inside a value that could not be read, it is only a part of the answer
-            yield value, start, malformed < 0 or _closed(text[malformed:start])
+            yield value, start, end, malformed < 0 or _closed(text[malformed:start])
             continue
         rest = text[start:].encode()
         try:
             jiter.from_json(rest)
         except ValueError as error:
             if "EOF" in str(error):  # cut off, not malformed: the complete part is usable
-                yield jiter.from_json(rest, partial_mode="on"), start, False
+                yield jiter.from_json(rest, partial_mode="on"), start, len(text), False
                 return
         lenient = _decode_leniently(text[start:])
         if lenient is not None:
-            yield lenient, start, True
+            yield lenient[0], start, start + lenient[1], True
         elif malformed < 0:
             malformed = start
 
@@ -60,12 +61,16 @@ def _closed(text: str) -> bool:
     return ("]" if text[0] == "[" else "}") in text
 
 
-def _decode_leniently(text: str) -> object | None:
-    """A malformed JSON value read anyway: trailing commas dropped, or a Python literal."""
+def _decode_leniently(text: str) -> tuple[object, int] | None:
+    """A malformed JSON value read anyway (trailing commas dropped, or a Python literal), and
+    where it ends in ``text``."""
+    commas = [match.start() for match in TRAILING_COMMA.finditer(text)]
     try:
-        return decode_json(TRAILING_COMMA.sub(r"\1", text))[0]
+        value, end = decode_json(TRAILING_COMMA.sub(r"\1", text))
     except ValueError:
         pass
+    else:
+        return value, end + sum(1 for at, comma in enumerate(commas) if comma - at < end)
     end = max(text.rfind("}"), text.rfind("]")) + 1
     if "'" not in text or not end:
         return None
@@ -73,7 +78,7 @@ def _decode_leniently(text: str) -> object | None:
         value = ast.literal_eval(text[:end])
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return None
-    return value if isinstance(value, (dict, list)) else None
+    return (value, end) if isinstance(value, (dict, list)) else None
 
 
 def _text(value: object) -> str:
@@ -134,10 +139,35 @@ def _is_pair(item: object) -> bool:
     return isinstance(item, list) and len(item) == 2 and all(isinstance(part, str) for part in item)
 
 
-def pairs_from_json(text: str) -> tuple[str, list[dict], list[str], int] | None:
-    """(context, pairs, issues, where the JSON starts) of a JSON answer, or None."""
+class JsonRead(NamedTuple):
+    """What a JSON answer gave, and where its JSON value is in the answer."""
+
+    context: str
+    qas: list[dict]
+    issues: list[str]
+    start: int
+    end: int
+    value: object = None
+
+
+def json_strings(value: object) -> list[str]:
+    """The strings and numbers of a JSON value, in order: what a JSON answer says (its syntax,
+    keys, booleans and nulls are markup)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [str(value)]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple, set)):
+        return [text for item in value for text in json_strings(item)]
+    return []
+
+
+def pairs_from_json(text: str) -> JsonRead | None:
+    """The context, pairs and issues of a JSON answer, with where its JSON value is, or None."""
     cut = None
-    for data, start, complete in json_values(text):
+    for data, start, end, complete in json_values(text):
         cut = cut if complete else start
         context = ""
         if isinstance(data, dict):
@@ -154,5 +184,5 @@ def pairs_from_json(text: str) -> tuple[str, list[dict], list[str], int] | None:
             issues = [] if complete else ["partial_json"]
             if incomplete:
                 issues.append("unanswered_question" if complete else "incomplete_pair")
-            return context, pairs, issues, start
-    return None if cut is None else ("", [], ["partial_json"], cut)
+            return JsonRead(context, pairs, issues, start, end, data)
+    return None if cut is None else JsonRead("", [], ["partial_json"], cut, cut)

@@ -16,10 +16,12 @@ from typing import NamedTuple
 
 from .text import is_cjk
 
-# label roots, English and Chinese
-QUESTION_ROOTS = frozenset({"question", "q", "ques", "query", "user", "human", "问题", "问", "提问", "题目"})
+# label roots: English, Chinese, and the words for question and answer in other common languages
+QUESTION_ROOTS = frozenset({"question", "q", "ques", "query", "user", "human", "问题", "问", "提问", "题目", "frage",
+                            "pregunta", "domanda", "pergunta", "vraag", "вопрос", "質問", "問題", "질문"})
 ANSWER_ROOTS = frozenset({"answer", "a", "ans", "response", "reply", "assistant", "gpt", "答案", "答", "回答",
-                          "解答"})
+                          "解答", "antwort", "respuesta", "risposta", "resposta", "réponse", "reponse", "antwoord",
+                          "ответ", "答え", "답", "답변", "정답"})
 ANSWERS_SECTION = frozenset({"answers", "answer key", "answers key", "答案如下", "参考答案"})
 FIRST_WORD = re.compile(r"[A-Za-z]+")
 TITLE_ROOTS = frozenset({"title", "标题", "题目名称"})
@@ -32,9 +34,9 @@ QA_WORDS = frozenset({"qa", "q&a", "qas", "q/a", "faq", "quiz", "pairs", "questi
 LIST_PREFIX = re.compile(  # a bullet, a list number, an opening bracket
     r"(?:[-•+>]\s*)?(?:[(（]?(?:\d{1,3}|[一二三四五六七八九十]{1,3})[.)、）:：]\s*)?[\[【]?")
 LABEL_SEP = re.compile(r"[:：)）.\]】]|[-–—](?!\S)")
-LABEL_TAIL = re.compile(  # a label's number, remark or closing bracket ("Question 3 (easy)]")
+LABEL_TAIL = re.compile(  # a label's number, remark or closing bracket ("Question 3 (easy)]", "Q1 [Easy]")
     r"\s*(?:(?:#|no\.?\s*)?(?:\d{1,3}|[一二三四五六七八九十]{1,3}|one|two|three|four|five|six|seven|eight|nine|ten))?"
-    r"\s*(?:[(（][^)）]{0,30}[)）]?)?\s*$",
+    r"\s*(?:[(（][^)）]{0,30}[)）]?|[\[【][^\]】]{0,30}[\]】]?)?\s*$",
     re.IGNORECASE)
 INLINE_ANSWER = re.compile(
     r"(?<=[?？.。!！])\s*(?:[-–—|｜]\s*)?[(（]?\s*(?:answer|ans|a|答案|答|回答)\s*(?:\d*\s*[:：]|\d+\.)\s*",
@@ -124,7 +126,7 @@ def _head_kind(head: str) -> str | None:
     return label_kind(head[: LABEL_TAIL.search(head).start()])
 
 
-def _header_kind(plain: str) -> str | None:
+def header_kind(plain: str) -> str | None:
     """A prose section header ("Here is a Wikipedia-style article about the tower:")."""
     if len(plain) > 200 or "?" in plain or "？" in plain:
         return None
@@ -223,7 +225,7 @@ def classify_line(raw: str) -> Line:
     labelled = _labelled(stripped, plain)
     if labelled is not None:
         return labelled
-    header = _header_kind(plain)
+    header = header_kind(plain)
     if header is not None:
         return Line("section", "", header)
     if len(plain) < 150 and chatty(plain):
@@ -235,7 +237,7 @@ def classify_line(raw: str) -> Line:
             return Line("question", *_split_inline(body, bare=True))
         return Line("item", body, "numbered" if listed.group()[0] not in "-•+>*" else "")
     if heading or re.fullmatch(r"(\*\*|__).+(\*\*|__)", stripped):
-        return Line("question", *_split_inline(plain)) if _questionish(plain) else Line("heading")
+        return Line("question", *_split_inline(plain)) if _questionish(plain) else Line("heading", clean(plain))
     if _questionish(plain) and len(plain) < 300:
         question, answer = _split_inline(plain)
         if answer or not re.search(r"[.!。！]\s", question):

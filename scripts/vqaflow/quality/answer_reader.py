@@ -28,6 +28,7 @@ class _Reader:
         self.blank_since_answer = False
         self.blank_since_question = False
         self.table_columns: tuple[int, int] | None = None
+        self.subheading = ""  # a heading inside the article, kept when article text follows it
 
     def _finish(self) -> None:
         if self.question is not None:
@@ -40,6 +41,7 @@ class _Reader:
 
     def _ask(self, question: str, answer: str) -> None:
         self._finish()
+        self.subheading = ""
         self.section = "qa"
         self.question = question
         self.answer = [answer] if answer.strip() else []
@@ -86,6 +88,8 @@ class _Reader:
                 self.blank_since_question = True
             if self.section == "article" and self.article and self.article[-1] != "":
                 self.article.append("")
+        elif kind == "heading":
+            self.subheading = line.text if self.section == "article" and self.article else ""
         elif kind == "section":
             self._section(line)
         elif kind == "table":
@@ -102,6 +106,7 @@ class _Reader:
 
     def _section(self, line: Line) -> None:
         self._finish()
+        self.subheading = ""
         self.section = line.extra
         if line.text and line.extra == "article":
             self.article.append(line.text)
@@ -122,6 +127,9 @@ class _Reader:
             if self.section == "start" and text.rstrip().endswith((":", "：")):
                 return  # an introduction above the article
             self.section = "article"
+            if self.subheading:
+                self.article.extend((self.subheading, ""))
+                self.subheading = ""
             self.article.append(text)
 
     def _qa_text(self, line: Line) -> None:

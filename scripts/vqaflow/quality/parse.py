@@ -5,8 +5,11 @@
 the pairs); article lines and paragraphs are joined by a single space (by nothing between two
 CJK characters). :func:`read_json` gives the first JSON value of any answer.
 
-Status is honest: ``ok`` only when pairs were found (and an article, when wanted) and no
-self-check raised an issue; ``none`` when nothing usable was found; else ``partial``.
+Status is honest: ``ok`` only when pairs were found (and an article, when wanted), every word
+of the answer is accounted for (:mod:`.accounting`: each is in a field, or is markup, a label, a
+heading, a remark or chatter; docs/quality.md, "What ok means") and no self-check raised an
+issue; ``none`` when nothing usable was found; else ``partial``. ``Parse.unread`` holds the text
+that was neither read nor recognised, shortened.
 ``truncated`` is ``finish_reason == "length"``, or JSON cut off (``partial_json``), or a last
 pair cut off (``incomplete_pair``).
 Issue codes:
@@ -29,6 +32,16 @@ Issue codes:
 - ``orphan_answer``: an answer with no question before it (dropped).
 - ``partial_json``: the JSON was cut off or malformed around what was read; only complete
   pairs are kept.
+- ``unread_text``: text that is neither a field nor recognised as markup, a label, a heading, a
+  remark or chatter (``Parse.unread`` shows it).
+- ``markup_in_text``: a field holds markup (emphasis, backticks, a heading mark, a tag, JSON
+  quoting, a leading bullet or number, quotes around it) or words not in the answer as accounted.
+- ``joined_lines``: a question or answer runs on to a next line that neither continues its
+  sentence nor is a list item.
+- ``refusal``: an answer that declines to answer (``I cannot …``, ``抱歉 …``).
+
+The label checks (``label_in_question``, ``label_in_answer``, ``article_chatter``) also fire for a
+label inside a field (``Explanation:``, ``Antwort:``) or between two parts of one field.
 """
 
 from __future__ import annotations
@@ -36,21 +49,36 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .answer_json import json_values, pairs_from_json
-from .answer_lines import ANSWER_ROOTS, FIRST_WORD, QUESTION_ROOTS, chatty, label_kind, read_label
+from .accounting import account
+from .answer_json import json_strings, json_values, pairs_from_json
+from .answer_lines import ANSWER_ROOTS, QUESTION_ROOTS, chatty, label_kind, read_label
 from .answer_reader import read_text
-from .text import is_question
+from .text import has_cjk, is_question
 
-LABEL_WORDS = frozenset(root for root in QUESTION_ROOTS | ANSWER_ROOTS if root.isascii())
+LABEL_WORDS = frozenset(root for root in QUESTION_ROOTS | ANSWER_ROOTS if not has_cjk(root))  # any alphabet
 LABEL_INITIALS = frozenset(word[0] for word in LABEL_WORDS)
-LABEL_FIRST_CHARS = frozenset("问答提回解题[【(（-•+>*#0123456789")
+LABEL_FIRST_CHARS = frozenset("问答提回解题質問질답정[【(（-•+>*#0123456789")
+LETTERS = re.compile(r"[^\W\d_]+")
 LOOSE_LABEL = re.compile(  # a label word and a colon a few words later ("Question one: …")
-    r"[\[【(（*_\s]*(?:question|ques|query|answer|ans|response|q|a|问题|问|答案|答|回答)\b[^:：?？\n]{0,12}[:：]",
+    r"[\[【(（*_\s]*(?:question|ques|query|answer|ans|response|q|a|问题|问|答案|答|回答)(?:\s*\d{1,3})?\b[^:：?？\n]{0,12}[:：]",
     re.IGNORECASE)
 CHATTER_INSIDE = ("let me know", "hope this helps", "feel free to", "如有", "希望这些")
-LABEL_INSIDE = re.compile(r"\b(?:[Qq]uestion|[Aa]nswer|Q|A)\s*\d*\s*[:：]\s|(?:问题|答案|问|答)\s*\d*\s*[:：]")
+META = re.compile(  # an article that talks about the task, not the subject
+    r"\b(?:this article|the following questions|the questions below|question-answer pairs?|qa pairs)\b", re.IGNORECASE)
+LABEL_INSIDE = re.compile(
+    r"\b(?:[Qq]uestion|[Aa]nswer|Q|A|(?i:frage|antwort|pregunta|respuesta|domanda|risposta|pergunta|resposta|"
+    r"réponse|reponse|vraag|antwoord|вопрос|ответ))\s*\d*\s*[:：]\s|(?:问题|答案|问|答|質問|回答|答え|질문|답변|정답)\s*\d*\s*[:：]")
+REMARK_INSIDE = re.compile(  # an explanation or source label inside a question or answer
+    r"\b(?:explanation|reason|rationale|evidence|source|note)\s*[:：]|(?:解释|解析|理由|说明|来源|依据)\s*[:：]", re.IGNORECASE)
+REFUSAL = re.compile(  # an answer that declines to answer
+    r"\b(?:i'm sorry|i am sorry|i cannot|i can't|i can not|i'm unable|i am unable|i'm not able|i am not able|"
+    r"cannot be determined|can't be determined|not possible to (?:determine|tell|say))\b|"
+    r"抱歉|对不起|我无法|我不能|无法确定|无法判断|无法识别|无法回答|不能确定", re.IGNORECASE)
 SPECIAL_TOKEN = re.compile(  # <|im_start|>assistant, <|eot_id|>, </s>
     r"<\|start_header_id\|>\w*<\|end_header_id\|>|<\|im_start\|>\w*|<\|[\w-]{1,30}\|>|</?s>")
+MARKUP = re.compile(  # markup left in a field: emphasis, code, headings, tags, JSON, table rules, bullets, links
+    r"\*\*|__|`|^#{1,6}\s|</?[A-Za-z][\w-]*>|^[{\[]\s*[\"']|[\"']\s*:\s*[\"'{\[]|\|\s*:?-{3,}|^[-•+>*]\s|"
+    r"^\(?\d{1,3}[.)]\s|^\"[^\"]*\"$|^'[^']*'$|\]\([^)\s]+\)")
 THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 
 
@@ -63,6 +91,7 @@ class Parse:
     status: str  # "ok" | "partial" | "none"
     issues: tuple[str, ...] = ()
     truncated: bool = False
+    unread: tuple[str, ...] = ()  # text neither read nor recognised (``unread_text``), shortened
 
 
 def _strip_template(text: str) -> str:
@@ -84,7 +113,7 @@ def read_json(text: str) -> object | None:
     """The first JSON object or array in an answer (fenced, bare, after chatter or cut off), else None."""
     if "{" not in text and "[" not in text:
         return None
-    return next((value for value, _, _ in json_values(_strip_template(text))), None)
+    return next((value for value, _, _, _ in json_values(_strip_template(text))), None)
 
 
 # -- self-checks -----------------------------------------------------------------------------------
@@ -92,12 +121,17 @@ def read_json(text: str) -> object | None:
 def _starts_with_label(text: str) -> bool:
     """Whether a question or answer still starts with a question or answer label."""
     first = text[:1].lower()
-    if first.isascii() and first.isalpha():
-        if first not in LABEL_INITIALS or FIRST_WORD.match(text).group().lower() not in LABEL_WORDS:
+    if first.isalpha() and not has_cjk(first):
+        if first not in LABEL_INITIALS or LETTERS.match(text).group().lower() not in LABEL_WORDS:
             return False
     elif first not in LABEL_FIRST_CHARS:
         return False
     return read_label(text)[0] in ("question", "answer") or LOOSE_LABEL.match(text) is not None
+
+
+def _holds_label(text: str) -> bool:
+    """Whether a question or answer holds a question, answer or remark label (``… Answer: …``)."""
+    return (":" in text or "：" in text) and (LABEL_INSIDE.search(text) or REMARK_INSIDE.search(text)) is not None
 
 
 def _label_only(text: str) -> bool:
@@ -115,14 +149,33 @@ def _check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
         if _label_only(answer):
             issues.append("empty_answer")
             continue
-        if _starts_with_label(question):
+        if _starts_with_label(question) or _holds_label(question):
             issues.append("label_in_question")
-        if _starts_with_label(answer):
+        if _starts_with_label(answer) or _holds_label(answer):
             issues.append("label_in_answer")
+        if MARKUP.search(question) or MARKUP.search(answer):
+            issues.append("markup_in_text")
+        if REFUSAL.search(answer.lower().replace("’", "'")):
+            issues.append("refusal")
         if not is_question(question):
             issues.append("not_a_question")
         kept.append(qa)
     return kept
+
+
+def _accounting_issues(accounted: str, context: str | None, qas: list[dict], structured: bool,
+                       issues: list[str]) -> tuple[str, ...]:
+    """Account for every word of the answer (:mod:`.accounting`): issues added, unread spans returned."""
+    found = account(accounted, context, qas, structured)
+    if found.unread:
+        issues.append("unread_text")
+    if found.foreign:
+        issues.append("markup_in_text")
+    for field in sorted(found.labelled):
+        issues.append("article_chatter" if field == 0 else "label_in_question" if field % 2 else "label_in_answer")
+    if found.joined:
+        issues.append("joined_lines")
+    return found.unread
 
 
 def _article_issue(article: str) -> bool:
@@ -131,6 +184,8 @@ def _article_issue(article: str) -> bool:
         return True
     marked = ":" in article or "：" in article or "]" in article[:48] or "】" in article[:48]
     if marked and (read_label(article)[0] is not None or LABEL_INSIDE.search(article)):
+        return True
+    if META.search(article):
         return True
     ending = article[-150:].lower()
     for phrase in CHATTER_INSIDE:
@@ -146,10 +201,14 @@ def parse_answer(text: str, want_article: bool, finish_reason: str | None = None
     with an honest status and the issues found (see the module docstring)."""
     text = _strip_template(text)
     parsed = pairs_from_json(text) if ("{" in text or "[" in text) else None
+    accounted = text  # the answer as accounted: a JSON value by its strings
     if parsed is not None:
-        context, qas, issues, start = parsed
+        context, qas, issues = parsed.context, parsed.qas, parsed.issues
         if want_article and not context:
-            context = read_text(text[:start], True)[0]
+            context = read_text(text[:parsed.start], True)[0]
+        if parsed.value is not None:
+            strings = "\n".join(json_strings(parsed.value))
+            accounted = f"{text[:parsed.start]}\n{strings}\n{text[parsed.end:]}"
     else:
         context, qas, issues = read_text(text, want_article)
     truncated = finish_reason == "length"
@@ -163,9 +222,10 @@ def parse_answer(text: str, want_article: bool, finish_reason: str | None = None
         issues.append("no_pairs")
     if want_article and not context:
         issues.append("no_article")
-    elif want_article and _article_issue(context):
-        issues.append("article_chatter")
+    elif want_article and (_article_issue(context) or MARKUP.search(context)):
+        issues.append("article_chatter" if _article_issue(context) else "markup_in_text")
+    unread = _accounting_issues(accounted, context if want_article else None, qas, parsed is not None, issues)
     status = "ok" if not issues else "partial" if (qas or (want_article and context)) else "none"
     truncated = truncated or "partial_json" in issues or "incomplete_pair" in issues
-    return Parse(context if want_article else None, qas, status, tuple(dict.fromkeys(issues)), truncated)
-
+    return Parse(context if want_article else None, qas, status, tuple(dict.fromkeys(issues)), truncated,
+                 unread)

@@ -2,7 +2,9 @@
 
 Both read the refined shards in input order, one record at a time, and apply the same
 optional filters: drop records whose answer could not be parsed, drop answers not found in
-the article (context_vqa), drop repeated questions within a record.
+the article (context_vqa), drop repeated questions within a record. Image paths are written
+as the dataset holds them (as the input gave them; relative to ``images.root`` for a folder
+input), so the exports move with their images.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import images
 from ..columns import Columns
 from ..jsonl import encode, read_jsonl
 from ..pipelines import Pipeline
@@ -40,9 +41,9 @@ class Example:
     qas: list[dict]
 
 
-def select(record: dict, pipeline: Pipeline, columns: Columns, image_root: str,
-           filters: ExportFilters) -> Example | None:
-    """The record as an :class:`Example` after the filters, or None when nothing is left."""
+def select(record: dict, pipeline: Pipeline, columns: Columns, filters: ExportFilters) -> Example | None:
+    """The record as an :class:`Example` after the filters, or None when nothing is left; its
+    images as the dataset holds them (paths as the input gave them, never made absolute)."""
     parse = record["parse"]
     if filters.drop_unparsed and parse["status"] == "none":
         return None
@@ -59,7 +60,7 @@ def select(record: dict, pipeline: Pipeline, columns: Columns, image_root: str,
         return None
     refs = record_images(record, columns)
     pairs = [{"question": qa["question"], "answer": qa["answer"]} for qa in qas]
-    return Example(str(record[columns.id]), [images.resolve(ref, image_root) for ref in refs], context, pairs)
+    return Example(str(record[columns.id]), list(refs), context, pairs)
 
 
 def _unique_questions(qas: list[dict]) -> list[dict]:
@@ -97,7 +98,7 @@ def table_row(example: Example) -> dict:
 
 
 def export(refined_paths: list[str | Path], conversations_path: str | Path, parquet_path: str | Path,
-           pipeline: Pipeline, columns: Columns, image_root: str, filters: ExportFilters) -> dict:
+           pipeline: Pipeline, columns: Columns, filters: ExportFilters) -> dict:
     """Write both exports; returns how many records and pairs went in and were dropped."""
     conversations_path, parquet_path = Path(conversations_path), Path(parquet_path)
     staged = {target: target.with_name(target.name + ".staging.jsonl")
@@ -108,7 +109,7 @@ def export(refined_paths: list[str | Path], conversations_path: str | Path, parq
         for path in refined_paths:
             for record in read_jsonl(path):
                 counts["records_in"] += 1
-                example = select(record, pipeline, columns, image_root, filters)
+                example = select(record, pipeline, columns, filters)
                 if example is None:
                     continue
                 counts["records_out"] += 1

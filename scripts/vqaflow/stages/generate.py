@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from ..logs import tell
 from ..pipelines import Step
 from ..prompts import Prompt, PromptError, PromptSettings, build_prompt, step_prompt
 from ..requests import Request, ShardRequests, Used, content_key, fingerprint, task_seed
+from .reformat import ReformatSettings, reformat_answers, reformat_backend
 from .repair import RepairSettings, repair_answers
 
 PREPARE_THREADS = 8
@@ -37,11 +38,15 @@ class Generated:
     tasks: dict[str, GenerationTask | None]
     requests: ShardRequests
     repaired: int
+    reformat: dict = field(default_factory=dict)  # the reformat pass's counts
 
 
 def prepare(line: dict, settings: PromptSettings) -> tuple[GenerationTask, list[str]]:
     """Build a record's task and fingerprint its images (raises on a bad record)."""
     record_id = line["id"]
+    image = line["record"].get(settings.columns.image)
+    if isinstance(image, dict) and not image.get("bytes") and not image.get("path"):
+        raise images.ImageError(f"{settings.columns.image!r} is an image with neither bytes nor path")
     prompt = build_prompt(line["record"], record_id, settings)
     resolved = tuple(images.resolve(ref, settings.image_root) for ref in prompt.images)
     digests = [images.digest(ref) for ref in resolved]
@@ -112,11 +117,13 @@ def _step_requests(tasks: dict[str, tuple[GenerationTask, list[str]]], max_pixel
 
 
 def generate_records(lines: list[dict], name: str, journal_path: str | Path, settings: PromptSettings,
-                     backend: Backend, repair: RepairSettings, retry_rejected: bool = False) -> Generated:
+                     backend: Backend, repair: RepairSettings, retry_rejected: bool = False,
+                     reformat: ReformatSettings | None = None) -> Generated:
     """Generate the answers of ``lines`` (shard lines, called ``name`` in the log), resuming
     from the journal: the pipeline's steps in order, each for the records whose previous
-    step answered, then the repair of the last step's answers. A record whose first request
-    is identical to an earlier record's is not asked but answered by it (``duplicate_of``)."""
+    step answered, then the repair of the last step's answers, each answer parsed once
+    (``parsed``), and the reformat of those not ``ok``. A record whose first request is
+    identical to an earlier record's is not asked but answered by it (``duplicate_of``)."""
     requests = ShardRequests(journal_path, {line["id"]: line["index"] for line in lines}, retry_rejected)
     failures: dict[str, dict] = {}
     steps = settings.pipeline.steps
@@ -151,21 +158,27 @@ def generate_records(lines: list[dict], name: str, journal_path: str | Path, set
             chain[rid][step.name] = entry["answer"]
     if auto:
         asker = requests.as_asked(asker)
-    repaired = repair_answers(requests, answers, asking, settings, asker, repair) if repair.enabled else 0
+    parses = {rid: settings.pipeline.parse(entry["answer"], entry["generation"].get("finish_reason"))
+              for rid, entry in answers.items()}
+    repaired = repair_answers(requests, answers, parses, asking, settings, asker, repair) if repair.enabled else 0
+    reformatted = {}
+    if reformat is not None and reformat.enabled:
+        reformatter = reformat_backend(reformat, backend, settings.pipeline, settings.max_pixels)
+        reformatted = reformat_answers(requests, answers, parses, settings.pipeline, settings.seed, reformatter)
     for rid, entry in answers.items():
         used = requests.used[rid]
         if len(steps) > 1:
             entry = {**entry, "steps": {step.name: chain[rid][step.name] for step in steps[:-1]}}
         if len(used) > 1:
             entry = {**entry, "generation": {**entry["generation"], "paid": _paid(used)}}
-        answers[rid] = entry
+        answers[rid] = {**entry, "parsed": parses[rid]}
     for copy, original in copies.items():
         if original in answers:
             answers[copy] = {**answers[original], "id": copy, "duplicate_of": original}
         else:
             failures[copy] = {**failures[original], "id": copy, "index": requests.index_of[copy]}
     tasks = {line["id"]: prepared[line["id"]][0] if line["id"] in prepared else None for line in lines}
-    return Generated(answers, failures, tasks, requests, repaired)
+    return Generated(answers, failures, tasks, requests, repaired, reformatted)
 
 
 def _paid(used: list[Used]) -> dict:
@@ -184,6 +197,7 @@ def generate_shard(
     repair: RepairSettings,
     retry_rejected: bool = False,
     skip: frozenset[str] = frozenset(),
+    reformat: ReformatSettings | None = None,
 ) -> dict:
     """Generate the answers of one shard, resuming from its journal.
 
@@ -193,31 +207,38 @@ def generate_shard(
     """
     shard = Path(shard_path).stem
     lines = [line for line in read_jsonl(shard_path) if line["id"] not in skip]
-    done = generate_records(lines, shard, journal_path, settings, backend, repair, retry_rejected)
+    done = generate_records(lines, shard, journal_path, settings, backend, repair, retry_rejected, reformat)
     write_outputs(lines, done.answers, done.failures, output_path, failed_path)
     summary = {"records": len(lines), "answered": len(done.answers), "failed": len(done.failures),
                "transient": sum(f["transient"] for f in done.failures.values()), "repaired": done.repaired}
+    if done.reformat:
+        summary["reformat"] = done.reformat
     tell(f"{shard}: done {json.dumps(summary)}")
     return summary
 
 
+def generated_line(line: dict, entry: dict) -> dict:
+    """A generated/ line: the record's id and index, its answer (and the earlier steps'),
+    how it was generated, and what it was read into (``parsed``); its input record stays in
+    shards/, which the refine stage reads beside it."""
+    generation = {"repaired": False, "reformatted": False, **entry["generation"]}
+    if "duplicate_of" in entry:
+        generation["duplicate_of"] = entry["duplicate_of"]
+    steps = {"steps": entry["steps"]} if "steps" in entry else {}
+    return {"id": line["id"], "index": line["index"], "answer": entry["answer"], **steps,
+            "generation": generation, "parsed": asdict(entry["parsed"])}
+
+
 def write_outputs(lines: list[dict], answers: dict[str, dict], failures: dict[str, dict],
                   output_path: str | Path, failed_path: str | Path) -> None:
-    """The answered records (the shard line with ``answer`` and ``generation``) and the
-    failures, in the order of ``lines``."""
+    """The answered records (:func:`generated_line`) and the failures, in the order of ``lines``."""
     output_path, failed_path = Path(output_path), Path(failed_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with output_path.open("w", encoding="utf-8") as out, failed_path.open("w", encoding="utf-8") as bad:
         for line in lines:
             rid = line["id"]
             if rid in answers:
-                entry = answers[rid]
-                generation = {"repaired": False, **entry["generation"]}
-                if "duplicate_of" in entry:
-                    generation["duplicate_of"] = entry["duplicate_of"]
-                steps = {"steps": entry["steps"]} if "steps" in entry else {}
-                out.write(encode({**line, "answer": entry["answer"], **steps, "generation": generation}))
-                out.write("\n")
+                out.write(encode(generated_line(line, answers[rid])) + "\n")
             elif rid in failures:
                 bad.write(encode(failures[rid]) + "\n")
             else:

@@ -93,7 +93,7 @@ def selected(record_paths: list[str | Path], settings: PromptSettings,
     """The finished records the export keeps, with their kept pairs, in input order."""
     for path in record_paths:
         for record in read_jsonl(path):
-            example = select(record, settings.pipeline, settings.columns, settings.image_root, filters)
+            example = select(record, settings.pipeline, settings.columns, filters)
             if example is not None:
                 yield record, example
 
@@ -116,9 +116,9 @@ class InputImages:
     """The image references of input records, looked up by id in input order (one pass over
     the input, one record in memory): the input holds the bytes the dataset leaves out."""
 
-    def __init__(self, spec: str, columns: Columns):
+    def __init__(self, spec: str, columns: Columns, image_root: str = "."):
         self.spec, self.columns = spec, columns
-        self._records = iter_records(spec, columns)
+        self._records = iter_records(spec, columns, image_root)
 
     def refs(self, record_id: str) -> tuple[str, ...]:
         for input_id, record in self._records:
@@ -217,7 +217,7 @@ def write_parts(data_dir: Path, record_paths: list[str | Path], input_spec: str,
                 filters: ExportFilters, columns: list[Column], max_bytes: int) -> PartWriter:
     """Write the kept records' rows, their images read from the input, into parts."""
     writer = PartWriter(data_dir, arrow_schema(columns), max_bytes)
-    inputs = InputImages(input_spec, settings.columns)
+    inputs = InputImages(input_spec, settings.columns, settings.image_root)
     for record, example in selected(record_paths, settings, filters):
         pictures = [image_value(ref, settings.image_root) for ref in inputs.refs(example.id)]
         writer.write(*hub_row(example, record, pictures, columns))

@@ -13,6 +13,7 @@ from ..jsonl import read_jsonl
 from ..quality.judge import VERDICT_SCHEMA
 from ..settings import prompt_settings
 from .generate import generate_shard
+from .reformat import ReformatSettings
 from .repair import RepairSettings
 from .verify import verify_shard
 
@@ -31,13 +32,14 @@ def retry_token_path(journal_path: str | Path, stage: str) -> Path:
 
 
 def _stamp_retry(journal_path: str | Path, stage: str, summary: dict) -> None:
-    if summary["transient"]:
+    if summary["transient"] or summary.get("reformat", {}).get("transient"):
         retry_token_path(journal_path, stage).write_text(f"{time.time_ns():x}\n", encoding="utf-8")
 
 
 def generate_with(smk, make_backend: Callable[[Sampling, int], Backend]) -> dict:
-    """Run a generate rule: build the backend and generate the shard. When failures that
-    another attempt may fix remain, a new retry token (a rule param) makes the next run of
+    """Run a generate rule: build the backend and generate the shard (with the reformat pass
+    of the ``reformat`` param). When failures that another attempt may fix remain (a
+    reformat's included), a new retry token (a rule param) makes the next run of
     the same command run the shard again; otherwise the token stays as the job saw it."""
     prompts = smk.params.prompts
     settings = prompt_settings(prompts)
@@ -52,6 +54,7 @@ def generate_with(smk, make_backend: Callable[[Sampling, int], Backend]) -> dict
         RepairSettings(**prompts["repair"]),
         prompts["retry_rejected"],
         skip,
+        ReformatSettings(**smk.params.reformat),
     )
     _stamp_retry(smk.params.journal, "generate", summary)
     return summary

@@ -37,15 +37,11 @@ def write_records_as(jsonl: Path, dataset_path: Path, output_format: str) -> Non
             out.write("\n]\n")
         jsonl.unlink()
     else:
-        import polars as pl
+        from ..parquet_out import write_parquet
 
-        if jsonl.stat().st_size:
-            # streamed: the schema is inferred from every record, then rows flow to the file
-            pl.scan_ndjson(jsonl, infer_schema_length=None, low_memory=True).sink_parquet(
-                dataset_path, engine="streaming", row_group_size=PARQUET_ROW_GROUP
-            )
-        else:
-            pl.DataFrame().write_parquet(dataset_path)
+        # the records' own types (integers, lists, structs with their keys); a field whose
+        # rows disagree is written as text and named on the terminal
+        write_parquet(jsonl, dataset_path, PARQUET_ROW_GROUP)
         jsonl.unlink()
 
 
@@ -64,6 +60,7 @@ class _Tally:
         self.verify_failed: Counter = Counter()  # records the judge could not verify, by kind
         self.verify_transient = 0
         self.fell_back: dict[str, set] = {"generation": set(), "judge": set()}  # free-text shards
+        self.reformat: Counter = Counter()
         self.ok = self.qa_pairs = self.truncated = self.repaired = self.grounded = self.judged = 0
 
     def add(self, record: dict, shard: str) -> None:
@@ -78,10 +75,9 @@ class _Tally:
         generation = record["generation"]
         self.repaired += bool(generation.get("repaired"))
         if "duplicate_of" not in generation:  # a copy's answer was paid for once, by its original
-            paid = generation.get("paid", generation)  # several requests (a repair): all were paid
-            spent = self.tokens["batch" if generation.get("backend") == "batch" else "online"]
-            spent["prompt"] += paid.get("prompt_tokens") or 0
-            spent["completion"] += paid.get("completion_tokens") or 0
+            self._paid(generation)
+            if "reformat" in generation:
+                self.reformat.update(("asked", generation["reformat"]["status"]))
         qas = self.pipeline.qas(record, self.columns)
         self.qa_pairs += len(qas)
         for qa in qas:
@@ -98,6 +94,19 @@ class _Tally:
         if verify.get("status") == "failed":
             self.verify_failed[verify.get("kind") or "error"] += 1
             self.verify_transient += bool(verify.get("transient"))
+
+    def _paid(self, generation: dict) -> None:
+        """Every request the record's answer took (a repair, a reformat): the Batch API's
+        tokens apart; a reformat asks online."""
+        paid = generation.get("paid", generation)
+        batch = generation.get("backend") == "batch"
+        reformat = generation.get("reformat") or {}
+        online = batch and reformat.get("backend") != "batch"  # the reformat's tokens go online
+        for name in ("prompt", "completion"):
+            total = paid.get(f"{name}_tokens") or 0
+            moved = (reformat.get(f"{name}_tokens") or 0) if online else 0
+            self.tokens["batch" if batch else "online"][name] += total - moved
+            self.tokens["online"][name] += moved
 
     def add_pair(self, qa: dict) -> None:
         self.flagged.update(qa.get("flags", ()))
@@ -130,9 +139,9 @@ class _Tally:
 def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pipeline,
               columns: Columns, prices: Prices, duplicates: int = 0, structured: dict | None = None) -> dict:
     """Counts for stats.json: records, QA pairs, parse statuses and issues, grounding,
-    repairs, tokens and their cost, failures (the judge's too: a record it could not verify
-    counts in ``failed_fraction``), what the quality steps found, and how structured output
-    went (``structured``: the modes requested, ``requested`` and with the judge ``judge``)."""
+    repairs, reformats, tokens and their cost, failures (the judge's too: a record it could not
+    verify counts in ``failed_fraction``), what the quality steps found, and how structured
+    output went (``structured``: the modes requested, ``requested`` and with the judge ``judge``)."""
     tally = _Tally(pipeline, columns)
     for path in refined_paths:
         for record in read_jsonl(path):
@@ -151,6 +160,7 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
         "parse_issues": dict(sorted(tally.issues.items())),
         "truncated": tally.truncated,
         "repaired": tally.repaired,
+        "reformat": {key: tally.reformat[key] for key in ("asked", "accepted", "rejected", "failed")},
         "failures_by_kind": dict(Counter(f["kind"] for f in failed)),
         "verify_failures_by_kind": dict(sorted(tally.verify_failed.items())),
         "failures_transient": sum(bool(f.get("transient")) for f in failed) + tally.verify_transient,

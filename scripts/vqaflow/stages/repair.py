@@ -1,6 +1,6 @@
 """The repair pass: cut-off or unreadable answers asked once more, with more tokens (and
 optionally the JSON schema), through the shard's request loop; the answer that parses
-better is kept."""
+better is kept, with its parse (each answer is read once)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from functools import partial
 
 from ..backends.base import Backend
 from ..prompts import PromptSettings
-from ..quality.parse import parse_answer
+from ..quality.parse import Parse
 from ..requests import Request, ShardRequests, repair_fingerprint
 
 PARSE_RANK = {"none": 0, "partial": 1, "ok": 2}
@@ -25,8 +25,7 @@ class RepairSettings:
     structured_output: bool | str  # true, false or "auto" (the schema, free text where it is rejected)
 
 
-def _parse_rank(entry: dict, want_article: bool) -> tuple[int, int]:
-    parsed = parse_answer(entry["answer"], want_article, entry["generation"].get("finish_reason"))
+def _rank(parsed: Parse) -> tuple[int, int]:
     return PARSE_RANK[parsed.status], len(parsed.qas)
 
 
@@ -36,23 +35,25 @@ def _repairs(asked: dict[str, Request], candidates, fixer: Backend) -> dict[str,
     return {rid: Request(asked[rid].task, repair_fingerprint(identity, asked[rid].fp)) for rid in candidates}
 
 
-def repair_answers(requests: ShardRequests, answers: dict[str, dict], asked: dict[str, Request],
-                   settings: PromptSettings, backend: Backend, repair: RepairSettings) -> int:
+def repair_answers(requests: ShardRequests, answers: dict[str, dict], parses: dict[str, Parse],
+                   asked: dict[str, Request], settings: PromptSettings, backend: Backend,
+                   repair: RepairSettings) -> int:
     """Ask cut-off or unreadable ``answers`` (by record id, the answers to the ``asked``
-    requests of ``backend``) once more; keep whichever answer parses better, in ``answers``.
-    Returns the number of records improved."""
-    want_article = settings.pipeline.want_article
-    schema = settings.pipeline.answer_schema() if repair.structured_output else None
+    requests of ``backend``, read into ``parses``) once more; keep whichever answer parses
+    better, in ``answers`` and ``parses``. Returns the number of records improved."""
+    pipeline = settings.pipeline
+    schema = pipeline.answer_schema() if repair.structured_output else None
     fixer = backend.repairer(math.ceil(backend.sampling.max_tokens * repair.max_tokens_factor), schema)
-    ranks = {rid: _parse_rank(entry, want_article) for rid, entry in answers.items()}
-    candidates = {rid: entry for rid, entry in answers.items()  # cut off, or nothing readable
-                  if entry["generation"].get("finish_reason") == "length" or ranks[rid][0] == PARSE_RANK["none"]}
+    candidates = [rid for rid, entry in answers.items()  # cut off, or nothing readable
+                  if entry["generation"].get("finish_reason") == "length" or parses[rid].status == "none"]
     again = _repairs(asked, candidates, fixer)
     rebuild = partial(_repairs, asked, candidates) if repair.structured_output == "auto" else None
     repairs, _ = requests.run(fixer, again, "repair", rebuild=rebuild)
     improved = 0
     for rid, entry in repairs.items():
-        if _parse_rank(entry, want_article) > ranks[rid]:
+        parsed = pipeline.parse(entry["answer"], entry["generation"].get("finish_reason"))
+        if _rank(parsed) > _rank(parses[rid]):
             answers[rid] = {**entry, "generation": {**entry["generation"], "repaired": True}}
+            parses[rid] = parsed
             improved += 1
     return improved

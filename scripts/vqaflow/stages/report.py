@@ -1,22 +1,31 @@
-"""What the run report shows: a summary table with cost, plots, and a sample of records."""
+"""What the run report shows: the run (model, backend, pipeline, input, date, version, config
+digest) and one-click links on its first page, a summary with the quality funnel and cost,
+plots (:mod:`vqaflow.stages.report_plots`), the failures, a gallery of sample records, and the quality
+page."""
 
 from __future__ import annotations
 
 import base64
+import datetime
 import html
 import io
 import json
 from pathlib import Path
 
-from .. import images
+from .. import __version__, images
 from ..columns import Columns
+from ..digests import value_digest
 from ..jsonl import read_jsonl
 from ..pipelines import Pipeline
 from ..prompts import record_images
 from ..quality import judge
+from . import report_plots
+from .report_plots import Plots
 
 SAMPLE_SIZE = 12
 THUMBNAIL = (256, 256)
+CONFIG_DIGEST_CHARS = 16
+FAILURE_EXAMPLES = 3  # errors shown per kind of failure
 
 
 def collect(refined_paths: list[str | Path], pipeline: Pipeline, columns: Columns) -> dict:
@@ -35,8 +44,78 @@ def collect(refined_paths: list[str | Path], pipeline: Pipeline, columns: Column
     return figures
 
 
-def summary_html(stats: dict) -> str:
-    """The stats table: records, pairs, parse quality, failures by kind, tokens and cost."""
+def funnel(stats: dict, exported: int, judged: bool) -> list[tuple[str, int, str]]:
+    """The quality funnel as ``(stage, count, unit)``: records, answered, parsed (ok or partial),
+    then pairs: all, passing the rule filters (no flag), accepted by the judge (only when it
+    ran) and exported. Every count is stats.json's but ``exported`` (the export's pairs)."""
+    status, quality = stats["parse_status"], stats["quality"]
+    stages = [
+        ("records", stats["records_in"], "records"),
+        ("answered", stats["records_ok"], "records"),
+        ("parsed (ok or partial)", status["ok"] + status["partial"], "records"),
+        ("QA pairs", stats["qa_pairs"], "pairs"),
+        ("passing the rule filters", stats["qa_pairs"] - quality["flagged_pairs"], "pairs"),
+    ]
+    if judged:
+        stages.append(("accepted by the judge", quality["accepted"], "pairs"))
+    stages.append(("exported", exported, "pairs"))
+    return stages
+
+
+def exported_pairs(parquet_path: str | Path) -> int:
+    """The pairs in the export's Parquet table (its ``questions`` lists)."""
+    import polars as pl
+
+    scan = pl.scan_parquet(parquet_path)
+    if "questions" not in scan.collect_schema().names():  # an empty export has no columns
+        return 0
+    return int(scan.select(pl.col("questions").list.len().sum()).collect().item() or 0)
+
+
+def run_info(config: dict, finished: float) -> list[tuple[str, str]]:
+    """What the run was: model, backend, pipeline, input, judge, when it finished (``finished``:
+    a POSIX time), the vqaflow version and a digest of ``config`` (the config without secrets,
+    :func:`vqaflow.config_check.public_config`): two runs with one digest had one config."""
+    backend = config["backend"]
+    section = "vllm" if backend == "vllm" else "api"
+    model = config[section]["model"]
+    rows = [("run", config["run"]), ("model", model), ("backend", backend), ("pipeline", config["pipeline"]),
+            ("input", config["input"])]
+    verify = config.get("verify") or {}
+    if verify.get("enabled"):
+        rows.append(("judge", verify.get("model") or (verify.get(section) or {}).get("model") or model))
+    when = datetime.datetime.fromtimestamp(finished, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rows += [("finished", when), ("vqaflow version", __version__),
+             ("config digest", value_digest(config, CONFIG_DIGEST_CHARS))]
+    return rows
+
+
+def _rows(rows: list[tuple[str, object]]) -> str:
+    body = "\n".join(f"<tr><th>{html.escape(str(name))}</th><td>{html.escape(str(value))}</td></tr>"
+                     for name, value in rows)
+    return f"<table>\n{body}\n</table>"
+
+
+def _show(label: str, result_path: str) -> str:
+    """A link that opens a result of Snakemake's report in one click (its own ``app`` and
+    ``results``; an image or an HTML page by the file's suffix)."""
+    content = "img" if result_path.endswith(".png") else "html"
+    target = json.dumps(result_path)
+    script = f"app.setView({{content:'{content}',contentPath:results[{target}].data_uri,resultPath:{target}}})"
+    return f'<a href="javascript:{html.escape(script)}">{html.escape(label)}</a>'
+
+
+def run_html(info: list[tuple[str, str]], links: list[tuple[str, str]]) -> str:
+    """The report's first page (included by workflow/report/workflow.rst): the run's metadata and
+    one-click links (``links``: label and result path) to the gallery, funnel and the rest."""
+    shown = " · ".join(_show(label, path) for label, path in links)
+    return f"<p><b>Open:</b> {shown}</p>\n{_rows(info)}\n"
+
+
+def summary_html(stats: dict, info: list[tuple[str, str]] | None = None,
+                 stages: list[tuple[str, int, str]] | None = None) -> str:
+    """The run (``info``), the quality funnel (``stages``) and the stats table: records, pairs,
+    parse quality, failures by kind, tokens and cost."""
     ok = stats["records_ok"] or 1
     unverified = stats.get("verify_failed", 0)  # answered, but the judge could not verify them
     failed = f"{stats['records_failed'] + unverified} ({stats['failed_fraction']:.1%})"
@@ -57,65 +136,64 @@ def summary_html(stats: dict) -> str:
                  ("of which Batch API completion tokens", stats["tokens"]["batch_completion"])]
     rows.append(("estimated cost", "not priced (set api.price_*_per_mtok)" if stats["cost"] is None
                  else f"${stats['cost']:,.4f}"))
-    body = "\n".join(f"<tr><th>{html.escape(str(name))}</th><td>{html.escape(str(value))}</td></tr>"
-                     for name, value in rows)
-    return _page("Run summary", f"<table>\n{body}\n</table>")
+    parts = [f"<h3>Run</h3>\n{_rows(info)}"] if info else []
+    if stages:
+        parts.append("<h3>Quality funnel</h3>\n" + _rows([(f"{stage} ({unit})", f"{count:,}")
+                                                          for stage, count, unit in stages]))
+    parts.append(f"<h3>Counts</h3>\n{_rows(rows)}")
+    return _page("Run summary", "\n".join(parts))
 
 
-def plot(figures: dict, stats: dict, out_dir: str | Path) -> list[Path]:
-    """The four PNG plots; returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    made = []
-
-    def save(fig, name: str) -> None:
-        fig.tight_layout()
-        fig.savefig(out_dir / name, dpi=100)
-        plt.close(fig)
-        made.append(out_dir / name)
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    counts = figures["qa_pairs"]
-    ax.hist(counts, bins=range(0, max(counts, default=0) + 2), align="left", color="#4c72b0")
-    ax.set(title="QA pairs per record", xlabel="QA pairs", ylabel="records")
-    save(fig, "qa_pairs.png")
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    series = [("answer", figures["answer_chars"])]
-    if figures["article_chars"]:
-        series.append(("article", figures["article_chars"]))
-    for label, values in series:
-        ax.hist(values, bins=30, alpha=0.6, label=label)
-    ax.set(title="Answer and article length", xlabel="characters", ylabel="records")
-    ax.legend()
-    save(fig, "lengths.png")
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    percentiles = latency_percentiles(figures["latency_s"])
-    ax.bar(list(percentiles), list(percentiles.values()), color="#55a868")
-    ax.set(title="Request latency", ylabel="seconds")
-    save(fig, "latency.png")
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    kinds = stats["failures_by_kind"] or {"none": 0}
-    ax.barh(list(kinds), list(kinds.values()), color="#c44e52")
-    ax.set(title="Failures by reason", xlabel="records")
-    save(fig, "failures.png")
-    return made
+def plot(figures: dict, stages: list[tuple[str, int, str]], out_dir: str | Path) -> list[Path]:
+    """The PNG plots (funnel, QA pairs, lengths, latency); returns their paths."""
+    plots = Plots(out_dir)
+    report_plots.funnel_plot(plots, stages)
+    report_plots.qa_pairs_plot(plots, figures["qa_pairs"])
+    report_plots.lengths_plot(plots, figures["answer_chars"], figures["article_chars"])
+    report_plots.latency_plot(plots, latency_percentiles(figures["latency_s"]))
+    return plots.made
 
 
-def latency_percentiles(latencies: list[float]) -> dict[str, float]:
-    """p50, p90, p99 and max of the request latencies (zeros when there are none)."""
+def latency_percentiles(latencies: list[float]) -> dict[str, float] | None:
+    """p50, p90, p99 and max of the request latencies (None when there are none)."""
     ordered = sorted(latencies)
     if not ordered:
-        return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
+        return None
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
     return {"p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99), "max": ordered[-1]}
+
+
+def failure_kinds(failed_path: str | Path, examples: int = FAILURE_EXAMPLES) -> dict[str, dict]:
+    """Per kind of failure: how many records, how many transient, and the first errors."""
+    kinds: dict[str, dict] = {}
+    for failure in read_jsonl(failed_path):
+        kind = kinds.setdefault(failure["kind"], {"records": 0, "transient": 0, "examples": []})
+        kind["records"] += 1
+        kind["transient"] += bool(failure.get("transient"))
+        if len(kind["examples"]) < examples:
+            kind["examples"].append(f"{failure['id']}: {failure['error']}")
+    return kinds
+
+
+def failures_html(stats: dict, kinds: dict[str, dict], out_dir: str | Path) -> str:
+    """The failures page: a sentence when nothing failed, else the chart by kind and a table
+    with how many are transient (the next run asks them again) and the first errors."""
+    if not kinds:
+        total = stats["records_in"]
+        text = f"No failures: all {total} records were answered." if total else "No failures: the input had no records."
+        return _page("Failures", f"<p>{text}</p>")
+    chart = report_plots.failures_chart(Plots(out_dir), {kind: found["records"] for kind, found in kinds.items()})
+    rows = "\n".join(
+        f"<tr><th>{html.escape(kind)}</th><td>{found['records']}</td><td>{found['transient']}</td>"
+        f"<td>{'<br>'.join(html.escape(example) for example in found['examples'])}</td></tr>"
+        for kind, found in sorted(kinds.items(), key=lambda item: -item[1]["records"]))
+    table = (f"<table>\n<tr><th>kind</th><th>records</th><th>transient</th><th>first errors</th></tr>\n{rows}\n"
+             "</table>")
+    intro = (f"<p>{stats['records_failed']} of {stats['records_in']} records failed ({stats['failed_fraction']:.1%}); "
+             "transient ones are asked again by the next run of the same command. Every failure is in "
+             "<code>failed.jsonl</code>.</p>")
+    image = f'<img alt="failures by kind" src="data:image/png;base64,{base64.b64encode(chart).decode()}">'
+    return _page("Failures", f"{intro}\n{image}\n{table}")
 
 
 def _thumbnail(ref: str, image_root: str) -> str:
@@ -133,26 +211,32 @@ def _thumbnail(ref: str, image_root: str) -> str:
     return f'<img src="data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
+def _card(record: dict, pipeline: Pipeline, columns: Columns, image_root: str) -> str:
+    """One record of the gallery: its thumbnails and image paths, the article (folded) and pairs."""
+    refs = record_images(record, columns)
+    context = pipeline.context(record, columns)
+    article = (f"<details><summary>article ({len(context):,} characters)</summary><p>{html.escape(context)}</p>"
+               "</details>" if context is not None else "")
+    pairs = "".join(f"<li><b>{html.escape(qa['question'])}</b> {html.escape(qa['answer'])}</li>"
+                    for qa in pipeline.qas(record, columns))
+    named = ", ".join(html.escape(ref if len(ref) < 80 else ref[:40] + "…") for ref in refs)
+    return (f"<section><h3>{html.escape(str(record[columns.id]))} "
+            f"<small>parse: {record['parse']['status']}</small></h3>"
+            f"{''.join(_thumbnail(ref, image_root) for ref in refs)}<p><small>{named}</small></p>"
+            f"{article}<ol>{pairs}</ol></section>")
+
+
 def samples_html(refined_paths: list[str | Path], pipeline: Pipeline, columns: Columns,
                  image_root: str, size: int = SAMPLE_SIZE) -> str:
-    """The first ``size`` records of the run: thumbnails, article and pairs, for eyeballing."""
+    """A gallery of the first ``size`` records of the run: thumbnails, pairs and the article."""
     cards = []
     for path in refined_paths:
         for record in read_jsonl(path):
             if len(cards) == size:
                 break
-            refs = record_images(record, columns)
-            qas = pipeline.qas(record, columns)
-            context = pipeline.context(record, columns)
-            article = f"<p>{html.escape(context)}</p>" if context is not None else ""
-            pairs = "".join(f"<li><b>{html.escape(qa['question'])}</b> {html.escape(qa['answer'])}</li>"
-                            for qa in qas)
-            cards.append(
-                f"<section><h3>{html.escape(str(record[columns.id]))} "
-                f"<small>parse: {record['parse']['status']}</small></h3>"
-                f"{''.join(_thumbnail(ref, image_root) for ref in refs)}{article}<ol>{pairs}</ol></section>"
-            )
-    return _page("Sample records", "\n".join(cards) or "<p>No records were generated.</p>")
+            cards.append(_card(record, pipeline, columns, image_root))
+    body = f'<div class="gallery">\n{chr(10).join(cards)}\n</div>' if cards else "<p>No records were generated.</p>"
+    return _page("Sample records", body)
 
 
 def quality_html(stats: dict, refined_paths: list[str | Path], pipeline: Pipeline, columns: Columns,
@@ -193,7 +277,9 @@ def quality_html(stats: dict, refined_paths: list[str | Path], pipeline: Pipelin
 def _page(title: str, body: str) -> str:
     style = ("body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
              "th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-             "section{border-bottom:1px solid #ddd;padding:.5em 0}img{margin-right:.5em}")
+             "section{border-bottom:1px solid #ddd;padding:.5em 0}img{margin-right:.5em;max-width:100%}"
+             ".gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(280px,1fr));gap:1em}"
+             ".gallery section{border:1px solid #ddd;border-radius:6px;padding:.5em}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
             f"<style>{style}</style></head><body><h2>{title}</h2>\n{body}\n</body></html>\n")
 
