@@ -152,7 +152,8 @@ def test_the_reformat_runs_on_the_same_engine_text_only_and_garbage_is_rejected(
 
     asked, engines = [], []
     run_tasks, build = VllmBackend.run, VllmBackend.engine
-    monkeypatch.setattr(VllmBackend, "run", lambda self, tasks, on: (asked.append(tasks), run_tasks(self, tasks, on)))
+    monkeypatch.setattr(VllmBackend, "run", lambda self, tasks, on, on_retry=None: (
+        asked.append(tasks), run_tasks(self, tasks, on)))
     monkeypatch.setattr(VllmBackend, "engine", lambda self, n: (engines.append(n), build(self, n))[1])
     settings = prompt_settings({**schema_defaults(), "pipeline": "image_vqa"})
     write_jsonl(tmp_path / "shard.jsonl", [{"id": f"r{n}", "index": n, "record": {"id": f"r{n}", "image": image}}

@@ -23,6 +23,7 @@ import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,18 +148,20 @@ class ShardRequests:
                                                         entry.get("attempts"))
         return plan
 
-    def ask(self, backend: Backend, pending: list[Request], what: str,
-            note: dict | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
+    def ask(self, backend: Backend, pending: list[Request], what: str, note: dict | None = None,
+            progress: Progress | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
         """Run the pending requests through ``backend``; answers and permanent failures are
         journaled as they arrive (``note``: added to each answer's ``generation``), and progress
-        lines tell how far they are (the backend reports its retries). Returns (answers,
-        failures) by record id."""
+        lines tell how far they are (the backend reports its retries; ``progress``: a stage's
+        running count this call adds to, else one of its own). Returns (answers, failures) by
+        record id."""
         answers: dict[str, dict] = {}
         failures: dict[str, dict] = {}
         if not pending:
             return answers, failures
         fps = {request.task.id: request.fp for request in pending}
-        with JournalWriter(self.journal_path) as writer, Progress(f"{self.name} {what}", len(pending)) as progress:
+        shown = nullcontext(progress) if progress else Progress(f"{self.name} {what}", len(pending))
+        with JournalWriter(self.journal_path) as writer, shown as progress:
 
             def on_outcome(outcome: Outcome) -> None:
                 fp = fps[outcome.id]
@@ -254,12 +257,15 @@ class ShardRequests:
         answers: dict[str, dict] = {}
         failures: dict[str, dict] = {}
         probes = PROBES if probe and backend.schema_check == "probe" else 0
-        while pending and probes and not answers:
-            asked, failed = self.ask(backend, pending[:1], what)
-            answers.update(asked)
-            failures.update(failed)
-            pending, probes = pending[1:], probes - 1
-            if any(failure["kind"] == SCHEMA_REJECTED for failure in failed.values()):
-                return answers, failures, pending
-        asked, failed = self.ask(backend, pending, what)
+        if not pending:
+            return answers, failures, []
+        with Progress(f"{self.name} {what}", len(pending)) as progress:  # one count for probes and rest
+            while pending and probes and not answers:
+                asked, failed = self.ask(backend, pending[:1], what, progress=progress)
+                answers.update(asked)
+                failures.update(failed)
+                pending, probes = pending[1:], probes - 1
+                if any(failure["kind"] == SCHEMA_REJECTED for failure in failed.values()):
+                    return answers, failures, pending
+            asked, failed = self.ask(backend, pending, what, progress=progress)
         return {**answers, **asked}, {**failures, **failed}, []
