@@ -111,8 +111,10 @@ def _image_size(url: str) -> str:
         return f"{image.width}x{image.height} {image.format}"
 
 
-def default_answer(text: str, sizes: list[str], seed: int | None, structured: bool) -> str:
-    """A deterministic answer in the shape the prompt asks for."""
+def default_answer(text: str, sizes: list[str], seed: int | None, structured: bool | dict) -> str:
+    """A deterministic answer in the shape the prompt asks for; with a JSON schema
+    (``structured``: the schema, or True), JSON that follows it, as constrained decoding
+    makes it (an article only when the schema has one, or the prompt asks for one)."""
     tag = (TAG.search(text) or [None])[0] or "untagged"
     described = ", ".join(sizes) if sizes else "no image"
     facts = f"The subject of {tag} was recorded with {len(sizes)} image(s): {described}."
@@ -122,7 +124,8 @@ def default_answer(text: str, sizes: list[str], seed: int | None, structured: bo
     ]
     if structured:
         body = {"qas": qas}
-        if "Wikipedia" in text:
+        properties = structured.get("properties", {}) if isinstance(structured, dict) else None
+        if ("context" in properties) if properties is not None else "Wikipedia" in text:
             body = {"context": f"{facts} It was produced with seed {seed}.", **body}
         return json.dumps(body)
     if "Wikipedia" in text:
@@ -305,7 +308,8 @@ class ChatServer:
             self.stats["judge_seeds"].setdefault(tag, []).append(body.get("seed"))
             self.stats["judge_models"][body["model"]] += 1
         else:
-            content = self.script.get(tag) or default_answer(text, sizes, body.get("seed"), structured)
+            schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or structured
+            content = self.script.get(tag) or default_answer(text, sizes, body.get("seed"), schema)
         finish = "stop"
         if fault == "empty":
             self._count("empty")

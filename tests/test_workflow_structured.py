@@ -20,16 +20,20 @@ def test_the_default_config_asks_every_request_with_the_schema_and_false_with_no
     write_records(workdir, records)
     write_config(workdir, server.base_url, verify={"enabled": True})
     snakemake(workdir)
-    judged = sum(server.stats["judged"].values())
-    assert judged >= 3 and server.stats["requests"] == 4 + 1 + judged, "generation, one repair, the judge"
+    judged, reformats = sum(server.stats["judged"].values()), sum(server.stats["reformats"].values())
+    assert judged >= 3 and server.stats["requests"] == 4 + 1 + reformats + judged, \
+        "generation, one repair, the reformat of what is still not ok, the judge"
     assert server.stats["response_format"] == {"json_schema": server.stats["requests"]}
     stats = read_output(workdir, "stats.json")
     assert stats["structured_output"] == {"requested": "auto", "fell_back_shards": 0, "judge_requested": "auto",
                                           "judge_fell_back_shards": 0}
 
+    asked = server.stats["requests"]
     write_config(workdir, server.base_url, run="free", structured_output=False)
     snakemake(workdir)
-    assert server.stats["response_format"]["none"] == 4 + 1, "structured_output false: no response_format"
+    assert server.stats["requests"] >= asked + 4 + 1, "generation and a repair (and reformats), as above"
+    assert server.stats["response_format"] == {"json_schema": asked, "none": server.stats["requests"] - asked}, \
+        "structured_output false: no request carries a response_format, the reformat's neither"
     assert read_output(workdir, "stats.json", run="free")["structured_output"]["requested"] is False
 
 

@@ -164,7 +164,10 @@ def generate_records(lines: list[dict], name: str, journal_path: str | Path, set
     reformatted = {}
     if reformat is not None and reformat.enabled:
         reformatter = reformat_backend(reformat, backend, settings.pipeline, settings.max_pixels)
-        reformatted = reformat_answers(requests, answers, parses, settings.pipeline, settings.seed, reformatter)
+        if not settings.structured_output:  # false: no request carries a schema
+            reformatter = reformatter.free_text()
+        reformatted = reformat_answers(requests, answers, parses, settings.pipeline, settings.seed, reformatter,
+                                       auto=auto)
     for rid, entry in answers.items():
         used = requests.used[rid]
         if len(steps) > 1:

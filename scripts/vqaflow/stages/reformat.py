@@ -64,17 +64,17 @@ def _requests(tasks: list[GenerationTask], backend: Backend) -> dict[str, Reques
 
 
 def reformat_answers(requests: ShardRequests, answers: dict[str, dict], parses: dict[str, Parse],
-                     pipeline: Pipeline, seed: int | None, backend: Backend) -> dict:
+                     pipeline: Pipeline, seed: int | None, backend: Backend, auto: bool = True) -> dict:
     """Ask ``backend`` to reformat every answer (by record id) whose parse in ``parses`` is not
     ``ok``; an accepted reformat replaces the parse, a rejected one adds ``reformat_rejected``
     to it (in place, with ``generation.reformat``). A request that failed leaves the record as
     it was (``generation.reformat.status: failed``; the next run asks again when the failure is
-    transient). Returns counts: asked, accepted, rejected, failed, transient."""
+    transient). ``auto`` (``structured_output: auto``): free text where the endpoint rejects
+    the schema. Returns counts: asked, accepted, rejected, failed, transient."""
     tasks = [reformat_task(rid, entry["answer"], pipeline, seed)
              for rid, entry in answers.items() if parses[rid].status != "ok"]
     asking = _requests(tasks, backend)
-    # the schema, free text where the endpoint rejects it (as structured_output: auto)
-    replies, failures = requests.run(backend, asking, "reformat", rebuild=partial(_requests, tasks))
+    replies, failures = requests.run(backend, asking, "reformat", rebuild=partial(_requests, tasks) if auto else None)
     counts = {"asked": len(asking), "accepted": 0, "rejected": 0, "failed": len(failures),
               "transient": sum(failure["transient"] for failure in failures.values())}
     for rid, reply in replies.items():
