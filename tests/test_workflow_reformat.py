@@ -35,7 +35,7 @@ def test_preview_and_run_reformat_what_the_parser_cannot_read(workdir):
     dataset = {record["id"]: record for record in read_output(workdir, "dataset.jsonl")}
     assert dataset["r000"]["parse"]["status"] == "ok" and not dataset["r000"]["generation"]["reformatted"]
     copied = dataset["r001"]
-    assert copied["vqa"] == CAR and copied["parse"] == {"status": "ok", "issues": [], "truncated": False}
+    assert copied["vqa"] == CAR and copied["parse"] == {"status": "ok", "issues": [], "truncated": False, "unread": []}
     assert [{"question": qa["question"], "answer": qa["answer"]} for qa in copied["qas"]] == CAR_COPY["qas"]
     assert copied["generation"]["reformatted"] and copied["generation"]["paid"]["requests"] == 3
     for rid in ("r002", "r003", "r004"):
