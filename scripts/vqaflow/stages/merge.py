@@ -13,6 +13,7 @@ from ..costs import Prices
 from ..jsonl import encode, read_jsonl
 from ..pipelines import Pipeline
 from ..quality import judge
+from ..quality.questions import Diversity
 
 PARQUET_ROW_GROUP = 5000  # rows held in memory while the Parquet dataset is written
 
@@ -61,7 +62,9 @@ class _Tally:
         self.flagged: Counter = Counter()
         self.rejected: Counter = Counter()
         self.judge_tokens: Counter = Counter()
+        self.diversity = Diversity()
         self.ok = self.qa_pairs = self.truncated = self.repaired = self.grounded = self.judged = 0
+        self.copies = 0
 
     def add(self, record: dict) -> None:
         self.ok += 1
@@ -74,7 +77,9 @@ class _Tally:
         self.judged += len(flags)
         generation = record["generation"]
         self.repaired += bool(generation.get("repaired"))
-        if "duplicate_of" not in generation:  # a copy's answer was paid for once, by its original
+        copy = "duplicate_of" in generation  # a copy's answer (and verdicts) were paid for once, by its original
+        self.copies += copy
+        if not copy:
             paid = generation.get("paid", generation)  # several requests (a repair): all were paid
             spent = self.tokens["batch" if generation.get("backend") == "batch" else "online"]
             spent["prompt"] += paid.get("prompt_tokens") or 0
@@ -83,7 +88,8 @@ class _Tally:
         self.qa_pairs += len(qas)
         for qa in qas:
             self.add_pair(qa)
-        if "verify" in record:
+            self.diversity.add(str(qa.get("question") or ""))
+        if "verify" in record and not copy:
             self.judge_tokens.update(record["verify"].get("tokens", {}))
 
     def add_pair(self, qa: dict) -> None:
@@ -109,6 +115,7 @@ class _Tally:
             "rejected": dict(sorted(self.rejected.items())),
             "unjudged": self.quality["unjudged"],
             "duplicates_skipped": duplicates,
+            "identical_requests": self.copies,
             "judge_tokens": {"prompt": self.judge_tokens["prompt"], "completion": self.judge_tokens["completion"]},
             "judge_cost": prices.total({"online": self.judge_tokens}),
         }
@@ -144,6 +151,7 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
         },
         "cost": prices.total(tokens),
         "quality": tally.quality_stats(prices, duplicates),
+        "diversity": tally.diversity.stats(),
     }
     if pipeline.want_article:
         stats["grounded_answers"] = tally.grounded
