@@ -100,3 +100,9 @@ def test_template_counts_stay_bounded_and_keep_the_heavy_ones():
     assert top["template"] == "what color is the _"
     assert 667 - 2000 / 51 <= top["count"] <= 667  # Misra-Gries: low by at most questions / (slots + 1)
     assert stats["unique_questions"] == 1 + 2000 - 667
+
+
+@pytest.mark.parametrize("question", ["What's the colour of the café's door?", "Wie heißt die Straße?",
+                                      "How many 2-door cars, e.g. Fiats?", "这辆车是 Tesla 吗？", "Ünïcödé  ‘quoted’ text"])
+def test_word_tokens_of_a_key_are_the_question_tokens(question):
+    assert questions._tokens(text.question_key(question)) == text.question_tokens(question)

@@ -202,9 +202,10 @@ def test_a_killed_verify_job_resumes_from_the_journal(workdir, server):
     lines = journal.read_text().splitlines(keepends=True)
     judged = [n for n, line in enumerate(lines) if '"verdicts' in json.loads(line).get("answer", "")]
     assert len(judged) == 6
-    # as if the verify job had been killed after its fourth answer
+    # as if the verify job had been killed after its fourth answer (so nothing after it ran)
     journal.write_text("".join(line for n, line in enumerate(lines) if n not in judged[4:]))
-    for name in ("verified/shard-00000.jsonl", "verified/shard-00000.failed.jsonl", "dataset.jsonl"):
+    for name in ("verified/shard-00000.jsonl", "verified/shard-00000.failed.jsonl", "final/shard-00000.jsonl",
+                 "dataset.jsonl"):
         (run / name).unlink()
     before = sum(server.stats["judged"].values())
     snakemake(workdir)

@@ -21,10 +21,10 @@
     URLs cannot be hashed without fetching and are reported as unreadable.
 
 Measured on the demo images and synthetic ones (``tests/test_dedup.py``): a 50 % resize
-re-encoded as JPEG q60 (or q30 at 25 %, WebP q50) stays within 3 levels of colour (10 at
+re-encoded as JPEG q60 (or q30 at 25 %, WebP q50) stays within 4 levels of colour (9 at
 worst) and keeps the texture count within one; flat colours and random noise count 1,
-linear gradients 3-5, a radial gradient or a page of small print 10, the demo pictures
-14-47. See ``docs/quality.md``.
+linear gradients 3-5, a diagonal or radial gradient or a page of small print 9-10, the demo
+pictures 14-47. See ``docs/quality.md``.
 """
 
 from __future__ import annotations

@@ -17,11 +17,12 @@ A pair is flagged, on its later occurrence only:
     is the car?" and "What color is the house?" do not (4/6).
 
 Memory is bounded by questions, not records: a first pass counts the records of each image
-(an 8-byte hash per image); only images with more than one record keep their questions (a
-hash and a token set each), and only until their last record has gone by.
+(a 64-bit hash per image); only images with more than one record keep their questions (a
+hash and a token set each), and only until their last record has gone by. The hashes are
+Python's string hashes: stable within a process, which is all the counting needs.
 
 Diversity (:class:`Diversity`, for stats.json): how many questions there are, how many are
-distinct (an 8-byte hash per question), and the most repeated *templates*: the question with
+distinct (a 64-bit hash per question), and the most repeated *templates*: the question with
 numbers, quoted text, names and the noun phrases after a determiner masked (:func:`template`),
 so "What color is the red car?" and "What color is the old house?" are both "what color is
 the _". The templates are counted with the Misra-Gries summary (:data:`TEMPLATE_SLOTS` slots):
@@ -31,12 +32,12 @@ most questions / slots (``templates_exact`` says which).
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import re
 from array import array
 from collections import Counter
 
-from .text import nfkc, normalise, question_key, question_tokens
+from .text import has_cjk, nfkc, normalise, question_key, question_tokens
 
 NEAR_DUPLICATE_THRESHOLD = 0.8
 TOP_TEMPLATES = 10
@@ -60,9 +61,11 @@ _MASK, _NUMBER_MASK = "_", "#"
 _MASKED, _NUMBERED = "zqmaskedqz", "zqnumberqz"  # words that survive normalise() until replaced
 
 
-def key_hash(text: str) -> int:
-    """An 8-byte hash of a key, stable across processes."""
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+@functools.lru_cache(maxsize=1024)
+def _tokens(key: str) -> frozenset[str]:
+    """:func:`.text.question_tokens` of a question whose key (:func:`.text.question_key`) is
+    ``key``: its words, unless it holds CJK (then character bigrams too)."""
+    return question_tokens(key) if has_cjk(key) else frozenset(key.split())
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -110,42 +113,50 @@ class QuestionRepeats:
     @staticmethod
     def count(images) -> dict[int, int]:
         """The records of every image that has more than one, from the image values of all
-        records (None for a record without an image), keyed by :func:`key_hash`."""
-        counts = Counter(key_hash(image) for image in images if image is not None)
+        records (None for a record without an image), keyed by their hash."""
+        counts = Counter(hash(image) for image in images if image is not None)
         return {image: count for image, count in counts.items() if count > 1}
 
-    def flag(self, image: str | None, qas: list[dict]) -> None:
+    def flag(self, image: str | None, qas: list[dict]) -> int:
         """Append ``duplicate_question`` / ``near_duplicate_question`` to the ``flags`` of the
-        pairs of one record (``image``: its image value as a string, None without one)."""
-        hashed_image = key_hash(image) if image is not None else None
-        earlier = self.seen.get(hashed_image, [])
+        pairs of one record (``image``: its image value as a string, None without one).
+        Returns how many flags it added."""
+        hashed_image = hash(image) if image is not None else None
+        earlier = self.seen.get(hashed_image, ())
         earlier_keys = {key for key, _ in earlier}
-        own: list[tuple[int, frozenset[str]]] = []
+        own: list[tuple[int, str]] = []
+        added = 0
         for qa in qas:
-            question = str(qa.get("question") or "")
-            key = question_key(question)
+            key = question_key(str(qa.get("question") or ""))
             if not key:
                 continue
-            hashed, tokens = key_hash(key), question_tokens(question)
+            hashed = hash(key)
             flags = qa.setdefault("flags", [])
             if hashed in earlier_keys:
-                self._add(flags, "duplicate_question")
-            elif "duplicate_question" not in flags and any(
-                    jaccard(tokens, other) >= self.threshold for _, other in (*earlier, *own)):
-                self._add(flags, "near_duplicate_question")
-            own.append((hashed, tokens))
+                added += self._add(flags, "duplicate_question")
+            elif "duplicate_question" not in flags and (earlier or own) and self._near(key, earlier, own):
+                added += self._add(flags, "near_duplicate_question")
+            own.append((hashed, key))
         left = self.remaining.get(hashed_image, 0) - 1  # the image's records still to come
         if left > 0:
             self.remaining[hashed_image] = left
-            self.seen.setdefault(hashed_image, []).extend(own)
+            self.seen.setdefault(hashed_image, []).extend((hashed, _tokens(key)) for hashed, key in own)
         elif left == 0:  # its last record: forget the image
             del self.remaining[hashed_image]
             self.seen.pop(hashed_image, None)
+        return added
 
-    def _add(self, flags: list[str], flag: str) -> None:
-        if flag not in flags:
-            flags.append(flag)
-            self.flagged[flag] += 1
+    def _near(self, key: str, earlier, own: list[tuple[int, str]]) -> bool:
+        tokens = _tokens(key)
+        return (any(jaccard(tokens, other) >= self.threshold for _, other in earlier)
+                or any(jaccard(tokens, _tokens(mine)) >= self.threshold for _, mine in own))
+
+    def _add(self, flags: list[str], flag: str) -> int:
+        if flag in flags:
+            return 0
+        flags.append(flag)
+        self.flagged[flag] += 1
+        return 1
 
 
 class Diversity:
@@ -153,7 +164,7 @@ class Diversity:
 
     def __init__(self, slots: int = TEMPLATE_SLOTS):
         self.questions = 0
-        self.hashes = array("Q")
+        self.hashes = array("q")
         self.slots = slots
         self.templates: dict[str, int] = {}
         self.exact = True
@@ -163,7 +174,7 @@ class Diversity:
         if not key:
             return
         self.questions += 1
-        self.hashes.append(key_hash(key))
+        self.hashes.append(hash(key))
         shape = template(question)
         if shape in self.templates:
             self.templates[shape] += 1
@@ -187,12 +198,12 @@ class Diversity:
 
 
 def _distinct(hashes: array) -> int:
-    """How many distinct values an array of 8-byte hashes holds (sorted in place of a set:
+    """How many distinct values an array of 64-bit hashes holds (sorted in place of a set:
     8 bytes a question)."""
     if not hashes:
         return 0
     import numpy as np
 
-    values = np.frombuffer(hashes, dtype=np.uint64).copy()
+    values = np.frombuffer(hashes, dtype=np.int64).copy()
     values.sort()
     return int(1 + np.count_nonzero(values[1:] != values[:-1]))

@@ -20,6 +20,7 @@ originals of copies still to come.
 from __future__ import annotations
 
 import copy
+import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,9 @@ from .refine import input_record, output_fields
 def image_value(record: dict, columns: Columns) -> str | None:
     """A record's image(s) as one string (the key of :class:`QuestionRepeats`), None without."""
     value = record.get(columns.image)
-    return encode(value) if value else None
+    if not value:
+        return None
+    return value if isinstance(value, str) else encode(value)
 
 
 def read_copies(path: str | Path | None) -> dict[str, dict[str, str]]:
@@ -80,14 +83,23 @@ class _Copies:
         return record
 
 
+def _read(path: str | Path) -> Iterator[tuple[dict, bytes]]:
+    """The records of a JSONL file with their lines as read."""
+    with Path(path).open("rb") as handle:
+        for raw in handle:
+            if raw.strip():
+                yield json.loads(raw), raw
+
+
 def _in_order(stage_path: str | Path, shard_path: str | Path, copies: _Copies,
-              columns: Columns) -> Iterator[tuple[dict, str | None]]:
-    """A shard's finished records with its copies filled in, in input order, each with the
-    image value its questions are compared under (a copy: its original's, the same bytes)."""
+              columns: Columns) -> Iterator[tuple[dict, str | None, bytes | None]]:
+    """A shard's finished records with its copies filled in, in input order: each with the
+    image value its questions are compared under (a copy: its original's, the same bytes) and
+    its line as read (None for a copy)."""
     shard_copies = copies.by_shard.get(Path(shard_path).stem)
-    records = read_jsonl(stage_path)
+    records = _read(stage_path)
     if not shard_copies:
-        yield from ((record, image_value(record, columns)) for record in records)
+        yield from ((record, image_value(record, columns), raw) for record, raw in records)
         return
     pending = next(records, None)
     for line in read_jsonl(shard_path):
@@ -95,12 +107,12 @@ def _in_order(stage_path: str | Path, shard_path: str | Path, copies: _Copies,
             original = shard_copies[line["id"]]
             record = copies.fill(line, original)
             if record is not None:
-                yield record, copies.image_of.get(original)
-        elif pending is not None and str(pending[columns.id]) == line["id"]:
-            yield pending, image_value(pending, columns)
+                yield record, copies.image_of.get(original), None
+        elif pending is not None and str(pending[0][columns.id]) == line["id"]:
+            yield pending[0], image_value(pending[0], columns), pending[1]
             pending = next(records, None)
     if pending is not None:
-        raise ValueError(f"{stage_path}: record {pending[columns.id]!r} is not in {shard_path} (in that order)")
+        raise ValueError(f"{stage_path}: record {pending[0][columns.id]!r} is not in {shard_path} (in that order)")
 
 
 def _image_values(stage_path: str | Path, shard_path: str | Path, copies: _Copies,
@@ -139,17 +151,14 @@ def finish(stage_paths: list[str | Path], shard_paths: list[str | Path], final_p
     repeats = QuestionRepeats(QuestionRepeats.count(
         value for stage, shard, _ in shards for value in _image_values(stage, shard, copies, columns)))
     records = 0
-
-    def finished(stage: str | Path, shard: str | Path) -> Iterator[dict]:
-        nonlocal records
-        for record, image in _in_order(stage, shard, copies, columns):
-            copies.keep(record)
-            repeats.flag(image, pipeline.qas(record, columns))
-            records += 1
-            yield record
-
     for stage, shard, final in shards:
-        write_jsonl(final, finished(stage, shard))
+        with Path(final).open("wb") as out:
+            for record, image, raw in _in_order(stage, shard, copies, columns):
+                copies.keep(record)
+                if repeats.flag(image, pipeline.qas(record, columns)) or raw is None:
+                    raw = (encode(record) + "\n").encode()
+                out.write(raw if raw.endswith(b"\n") else raw + b"\n")  # unchanged: as read
+                records += 1
     failures = _orphan_failures(copies.orphans, generated_failed)
     write_jsonl(failed_out, failures)
     return {"records": records, "copies_filled": copies.filled, "copies_failed": len(failures),
