@@ -10,6 +10,8 @@ rule request_keys:
         out("requests/keys/{shard}.jsonl"),
     log:
         out("logs/request_keys/{shard}.log"),
+    group:
+        "dedup"  # seconds a shard: --group-components dedup=N puts N shards in one cluster job
     conda:
         "../../envs/vqaflow.yaml"
     params:

@@ -62,7 +62,7 @@ from .image_keys import (  # noqa: F401 - image_key, hamming, perceptual_hash: t
 HASH_BITS = 64
 
 
-def _safe_key(task: tuple[str, str, str]) -> tuple[int | str | None, str | None]:
+def _safe_key(task: tuple[str, str, str]) -> tuple[PerceptualKey | None, str | None]:
     """(key, None) or (None, error message): never raises, for the process pool."""
     ref, mode, root = task
     try:

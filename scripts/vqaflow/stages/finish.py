@@ -58,7 +58,7 @@ class _Copies:
         self.columns = columns
         self.originals: dict[str, dict] = {}
         self.image_of: dict[str, str | None] = {}  # an original's image value: its copies' too
-        self.orphans: list[tuple[dict, str]] = []  # (copy's shard line, original id)
+        self.orphans: list[tuple[dict, str]] = []  # ({id, index} of a copy, its original's id)
         self.filled = 0
 
     def keep(self, record: dict) -> None:
@@ -74,7 +74,7 @@ class _Copies:
         if not self.waiting[original_id]:
             self.originals.pop(original_id, None)
         if original is None:
-            self.orphans.append((line, original_id))
+            self.orphans.append(({"id": line["id"], "index": line["index"]}, original_id))
             return None
         record = input_record(line, self.columns)
         record.update(original if not self.waiting[original_id] else copy.deepcopy(original))
