@@ -195,7 +195,7 @@ def find_duplicates(
     root = str(root)
     exact: dict[tuple[str, ...], str] = {}
     index = HashIndex(max_distance, expected) if mode == "perceptual" else None
-    kept: list[tuple[str, tuple]] = []  # perceptual: (record id, image keys) per index entry
+    kept: list[tuple[str, tuple[int, ...]]] = []  # perceptual: (record id, hashes) per index entry
     duplicates: list[dict] = []
     counts = {"records": 0, "images": 0, "unreadable_images": 0, "duplicates": 0, "kept": 0}
     started = time.perf_counter()
