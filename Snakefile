@@ -1,5 +1,5 @@
 # vqaflow: visual-question-answering data from a folder of images with VLMs.
-# shard the input -> generate per shard -> refine per shard -> merge.
+# shard the input -> generate per shard -> refine per shard -> finish -> merge.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -41,6 +41,12 @@ if is_enabled("dedup_images"):
     include: "workflow/rules/dedup.smk"
 
 
+if is_enabled("dedup_requests"):
+
+    include: "workflow/rules/dedup_requests.smk"
+
+
+include: "workflow/rules/finish.smk"
 include: "workflow/rules/merge.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/report.smk"

@@ -1,4 +1,4 @@
-"""The workflow's own steps at scale: shard, refine and merge N records; plan 1,000 shards.
+"""The workflow's own steps at scale: shard, refine, finish and merge N records; plan 1,000 shards.
 
 Synthetic inputs (an image path per record, never read); refinement reads stored raw answers (no model).
 Each step runs in a fresh process, so its wall time and peak RSS are its own.
@@ -30,7 +30,7 @@ from vqaflow.inputs.shards import count_records, shard_names, write_shards  # no
 from vqaflow.jsonl import read_jsonl  # noqa: E402
 from vqaflow.pipelines import PIPELINES  # noqa: E402
 from vqaflow.quality.filters import FilterSettings  # noqa: E402
-from vqaflow.stages import merge, refine  # noqa: E402
+from vqaflow.stages import finish, merge, refine  # noqa: E402
 from workflow_helpers import COLUMNS, schema_defaults  # noqa: E402
 
 CONTEXT_VQA = PIPELINES["context_vqa"]
@@ -95,8 +95,18 @@ def step_refine(workdir: Path, processes: int) -> dict:
     return {"records": count, "processes": processes, "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2)}
 
 
-def step_merge(workdir: Path, output_format: str) -> dict:
+def step_finish(workdir: Path) -> dict:
+    """The run-level pass before the merge (no copies: every record has its own request)."""
     refined = sorted((workdir / "refined").iterdir())
+    (workdir / "final").mkdir(exist_ok=True)
+    counts = finish.finish(refined, [workdir / "shards" / path.name for path in refined],
+                           [workdir / "final" / path.name for path in refined], workdir / "copies.failed.jsonl",
+                           [], None, CONTEXT_VQA, COLUMNS)
+    return {"records": counts["records"]}
+
+
+def step_merge(workdir: Path, output_format: str) -> dict:
+    refined = sorted((workdir / "final").glob("shard-?????.jsonl"))
     failed = sorted((workdir / "generated").glob("*.failed.jsonl"))
     stats = merge.merge(refined, failed, workdir / f"dataset.{output_format}", workdir / "failed.jsonl",
                           workdir / "stats.json", output_format, CONTEXT_VQA, COLUMNS, PRICES)
@@ -113,7 +123,7 @@ def step_plan(workdir: Path, shards: int) -> dict:
     return {"shards": shards}
 
 
-STEPS = {"shard": step_shard, "refine": step_refine, "merge": step_merge, "plan": step_plan}
+STEPS = {"shard": step_shard, "refine": step_refine, "finish": step_finish, "merge": step_merge, "plan": step_plan}
 
 
 def run_step(name: str, workdir: Path, *args: str) -> dict:
@@ -135,7 +145,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.step:
         name, workdir, *rest = args.step
-        conversions = {"shard": int, "plan": int, "merge": str, "refine": int}
+        conversions = {"shard": int, "plan": int, "merge": str, "refine": int, "finish": str}
         extra = [conversions[name](value) for value in rest]
         result = STEPS[name](Path(workdir), *extra)
         # the largest process of the step: itself, or a child (refine workers, snakemake -n)
@@ -153,11 +163,12 @@ def main() -> None:
             for processes in (1, 2):
                 shutil.rmtree(workdir / "refined", ignore_errors=True)
                 rows.append({"records": count, **run_step("refine", workdir, str(processes))})
+            rows.append({"records": count, **run_step("finish", workdir)})
             for output_format in ("jsonl", "parquet"):
                 rows.append({"records": count, **run_step("merge", workdir, output_format)})
             if count == max(args.records):
                 rows.append({"records": count, **run_step("plan", workdir, "1000")})
-            for row in rows[-6:]:
+            for row in rows[-7:]:
                 print(json.dumps(row), flush=True)
     result = {"machine": f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
               "rows": rows}

@@ -5,11 +5,12 @@ import random
 import shutil
 from pathlib import Path
 
+import imagehash
 import pytest
 from PIL import Image
 
 from vqaflow.digests import content_digest
-from vqaflow.quality import image_dedup
+from vqaflow.quality import image_dedup, image_keys
 from workflow_helpers import schema_defaults
 
 MAX_DISTANCE = schema_defaults()["dedup"]["max_distance"]
@@ -35,14 +36,15 @@ def test_resized_reencoded_copy_is_a_perceptual_duplicate(tmp_path):
     found = image_dedup.find_duplicates(items, "perceptual", max_distance=4, root=str(DEMO))
     assert len(found) == 1
     assert found[0]["id"] == "copy" and found[0]["duplicate_of"] == "light"
-    distance = image_dedup.hamming(image_dedup.image_key(copy), image_dedup.image_key(DEMO / "lighthouse.png"))
+    distance = image_dedup.key_distance(image_dedup.image_key(copy), image_dedup.image_key(DEMO / "lighthouse.png"))
     assert found[0]["distance"] == distance and 0 <= distance <= 4
 
 
 def test_different_demo_images_are_not_duplicates(tmp_path):
     names = sorted(path.name for path in DEMO.iterdir())
     keys = [image_dedup.image_key(str(DEMO / name)) for name in names]
-    assert min(image_dedup.hamming(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]) > 4
+    distances = [image_dedup.key_distance(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]]
+    assert all(distance is None or distance > 4 for distance in distances)
     assert image_dedup.find_duplicates([(name, [name]) for name in names], "perceptual", MAX_DISTANCE, root=str(DEMO)) == []
     copy = degraded_copy(DEMO / "fruit_bowl.png", tmp_path / "fruit.jpg")
     found = image_dedup.find_duplicates([("light", ["lighthouse.png"]), ("fruit", [copy])], "perceptual", MAX_DISTANCE,
@@ -93,8 +95,8 @@ def test_multi_image_records_match_image_by_image(tmp_path):
     found = image_dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO))
     assert [(d["id"], d["duplicate_of"]) for d in found] == [("copy", "pair")]
     assert found[0]["distance"] == max(
-        image_dedup.hamming(image_dedup.image_key(light), image_dedup.image_key("lighthouse.png", root=DEMO)),
-        image_dedup.hamming(image_dedup.image_key(fruit), image_dedup.image_key("fruit_bowl.png", root=DEMO)),
+        image_dedup.key_distance(image_dedup.image_key(light), image_dedup.image_key("lighthouse.png", root=DEMO)),
+        image_dedup.key_distance(image_dedup.image_key(fruit), image_dedup.image_key("fruit_bowl.png", root=DEMO)),
     )
 
 
@@ -159,5 +161,84 @@ def test_image_key_of_bytes_path_and_data_url_agree():
         keys = {image_dedup.image_key(path.read_bytes(), mode), image_dedup.image_key(path, mode),
                 image_dedup.image_key("fruit_bowl.png", mode, root=DEMO), image_dedup.image_key(data_url(path), mode)}
         assert len(keys) == 1
-    assert isinstance(image_dedup.image_key(path, "perceptual"), int)
+    phash, colours = image_dedup.image_key(path, "perceptual")
+    assert isinstance(phash, int) and len(bytes.fromhex(colours)) == 4 * 4 * 3
     assert image_dedup.image_key(path, "exact") == content_digest(path.read_bytes())
+
+
+def gradient(size: tuple[int, int], start: tuple[int, int, int], end: tuple[int, int, int],
+             vertical: bool = False) -> Image.Image:
+    """A linear gradient from ``start`` to ``end`` colour, left to right (or top to bottom)."""
+    width, height = size
+    steps = height if vertical else width
+    line = Image.new("RGB", (1, steps) if vertical else (steps, 1))
+    line.putdata([tuple(round(a + (b - a) * i / (steps - 1)) for a, b in zip(start, end)) for i in range(steps)])
+    return line.resize(size, Image.NEAREST)
+
+
+def low_texture_images(folder: Path) -> list[str]:
+    """Distinct images that all look flat to a 64-bit pHash: plain colours, gradients, and
+    colour variants of one picture."""
+    made = {
+        "grey.png": Image.new("RGB", (256, 256), (128, 128, 128)),
+        "grey_lighter.png": Image.new("RGB", (256, 256), (134, 134, 134)),
+        "green.png": Image.new("RGB", (256, 256), (0, 160, 0)),
+        "red.png": Image.new("RGB", (256, 256), (200, 0, 0)),
+        "white.jpg": Image.new("RGB", (320, 200), (255, 255, 255)),
+        "grey_ramp.png": gradient((256, 256), (0, 0, 0), (255, 255, 255)),
+        "grey_ramp_narrow.png": gradient((256, 256), (60, 60, 60), (200, 200, 200)),
+        "grey_ramp_down.png": gradient((256, 256), (0, 0, 0), (255, 255, 255), vertical=True),
+        "red_blue.png": gradient((256, 256), (255, 0, 0), (0, 0, 255)),
+        "blue_red.png": gradient((256, 256), (0, 0, 255), (255, 0, 0)),
+    }
+    with Image.open(DEMO / "lighthouse.png") as source:
+        red, green, blue = source.convert("RGB").split()
+        made["lighthouse_bgr.png"] = Image.merge("RGB", (blue, green, red))
+        made["lighthouse_brighter.png"] = source.convert("RGB").point(lambda v: min(255, v + 40))
+    for name, image in made.items():
+        image.save(folder / name)
+    return list(made)
+
+
+def test_low_texture_images_and_colour_variants_are_never_merged(tmp_path):
+    names = low_texture_images(tmp_path)
+    for name in DEMO.iterdir():
+        shutil.copy(name, tmp_path / name.name)
+    shutil.copy(tmp_path / "grey.png", tmp_path / "grey_copy.png")  # the one byte copy
+    names = [*names, *sorted(path.name for path in DEMO.iterdir()), "grey_copy.png"]
+    items = [(name, [name]) for name in names]
+    for workers in (1, 2):
+        found = image_dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(tmp_path), workers=workers)
+        assert found == [{"id": "grey_copy.png", "duplicate_of": "grey.png", "distance": 0}]
+    # what the pHash alone (the old key) made of them: 8 of the 10 synthetic images lost
+    hashes = [imagehash.phash(Image.open(tmp_path / name)) for name in names[:10]]
+    lost = [n for n, key in enumerate(hashes) if any(key - earlier <= MAX_DISTANCE for earlier in hashes[:n])]
+    assert len(lost) == 8
+
+
+def test_flat_images_are_keyed_by_their_bytes_textured_ones_by_hash_and_colour(tmp_path):
+    low_texture_images(tmp_path)
+    for name in ("grey.png", "grey_ramp.png", "red_blue.png"):
+        with Image.open(tmp_path / name) as image:
+            assert image_keys.perceptual_features(image)[1] < image_keys.MIN_TEXTURE
+        assert image_dedup.image_key(tmp_path / name) == content_digest((tmp_path / name).read_bytes())
+    with Image.open(DEMO / "street_sign.png") as image:
+        assert image_keys.perceptual_features(image)[1] >= image_keys.MIN_TEXTURE
+    light = image_dedup.image_key(DEMO / "lighthouse.png")
+    copy = image_dedup.image_key(degraded_copy(DEMO / "lighthouse.png", tmp_path / "small.jpg"))
+    brighter = image_dedup.image_key(tmp_path / "lighthouse_brighter.png")
+    assert image_dedup.key_distance(light, copy) <= MAX_DISTANCE
+    assert image_dedup.hamming(light[0], brighter[0]) <= 16 and image_dedup.key_distance(light, brighter) is None
+    # keys read back from JSON (lists) compare the same
+    assert image_dedup.key_distance(list(light), list(copy)) == image_dedup.key_distance(light, copy)
+    assert image_dedup.key_distance(light, image_dedup.image_key(tmp_path / "grey.png")) is None
+
+
+def test_hash_index_finds_digests_only_by_themselves():
+    index = image_dedup.HashIndex(4, expected=100)
+    index.add("sha256:aa")
+    index.add((0b1011, "00" * 48))
+    index.add(0b1001)
+    assert index.search("sha256:aa") == [(0, 0)]
+    assert index.search("sha256:bb") == []
+    assert index.search((0b1011, "ff" * 48)) == [(1, 0), (2, 1)]  # by pHash; colours are the matcher's

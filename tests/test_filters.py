@@ -168,19 +168,3 @@ def test_clean_pair_has_no_flags():
     assert filters.flag_record([{"question": "In which year was the tower shown built?", "answer": "1890"}],
                                "en", 8) == [[]]
 
-
-def test_near_duplicate_questions_across_records_of_one_image():
-    found = filters.near_duplicate_questions({
-        "r1": ["What color is the car?", "How many wheels does it have?"],
-        "r2": ["What is the color of the car?", "What color is the house?", "How many wheels does it have"],
-        "r3": ["汽车是什么颜色？", "汽车是什么颜色的？", "天空是什么颜色？"],
-    })
-    assert found == {"r2": [0, 2], "r3": [1]}
-
-
-def test_near_duplicate_threshold():
-    questions = {"a": ["What color is the car?"], "b": ["What color is the house?"]}
-    assert filters.near_duplicate_questions(questions) == {}
-    assert filters.near_duplicate_questions(questions, threshold=0.6) == {"b": [0]}
-    assert filters.jaccard(text.question_tokens("What color is the car?"),
-                           text.question_tokens("What is the color of the car?")) == pytest.approx(5 / 6)

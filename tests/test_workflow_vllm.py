@@ -45,7 +45,7 @@ def test_vllm_workflow_runs_and_resumes_from_the_journal(workdir, tiny_model):
     journal = run / "journal/shard-00001.jsonl"
     journal.write_text(journal.read_text().splitlines(keepends=True)[0])
     for name in ("generated/shard-00001.jsonl", "generated/shard-00001.failed.jsonl",
-                 "refined/shard-00001.jsonl", "dataset.jsonl"):
+                 "refined/shard-00001.jsonl", "final/shard-00001.jsonl", "dataset.jsonl"):
         (run / name).unlink()
     snakemake(workdir, "--cores", "2", key=None, env=ENGINE_ENV, timeout=900)
 

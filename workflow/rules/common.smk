@@ -72,12 +72,13 @@ def out(path):
 SWITCHES = {
     "verify": config["verify"]["enabled"],
     "dedup_images": config["dedup"]["images"] not in ("off", False),
+    "dedup_requests": config["dedup"]["requests"],
 }
 
 
 def is_enabled(stage):
-    """Whether an optional stage runs: "verify" (verify.enabled) or "dedup_images"
-    (dedup.images not off)."""
+    """Whether an optional stage runs: "verify" (verify.enabled), "dedup_images"
+    (dedup.images not off) or "dedup_requests" (dedup.requests)."""
     return SWITCHES[stage]
 
 
@@ -181,15 +182,33 @@ def job_resources(kind):
     }
 
 
-def finished_records():
-    """Every shard's finished records: verified when the judge runs, else refined."""
+def stage_records():
+    """Every shard's records after the per-shard stages: verified when the judge runs, else
+    refined."""
     stage = "verified" if is_enabled("verify") else "refined"
     return [out(f"{stage}/{shard}.jsonl") for shard in SHARDS]
+
+
+def finished_records():
+    """Every shard's finished records, as the dataset holds them: copies of identical
+    requests filled in, questions repeated across the dataset flagged (finish_records).
+    """
+    return [out(f"final/{shard}.jsonl") for shard in SHARDS]
 
 
 def duplicates_input():
     """The list of near-duplicate images, when image dedup is on."""
     return [out("duplicates.jsonl")] if is_enabled("dedup_images") else []
+
+
+def request_duplicates_input():
+    """The list of records whose request an earlier record makes, when dedup.requests is on."""
+    return [out("request_duplicates.jsonl")] if is_enabled("dedup_requests") else []
+
+
+def skip_lists():
+    """What generation does not ask: near-duplicate images and copies of identical requests."""
+    return duplicates_input() + request_duplicates_input()
 
 
 def batch_params():

@@ -1,7 +1,7 @@
 rule generate_api:
     input:
         out("shards/{shard}.jsonl"),
-        duplicates_input(),
+        skip_lists(),
     output:
         answers=out("generated/{shard}.jsonl"),
         failed=out("generated/{shard}.failed.jsonl"),

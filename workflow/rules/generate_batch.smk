@@ -7,7 +7,7 @@
 rule generate_batch:
     input:
         out("shards/{shard}.jsonl"),
-        duplicates_input(),
+        skip_lists(),
     output:
         answers=out("generated/{shard}.jsonl"),
         failed=out("generated/{shard}.failed.jsonl"),

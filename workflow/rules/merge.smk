@@ -1,7 +1,10 @@
 rule merge_dataset:
     input:
         refined=finished_records(),
-        failed=expand(out("generated/{shard}.failed.jsonl"), shard=SHARDS),
+        failed=[
+            *expand(out("generated/{shard}.failed.jsonl"), shard=SHARDS),
+            out("final/copies.failed.jsonl"),
+        ],
         duplicates=duplicates_input(),
     output:
         dataset=out(f"dataset.{config['output_format']}"),

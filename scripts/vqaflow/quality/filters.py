@@ -36,8 +36,9 @@ questions) are in :mod:`.text`:
 ``duplicate_question``
     The same question (:func:`.text.question_key`) as an earlier pair of the same record.
 
-:func:`near_duplicate_questions` finds near-duplicate questions across records that share
-an image (normalised-token Jaccard similarity of at least :data:`NEAR_DUPLICATE_THRESHOLD`).
+Questions repeated across records of the same image (``duplicate_question`` again, and
+``near_duplicate_question``) need the whole dataset: the finish stage flags them
+(:mod:`.questions`).
 """
 
 from __future__ import annotations
@@ -47,12 +48,11 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .text import contains, has_cjk, is_question, nfkc, normalise, question_key, question_tokens, word_count
+from .text import contains, has_cjk, is_question, nfkc, normalise, question_key, word_count
 
 FLAGS = ("long_answer", "and_or", "answer_in_question", "not_a_question", "wrong_language",
          "duplicate_question")
 LIST_ITEM_WORDS = 3
-NEAR_DUPLICATE_THRESHOLD = 0.8
 
 # Scripts (first word of the Unicode character name, "CJK" for Han) each language is written in.
 LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
@@ -196,32 +196,3 @@ def flag_record(qas: list[dict], language: str | None, max_answer_words: int) ->
         result.append(flags)
     return result
 
-
-def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    if not a and not b:
-        return 1.0
-    return len(a & b) / len(a | b)
-
-
-def near_duplicate_questions(questions_by_record: dict[str, list[str]],
-                             threshold: float = NEAR_DUPLICATE_THRESHOLD) -> dict[str, list[int]]:
-    """Questions that nearly repeat an earlier one, among records that share an image.
-
-    ``questions_by_record`` holds the records of ONE image (or image set), in order. Each
-    question is compared with every question before it (earlier records first, then
-    earlier in its own record); it is a near duplicate when the Jaccard similarity of
-    the token sets (:func:`.text.question_tokens`) is at least ``threshold``. With 0.8,
-    "What is the color of the car?" and "What color is the car?" match (5/6), "What color
-    is the car?" and "What color is the house?" do not (4/6). Returns, per record with
-    any, the 0-based indexes of its near-duplicate questions; the first occurrence is
-    never flagged. Cost is quadratic in the questions of one image, which are few.
-    """
-    earlier: list[frozenset[str]] = []
-    found: dict[str, list[int]] = {}
-    for record_id, questions in questions_by_record.items():
-        for position, question in enumerate(questions):
-            tokens = question_tokens(question)
-            if tokens and any(jaccard(tokens, other) >= threshold for other in earlier):
-                found.setdefault(record_id, []).append(position)
-            earlier.append(tokens)
-    return found

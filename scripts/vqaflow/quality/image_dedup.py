@@ -7,12 +7,11 @@ Two modes:
     data URL; an http(s) URL is not fetched, its text is hashed, so only the same URL
     matches). Distance is always 0.
 ``perceptual``
-    The 64-bit DCT perceptual hash (``imagehash.phash``, after EXIF orientation and
-    flattening transparency onto white) and the Hamming distance between hashes: two
-    images are duplicates when the distance is at most ``max_distance`` (default 4 of 64
-    bits). Re-encoded, resized, lightly recoloured copies of one picture land within a
-    few bits; crops, rotations, mirror images and large overlays do not. http(s) URLs
-    cannot be hashed without fetching and are reported as unreadable.
+    The key of :mod:`.image_keys`: a 64-bit pHash with a 4×4 colour thumbnail; two images
+    are duplicates when their hashes are within ``max_distance`` bits (default 4 of 64) and
+    their colours agree. Images with too little texture for a pHash (flat colours, smooth
+    gradients, fine noise) are keyed by their bytes: only a byte copy matches them. http(s)
+    URLs cannot be hashed without fetching and are reported as unreadable.
 
 :func:`find_duplicates` goes over the whole input in input order and keeps the first
 record of each group: a record is a duplicate when its images match a record that was
@@ -42,88 +41,28 @@ lookup costs about a hundred dictionary probes, not a scan of all earlier images
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
-import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ..digests import content_digest
-from ..images import ImageError, is_data_url, is_url, read_bytes, resolve
+from .image_keys import (  # noqa: F401 - image_key, hamming, perceptual_hash: this module's API too
+    MODES,
+    DedupError,
+    PerceptualKey,
+    hamming,
+    hash_bits,
+    image_key,
+    key_distance,
+    perceptual_hash,
+)
 
-MODES = ("exact", "perceptual")
 HASH_BITS = 64
-DRAFT_SIZE = 256  # JPEGs are decoded at a reduced scale of at least this size (much faster)
 
 
-class DedupError(ValueError):
-    """Bad arguments (not a bad image: those are reported, never raised)."""
-
-
-def _open(ref: bytes | str, root: str | Path):
-    from PIL import Image
-
-    if isinstance(ref, (bytes, bytearray, memoryview)):
-        return Image.open(io.BytesIO(bytes(ref)))
-    if is_url(ref):
-        raise ImageError(f"{ref}: http(s) images are not fetched for perceptual dedup")
-    if is_data_url(ref):
-        return Image.open(io.BytesIO(read_bytes(ref)))
-    path = resolve(ref, root)
-    if not Path(path).is_file():
-        raise ImageError(f"{ref}: image file not found")
-    return Image.open(path)
-
-
-def perceptual_hash(image) -> int:
-    """The 64-bit pHash of a Pillow image as an int (EXIF orientation applied,
-    transparency flattened onto white)."""
-    import imagehash
-    from PIL import Image, ImageOps
-
-    image.draft("RGB", (DRAFT_SIZE, DRAFT_SIZE))  # JPEG only; a no-op for other formats
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        flat = Image.new("RGB", rgba.size, (255, 255, 255))
-        flat.paste(rgba, mask=rgba.getchannel("A"))
-        image = flat
-    bits = imagehash.phash(image).hash.flatten()
-    value = 0
-    for bit in bits:
-        value = (value << 1) | int(bit)
-    return value
-
-
-def image_key(ref: bytes | str | os.PathLike, mode: str = "perceptual", root: str | Path = ".") -> int | str:
-    """The dedup key of one image given as bytes, a path (relative to ``root``) or a data
-    URL: its content digest, ``"sha256:<hex>"`` (``exact``) or the 64-bit pHash as an int
-    (``perceptual``). Raises :class:`~vqaflow.images.ImageError` (or a Pillow error) when
-    the image cannot be read."""
-    if isinstance(ref, os.PathLike):
-        ref = os.fspath(ref)
-    if mode == "exact":
-        if isinstance(ref, (bytes, bytearray, memoryview)):
-            data = bytes(ref)
-        elif is_url(ref):
-            data = ref.encode()
-        else:
-            data = read_bytes(resolve(ref, root))
-        return content_digest(data)
-    if mode == "perceptual":
-        with _open(ref, root) as image:
-            return perceptual_hash(image)
-    raise DedupError(f"dedup mode must be one of {', '.join(MODES)}, got {mode!r}")
-
-
-def hamming(a: int, b: int) -> int:
-    return (a ^ b).bit_count()
-
-
-def _safe_key(task: tuple[str, str, str]) -> tuple[int | str | None, str | None]:
+def _safe_key(task: tuple[str, str, str]) -> tuple[PerceptualKey | None, str | None]:
     """(key, None) or (None, error message): never raises, for the process pool."""
     ref, mode, root = task
     try:
@@ -148,7 +87,9 @@ def plan_bands(max_distance: int, expected: int, bits: int = HASH_BITS) -> int:
 
 class HashIndex:
     """Multi-index hashing over 64-bit keys: :meth:`search` returns the entries within
-    ``max_distance`` without comparing against every entry."""
+    ``max_distance`` without comparing against every entry. Keys are pHashes (ints) or
+    perceptual keys (:func:`image_key`): a pair is indexed by its pHash, a digest (an image
+    too flat for a pHash) only finds itself."""
 
     def __init__(self, max_distance: int, expected: int = 1_000_000, bits: int = HASH_BITS,
                  bands: int | None = None):
@@ -167,15 +108,23 @@ class HashIndex:
                            for combo in itertools.combinations(range(width), k)]
             self._slices.append((shift, (1 << width) - 1, flips))
         self._tables: list[dict[int, int | list[int]]] = [{} for _ in widths]
-        self.keys: list[int] = []
+        self._digests: dict[str, list[int]] = {}  # digest keys: entries by digest
+        self.keys: list = []
+        self._hashes: list[int | None] = []  # the pHash of each entry (None for a digest)
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def add(self, key: int) -> int:
+    def add(self, key: PerceptualKey) -> int:
         """Add a key; returns its entry number (0, 1, 2, ... in order of addition)."""
         entry = len(self.keys)
         self.keys.append(key)
+        if isinstance(key, str):
+            self._hashes.append(None)
+            self._digests.setdefault(key, []).append(entry)
+            return entry
+        key = hash_bits(key)
+        self._hashes.append(key)
         # A bucket is one int (entry + 1, so that it is never falsy; one object shared by the
         # band tables) until a second entry arrives, then a list: half the memory of lists.
         tag = entry + 1
@@ -190,15 +139,19 @@ class HashIndex:
                 bucket.append(tag)
         return entry
 
-    def search(self, key: int) -> list[tuple[int, int]]:
-        """(entry, distance) of every entry within ``max_distance``, by entry number."""
+    def search(self, key: PerceptualKey) -> list[tuple[int, int]]:
+        """(entry, pHash distance) of every entry within ``max_distance``, by entry number
+        (for a digest: the entries of the same digest, at distance 0)."""
+        if isinstance(key, str):
+            return [(entry, 0) for entry in self._digests.get(key, ())]
+        key = hash_bits(key)
         distances: dict[int, int] = {}
-        keys = self.keys
+        hashes = self._hashes
         for table, (shift, mask, flips) in zip(self._tables, self._slices):
             for bucket in filter(None, map(table.get, map(((key >> shift) & mask).__xor__, flips))):
                 for tag in ((bucket,) if bucket.__class__ is int else bucket):
                     if tag not in distances:
-                        distances[tag] = (keys[tag - 1] ^ key).bit_count()
+                        distances[tag] = (hashes[tag - 1] ^ key).bit_count()
         limit = self.max_distance
         return sorted((tag - 1, distance) for tag, distance in distances.items() if distance <= limit)
 
@@ -316,18 +269,29 @@ def _match_exact(exact: dict[tuple[str, ...], str], values: tuple[str, ...]) -> 
     return None if first is None else (first, 0)
 
 
-def _match_perceptual(index: HashIndex, kept: list[tuple[str, tuple[int, ...]]],
-                      values: tuple[int, ...]) -> tuple[str, int] | None:
+def _match_perceptual(index: HashIndex, kept: list[tuple[str, tuple]],
+                      values: tuple) -> tuple[str, int] | None:
+    """The kept record nearest to a record's image keys ``values`` (record id, distance),
+    or None: a kept record with as many images, every image within the distance and of
+    agreeing colours (:func:`key_distance`); the distance is the largest of them."""
     best = None
-    for entry, distance in index.search(values[0]):
+    for entry, _ in index.search(values[0]):
         record_id, others = kept[entry]
-        if len(others) != len(values):
-            continue
-        for mine, theirs in zip(values[1:], others[1:]):
-            distance = max(distance, hamming(mine, theirs))
-            if distance > index.max_distance:
-                break
-        else:
-            if best is None or distance < best[1]:
-                best = (record_id, distance)
+        distance = record_distance(values, others, index.max_distance)
+        if distance is not None and (best is None or distance < best[1]):
+            best = (record_id, distance)
     return best
+
+
+def record_distance(mine: tuple, theirs: tuple, max_distance: int) -> int | None:
+    """The largest :func:`key_distance` between two records' images, image *i* against
+    image *i*; None unless they have as many images and every one is within ``max_distance``."""
+    if len(mine) != len(theirs):
+        return None
+    worst = 0
+    for a, b in zip(mine, theirs):
+        distance = key_distance(a, b)
+        if distance is None or distance > max_distance:
+            return None
+        worst = max(worst, distance)
+    return worst

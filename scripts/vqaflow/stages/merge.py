@@ -13,6 +13,7 @@ from ..costs import Prices
 from ..jsonl import encode, read_jsonl
 from ..pipelines import Pipeline
 from ..quality import judge
+from ..quality.questions import Diversity
 
 PARQUET_ROW_GROUP = 5000  # rows held in memory while the Parquet dataset is written
 
@@ -61,7 +62,9 @@ class _Tally:
         self.verify_transient = 0
         self.fell_back: dict[str, set] = {"generation": set(), "judge": set()}  # free-text shards
         self.reformat: Counter = Counter()
+        self.diversity = Diversity()
         self.ok = self.qa_pairs = self.truncated = self.repaired = self.grounded = self.judged = 0
+        self.copies = 0
 
     def add(self, record: dict, shard: str) -> None:
         self.ok += 1
@@ -74,7 +77,9 @@ class _Tally:
         self.judged += len(flags)
         generation = record["generation"]
         self.repaired += bool(generation.get("repaired"))
-        if "duplicate_of" not in generation:  # a copy's answer was paid for once, by its original
+        copy = "duplicate_of" in generation  # a copy's answer (and verdicts) were paid for once, by its original
+        self.copies += copy
+        if not copy:
             self._paid(generation)
             if "reformat" in generation:
                 self.reformat.update(("asked", generation["reformat"]["status"]))
@@ -82,13 +87,15 @@ class _Tally:
         self.qa_pairs += len(qas)
         for qa in qas:
             self.add_pair(qa)
+            self.diversity.add(str(qa.get("question") or ""))
         if generation.get("free_text_fallback"):
             self.fell_back["generation"].add(shard)
         if "verify" in record:
-            self.add_verify(record["verify"], shard)
+            self.add_verify(record["verify"], shard, copy)
 
-    def add_verify(self, verify: dict, shard: str) -> None:
-        self.judge_tokens.update(verify.get("tokens", {}))  # failed judge requests' too
+    def add_verify(self, verify: dict, shard: str, copy: bool = False) -> None:
+        if not copy:  # a copy's verdicts were paid for once, by its original
+            self.judge_tokens.update(verify.get("tokens", {}))  # failed judge requests' too
         if verify.get("free_text_fallback"):
             self.fell_back["judge"].add(shard)
         if verify.get("status") == "failed":
@@ -131,6 +138,7 @@ class _Tally:
             "rejected": dict(sorted(self.rejected.items())),
             "unjudged": self.quality["unjudged"],
             "duplicates_skipped": duplicates,
+            "identical_requests": self.copies,
             "judge_tokens": {"prompt": self.judge_tokens["prompt"], "completion": self.judge_tokens["completion"]},
             "judge_cost": prices.total({"online": self.judge_tokens}),
         }
@@ -173,6 +181,7 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
         "cost": prices.total(tokens),
         "quality": tally.quality_stats(prices, duplicates),
         "structured_output": _structured(structured or {}, tally.fell_back),
+        "diversity": tally.diversity.stats(),
     }
     if pipeline.want_article:
         stats["grounded_answers"] = tally.grounded

@@ -1,5 +1,6 @@
 """The refine stage: a shard's input records (shards/) and their generated answers, already
-parsed (generated/), made into output records, with each pair's rule flags."""
+parsed (generated/), made into output records, with each pair's rule flags. Flags that need
+the whole dataset (questions repeated across records) come later, from the finish stage."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 
 from ..columns import Columns
 from ..inputs.image_refs import output_image_value
-from ..jsonl import encode, read_jsonl, write_jsonl
+from ..jsonl import read_jsonl, write_jsonl
 from ..pipelines import Pipeline
-from ..quality.filters import FilterSettings, flag_record, near_duplicate_questions
+from ..quality.filters import FilterSettings, flag_record
 from ..quality.grounding import grounding
 
 
@@ -21,11 +22,7 @@ def refine_record(line: dict, pipeline: Pipeline, columns: Columns, filters: Fil
     answer, generation, parsed = line["answer"], line["generation"], line["parsed"]
     flags = flag_record(parsed["qas"], filters.language, filters.max_answer_words)
     qas = [{**qa, "flags": pair_flags} for qa, pair_flags in zip(parsed["qas"], flags)]
-    record = dict(line["record"])
-    if record.get(columns.id) is None:
-        record[columns.id] = line["id"]
-    if columns.image in record:  # embedded image bytes stay out of the dataset
-        record[columns.image] = output_image_value(record[columns.image])
+    record = input_record(line, columns)
     record[columns.answer] = answer
     pipeline.store(record, columns, parsed["context"], qas)
     parse = {"status": parsed["status"], "issues": list(parsed["issues"]), "truncated": parsed["truncated"],
@@ -35,6 +32,23 @@ def refine_record(line: dict, pipeline: Pipeline, columns: Columns, filters: Fil
     record["parse"] = parse
     record["generation"] = generation
     return record
+
+
+def input_record(line: dict, columns: Columns) -> dict:
+    """A shard line's input record as the output record starts: its id filled in, embedded
+    image bytes replaced by their digest (they stay out of the dataset)."""
+    record = dict(line["record"])
+    if record.get(columns.id) is None:
+        record[columns.id] = line["id"]
+    if columns.image in record:
+        record[columns.image] = output_image_value(record[columns.image])
+    return record
+
+
+def output_fields(pipeline: Pipeline, columns: Columns) -> tuple[str, ...]:
+    """The fields the stages add to an input record (the rest is the input's own)."""
+    return (columns.answer, columns.refined if pipeline.want_article else columns.qas, "parse", "generation",
+            "verify")
 
 
 def joined(shard_path: str | Path, generated_path: str | Path) -> Iterator[dict]:
@@ -53,19 +67,6 @@ def joined(shard_path: str | Path, generated_path: str | Path) -> Iterator[dict]
 def refine_shard(shard_path: str | Path, generated_path: str | Path, output_path: str | Path, pipeline: Pipeline,
                  columns: Columns, filters: FilterSettings) -> int:
     """Refine every generated record of a shard (its generated/ line beside its shards/ line)
-    into a JSONL of output records; questions that nearly repeat one of another record of
-    the shard with the same image are flagged ``near_duplicate_question``."""
-    rows = [refine_record(line, pipeline, columns, filters) for line in joined(shard_path, generated_path)]
-    by_image: dict[str, dict[str, list[str]]] = {}
-    for row in rows:
-        if row.get(columns.image):
-            questions = [qa["question"] for qa in pipeline.qas(row, columns)]
-            by_image.setdefault(encode(row[columns.image]), {})[str(row[columns.id])] = questions
-    by_id = {str(row[columns.id]): row for row in rows}
-    for group in by_image.values():
-        if len(group) > 1:
-            for row_id, indexes in near_duplicate_questions(group).items():
-                row = by_id[row_id]
-                for index in indexes:
-                    pipeline.qas(row, columns)[index]["flags"].append("near_duplicate_question")
+    into a JSONL of output records."""
+    rows = (refine_record(line, pipeline, columns, filters) for line in joined(shard_path, generated_path))
     return write_jsonl(output_path, rows)

@@ -246,6 +246,7 @@ def quality_html(stats: dict, refined_paths: list[str | Path], pipeline: Pipelin
     quality = stats["quality"]
     rows = [
         ("records skipped as near-duplicate images", quality["duplicates_skipped"]),
+        ("records answered by an identical request of an earlier record", quality.get("identical_requests", 0)),
         ("pairs generated", quality["pairs"]),
         ("pairs flagged by a rule", quality["flagged_pairs"]),
         *((f"flag: {flag}", count) for flag, count in quality["flags"].items()),
@@ -271,7 +272,23 @@ def quality_html(stats: dict, refined_paths: list[str | Path], pipeline: Pipelin
                 thumbs = "".join(_thumbnail(ref, image_root) for ref in record_images(record, columns))
                 cards.append(f"<section><h3>{html.escape(str(record[columns.id]))}</h3>{thumbs}<ol>{pairs}</ol></section>")
     sample = "\n".join(cards) or "<p>The judge rejected no pair (or did not run: verify.enabled).</p>"
-    return _page("Quality", f"<table>\n{table}\n</table>\n<h3>Rejected pairs</h3>\n{sample}")
+    return _page("Quality", f"<table>\n{table}\n</table>\n{diversity_html(stats.get('diversity'))}"
+                            f"\n<h3>Rejected pairs</h3>\n{sample}")
+
+
+def diversity_html(diversity: dict | None) -> str:
+    """How diverse the questions are: the share of distinct questions and the most repeated
+    templates (numbers as #, names and noun phrases as _)."""
+    if not diversity:
+        return ""
+    share = f"{diversity['unique_share']:.1%}"
+    head = (f"<h3>Question diversity</h3>\n<p>{diversity['unique_questions']} distinct questions of "
+            f"{diversity['questions']} ({share}).</p>")
+    rows = "\n".join(f"<tr><td>{html.escape(t['template'])}</td><td>{t['count']}</td><td>{t['share']:.1%}</td></tr>"
+                     for t in diversity["top_templates"])
+    note = "" if diversity["templates_exact"] else "<p><small>Counts are lower bounds (many templates).</small></p>"
+    return (f"{head}\n<table>\n<tr><th>most repeated templates</th><th>questions</th><th>share</th></tr>\n"
+            f"{rows}\n</table>{note}")
 
 
 def _page(title: str, body: str) -> str:
