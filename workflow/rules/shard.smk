@@ -12,5 +12,6 @@ rule split_input:
         shard_size=config["shard_size"],
         journal=out("journal"),
         columns=config["keys"],
+        files=INPUT.files,  # a folder's image list, as planned (not listed again)
     script:
         "../../scripts/split_input.py"
