@@ -95,6 +95,8 @@ def test_perceptual_dedup_skips_a_resized_reencoded_copy(workdir, server):
     snakemake(workdir)
     (duplicate,) = read_output(workdir, "duplicates.jsonl")
     assert {duplicate["id"], duplicate["duplicate_of"]} == {"lighthouse.png", "lighthouse-copy.jpg"}
+    hashed = [read_output(workdir, f"dedup/hashes/{shard}.jsonl") for shard in ("shard-00000", "shard-00001")]
+    assert [line["id"] for lines in hashed for line in lines] == names, "one hash job per shard"
     assert duplicate["distance"] <= 4
     dataset = read_output(workdir, "dataset.jsonl")
     assert len(dataset) == len(names) - 1 and duplicate["id"] not in {r["id"] for r in dataset}
