@@ -16,7 +16,7 @@ rule hash_images:
         "dedup"
     conda:
         "../../envs/vqaflow.yaml"
-    threads: 2
+    threads: 1  # many jobs in parallel, not a process pool each
     params:
         columns=config["keys"],
         image_root=config["images"]["root"],
