@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +73,8 @@ def _concat(paths: list[str | Path], target: Path) -> None:
 
 
 def write_records_as(jsonl: Path, dataset_path: Path, output_format: str) -> None:
-    """Turn a JSONL of records into ``dataset_path`` in ``output_format`` (the JSONL goes)."""
+    """Turn a JSONL of records into ``dataset_path`` in ``output_format`` (the JSONL goes),
+    in memory independent of the number of records."""
     if output_format == "jsonl":
         jsonl.replace(dataset_path)
     elif output_format == "json":
@@ -82,16 +86,43 @@ def write_records_as(jsonl: Path, dataset_path: Path, output_format: str) -> Non
             out.write("\n]\n")
         jsonl.unlink()
     else:
-        import polars as pl
-
-        if jsonl.stat().st_size:
-            # streamed: the schema is inferred from every record, then rows flow to the file
-            pl.scan_ndjson(jsonl, infer_schema_length=None, low_memory=True).sink_parquet(
-                dataset_path, engine="streaming", row_group_size=PARQUET_ROW_GROUP
-            )
-        else:
-            pl.DataFrame().write_parquet(dataset_path)
+        _write_parquet(jsonl, dataset_path)
         jsonl.unlink()
+
+
+def _line_blocks(path: Path, lines: int = PARQUET_ROW_GROUP) -> Iterator[bytes]:
+    """The file's non-blank lines, ``lines`` at a time (read, not memory-mapped: a mapped
+    file's pages count in the process's memory)."""
+    with path.open("rb") as handle:
+        while block := [line for line in itertools.islice(handle, lines) if line.strip()]:
+            yield b"".join(block)
+
+
+def _write_parquet(jsonl: Path, dataset_path: Path, rows: int = PARQUET_ROW_GROUP) -> None:
+    """The records as Parquet, one row group per ``rows`` records, in two
+    passes over the JSONL: the schema of all records (each block's, merged with Polars'
+    supertypes as when inferred from every record at once), then each block read with it and
+    written as a row group. Memory: a block's records, whatever the number of blocks."""
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    schema = None
+    for block in _line_blocks(jsonl, rows):
+        found = pl.read_ndjson(io.BytesIO(block), infer_schema_length=None).clear()
+        schema = found if schema is None else pl.concat([schema, found], how="diagonal_relaxed")
+    if schema is None:
+        pl.DataFrame().write_parquet(dataset_path)
+        return
+    writer = None
+    try:
+        for block in _line_blocks(jsonl, rows):
+            table = pl.read_ndjson(io.BytesIO(block), schema=schema.schema).to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(dataset_path, table.schema, compression="zstd")
+            writer.write_table(table, row_group_size=rows)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 @dataclass(frozen=True)
