@@ -1,26 +1,32 @@
 """Snakemake script: list records whose images duplicate an earlier record's, over the whole
-input, before any request (they are not generated)."""
+input, before any request (they are not generated): the shards' image keys
+(dedup/hashes/<shard>.jsonl, hashed by one job per shard) matched in input order."""
 
 import json
+import time
 
-from vqaflow.columns import Columns
-from vqaflow.inputs.image_refs import image_refs
-from vqaflow.inputs.readers import iter_records
-from vqaflow.jsonl import write_jsonl
+from vqaflow.jsonl import read_jsonl, write_jsonl
 from vqaflow.logs import run_logged
-from vqaflow.quality.image_dedup import find_duplicates
+from vqaflow.quality.image_dedup import DuplicateMatcher
+
+
+def count_lines(path: str) -> int:
+    with open(path, "rb") as handle:
+        return sum(1 for _ in handle)
 
 
 def main() -> None:
-    columns = Columns.from_config(snakemake.params.columns)
-    dedup = snakemake.params.dedup
-    items = ((record_id, image_refs(record.get(columns.image)))
-             for record_id, record in iter_records(snakemake.params.spec, columns, snakemake.params.image_root))
-    unreadable, stats = [], {}
-    duplicates = find_duplicates(items, dedup["images"], dedup["max_distance"], snakemake.params.image_root,
-                                 workers=snakemake.threads, unreadable=unreadable, stats=stats)
-    write_jsonl(snakemake.output[0], duplicates)
-    print(json.dumps({**stats, "unreadable": unreadable[:20]}, indent=2))
+    started = time.perf_counter()
+    expected = sum(map(count_lines, snakemake.input))  # sizes the perceptual index
+    unreadable = []
+    matcher = DuplicateMatcher(snakemake.params.mode, snakemake.params.max_distance, expected, unreadable)
+    for path in snakemake.input:  # the shards in input order
+        for line in read_jsonl(path):
+            matcher.add(line)
+    write_jsonl(snakemake.output[0], matcher.duplicates)
+    stats = {**matcher.stats(), "shards": len(snakemake.input),
+             "match_seconds": round(time.perf_counter() - started, 3), "unreadable": unreadable[:20]}
+    print(json.dumps(stats, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Duplicate images on real files: re-encoded and resized copies, byte copies, bad images."""
 
 import base64
+import json
 import random
 import shutil
 from pathlib import Path
@@ -242,3 +243,27 @@ def test_hash_index_finds_digests_only_by_themselves():
     assert index.search("sha256:aa") == [(0, 0)]
     assert index.search("sha256:bb") == []
     assert index.search((0b1011, "ff" * 48)) == [(1, 0), (2, 1)]  # by pHash; colours are the matcher's
+
+
+def test_shards_hashed_apart_and_matched_together_give_the_same_duplicates(tmp_path):
+    """The workflow hashes each shard in a job of its own and matches all the hash lines in
+    input order: the same answer as one pass, for duplicates within and across shards."""
+    copy = degraded_copy(DEMO / "lighthouse.png", tmp_path / "lighthouse_small.jpg")
+    items = [("light", ["lighthouse.png"]), ("fruit", ["fruit_bowl.png"]), ("copy", [copy]),
+             ("bad", ["missing.png"]), ("none", []), ("copy2", ["lighthouse.png"]), ("pair", ["a.png", copy])]
+    shards = [items[:2], items[2:5], items[5:]]
+    lines = []
+    for shard in shards:  # written as JSON lines and read back, as the jobs do
+        hashed = image_dedup.hash_records(shard, "perceptual", DEMO)
+        lines.extend(json.loads(json.dumps(line)) for line in hashed)
+    unreadable = []
+    matcher = image_dedup.DuplicateMatcher("perceptual", MAX_DISTANCE, expected=len(lines), unreadable=unreadable)
+    for line in lines:
+        matcher.add(line)
+    one_pass_unreadable = []
+    one_pass = image_dedup.find_duplicates(items, "perceptual", MAX_DISTANCE, root=str(DEMO),
+                                           unreadable=one_pass_unreadable)
+    assert matcher.duplicates == one_pass
+    assert [d["id"] for d in one_pass] == ["copy", "copy2"] and {d["duplicate_of"] for d in one_pass} == {"light"}
+    assert [u["id"] for u in unreadable] == [u["id"] for u in one_pass_unreadable] == ["bad", "pair"]
+    assert matcher.stats()["records"] == 7 and matcher.stats()["images"] == 7

@@ -23,6 +23,10 @@ before = set(sys.modules)
 from vqaflow import plan
 columns = plan.Columns('id', 'image', 'conversation', 'vqa', 'context_vqa', 'qas')
 counts = [plan.count_records(spec, columns) for spec in sys.argv[1:]]
+import os, tempfile
+planned = [plan.plan_input(spec, columns, 2, os.path.join(tempfile.mkdtemp(), 'input.json')).records
+           for spec in sys.argv[1:]]
+assert planned == counts, (planned, counts)
 files = [str(path) for spec in sys.argv[1:] for path in plan.input_files(spec)]
 kinds = [plan.input_kind(spec) for spec in sys.argv[1:]]
 names = plan.shard_names(sum(counts), 2)

@@ -39,9 +39,10 @@ pytestmark = [
 PROFILE = REPO / "profiles" / "slurm"
 # What only this test cluster needs on top of the profile: no accounting (squeue for status),
 # quick first status check, and the plugin's sbatch calls in the log.
+# A group job asks for as many CPUs as --cores lets it run jobs at once: 2 on this node.
 SLURM_ARGS = (
     "--profile", str(PROFILE), "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "2", "--verbose",
+    "--slurm-init-seconds-before-status-checks", "2", "--verbose", "--cores", "2",
 )
 
 
@@ -71,7 +72,7 @@ def sbatch_calls(output: str) -> dict[str, str]:
 
 
 def submitted_job_ids(output: str) -> list[str]:
-    return re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", output)
+    return re.findall(r"Job \S+ has been submitted with SLURM jobid (\d+)", output)  # a group job: its uuid
 
 
 def show_job(job_id: str) -> dict[str, str]:
@@ -119,9 +120,12 @@ def test_workflow_runs_on_slurm(workdir, cluster):
     # every job went through sbatch, and SLURM ran it to completion in this directory
     calls = sbatch_calls(output)
     shards = [f"shard-{n:05d}" for n in range(3)]
-    for rule in ("generate_api", "refine_answers"):
-        for shard in shards:
-            assert f"rule_{rule}_wildcards_{shard}" in calls, sorted(calls)
+    for shard in shards:
+        assert f"rule_generate_api_wildcards_{shard}" in calls, sorted(calls)
+    # fewer, fuller jobs: the three refine_answers jobs ran as one group job (the profile's
+    # group-components), two at a time on the --cores 2 it was given
+    assert [comment for comment in calls if "refine" in comment] == ["rule_refine_refine_answers"], sorted(calls)
+    assert "--cpus-per-task=2" in calls["rule_refine_refine_answers"]
     assert "rule_merge_dataset" in calls, sorted(calls)
     job_ids = submitted_job_ids(output)
     assert len(job_ids) == len(calls) >= 8, output[-3000:]

@@ -8,13 +8,24 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 
 import polars as pl
 import pytest
 from PIL import Image
 
-from workflow_helpers import DEMO_IMAGES, read_output, snakemake, tagged_records, write_config
+from workflow_helpers import (
+    DEMO_IMAGES,
+    SNAKEFILE,
+    TEST_KEY,
+    job_environment,
+    read_output,
+    snakemake,
+    tagged_records,
+    write_config,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -136,3 +147,51 @@ def test_parquet_types_survive_and_a_null_image_fails_alone(workdir, server):
     assert out["id"].to_list() == [0, 1, 2] and out["tags"].to_list()[2] == ["a", "2"]
     assert out["meta"].to_list()[1] == {"source": "cam", "score": 0.5}
     assert out["image"].dtype == pl.String  # the bytes stay out of the dataset, named by their digest
+# `snakemake` in a process that records every file it opens and every directory it lists
+AUDITED_SNAKEMAKE = """
+import atexit, json, os, sys
+watched, report = sys.argv.pop(1), sys.argv.pop(1)
+touched = []
+def hook(event, args):
+    if event in ("open", "os.scandir", "os.listdir") and args and isinstance(args[0], (str, bytes, os.PathLike)):
+        path = os.path.abspath(os.fsdecode(args[0]))
+        if path.startswith(watched):
+            touched.append([event, path])
+atexit.register(lambda: open(report, "w").write(json.dumps(touched)))
+sys.addaudithook(hook)
+from snakemake.cli import main
+main()
+"""
+
+
+def test_each_parse_reads_the_manifest_not_the_folder(workdir, server):
+    """Every job parses the Snakefile again: with the manifest written, a parse lists no
+    directory of the input and opens none of its files; a new image is planned."""
+    photos = workdir / "photos"
+    for n, source in enumerate(sorted(DEMO_IMAGES.iterdir())[:3]):
+        (photos / f"d{n % 2}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, photos / f"d{n % 2}" / source.name)
+    past = time.time() - 60
+    for path in [photos, *photos.rglob("*")]:
+        os.utime(path, (past, past))
+    write_config(workdir, server.base_url, input="photos", pipeline="image_vqa", shard_size=3)
+    snakemake(workdir)
+    manifest = workdir / "results/test/manifest/input.json"
+    assert json.loads(manifest.read_text())["records"] == 3
+    assert (workdir / "results/test/manifest/files.jsonl").read_text().count("\n") == 3
+
+    def dry_run() -> tuple[list, str]:
+        report = workdir / "touched.json"
+        result = subprocess.run(
+            [sys.executable, "-c", AUDITED_SNAKEMAKE, str(photos), str(report), "-n", "--snakefile",
+             str(SNAKEFILE), "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
+             "--cores", "1"],
+            env=job_environment(TEST_KEY, None), capture_output=True, text=True, check=True)
+        return json.loads(report.read_text()), result.stdout + result.stderr
+
+    touched, out = dry_run()
+    assert touched == [] and "Nothing to be done" in out
+    shutil.copy(DEMO_IMAGES / "sunset.jpg", photos / "d1" / "more.jpg")
+    touched, out = dry_run()
+    assert ["os.scandir", str(photos / "d1")] in touched, "a changed folder is listed again"
+    assert json.loads(manifest.read_text())["records"] == 4 and "shard-00001" in out

@@ -170,6 +170,10 @@ def test_perceptual_dedup_skips_copies_and_never_distinct_flat_images(workdir, s
     assert set(found) == {"lighthouse.png", "zz-grey-copy.png"}  # lighthouse-copy.jpg sorts first
     assert found["lighthouse.png"]["duplicate_of"] == "lighthouse-copy.jpg" and found["lighthouse.png"]["distance"] <= 4
     assert found["zz-grey-copy.png"] == {"id": "zz-grey-copy.png", "duplicate_of": "grey.png", "distance": 0}
+    shards = sorted(path.stem for path in (workdir / "results/test/dedup/hashes").glob("*.jsonl"))
+    assert shards == sorted(path.stem for path in (workdir / "results/test/shards").glob("*.jsonl")) and len(shards) > 1
+    hashed = [read_output(workdir, f"dedup/hashes/{shard}.jsonl") for shard in shards]
+    assert [line["id"] for lines in hashed for line in lines] == names, "one hash job per shard"
     dataset = read_output(workdir, "dataset.jsonl")
     assert len(dataset) == len(names) - 2 and not set(found) & {r["id"] for r in dataset}
     assert read_output(workdir, "stats.json")["quality"]["duplicates_skipped"] == 2

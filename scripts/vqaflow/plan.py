@@ -1,6 +1,7 @@
 """What the Snakefile imports to plan a run (``workflow/rules/common.smk`` imports this
-module and no other): the config's checks and messages, the input's files and records, the
-shard names, the preview's sample and the variable holding the API key.
+module and no other): the config's checks and messages, the input's files and records (planned
+once per version of the input, :mod:`.inputs.manifest`), the shard names, the preview's
+sample and the variable holding the API key.
 
 Standard library only, through every module it imports: the Snakefile runs in Snakemake's
 own environment, before any job (``tests/test_plan.py`` checks it).
@@ -23,6 +24,7 @@ from .config_check import (
     run_summary,
     short_error,
 )
+from .inputs.manifest import InputPlan, plan_input
 from .inputs.shards import count_records, shard_names, shards_of
 from .inputs.specs import input_files, input_kind
 
@@ -37,7 +39,9 @@ __all__ = [
     "gate_message",
     "input_files",
     "input_kind",
+    "InputPlan",
     "key_env",
+    "plan_input",
     "public_config",
     "run_summary",
     "sample_positions",

@@ -15,15 +15,14 @@ from vqaflow.plan import (
     check_input,
     check_keys,
     coerce,
-    count_records,
     gate_message,
     input_files,
     input_kind,
     key_env,
+    plan_input,
     public_config,
     run_summary,
     sample_positions,
-    shard_names,
     shards_of,
     short_error,
 )
@@ -46,7 +45,12 @@ STARTED = time.time()
 RUN = config["run"]
 OUT = f"results/{RUN}"
 COLUMNS = Columns.from_config(config["keys"])
-SHARDS = shard_names(count_records(config["input"], COLUMNS), config["shard_size"])
+# the input's record count (and a folder's image list) come from results/<run>/manifest/
+# while the input is unchanged: each cluster job's parse reads it, not the input
+INPUT = plan_input(
+    config["input"], COLUMNS, config["shard_size"], f"{OUT}/manifest/input.json"
+)
+SHARDS = INPUT.shards
 
 
 if "api_slots" not in workflow.global_resources:
@@ -336,13 +340,10 @@ onerror:
 
 # --- the preview (workflow/rules/preview.smk) ---------------------------------------------
 
-import functools
 
-
-@functools.cache
 def preview_record_count():
-    """The input's records (counted only when a preview job is planned)."""
-    return count_records(config["input"], COLUMNS)
+    """The input's records (as planned)."""
+    return INPUT.records
 
 
 def preview_positions():

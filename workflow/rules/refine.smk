@@ -11,6 +11,8 @@ rule refine_answers:
         ),
     log:
         out("logs/refine_answers/{shard}.log"),
+    group:
+        "refine"  # seconds a shard: --group-components refine=N puts N shards in one cluster job
     conda:
         "../../envs/vqaflow.yaml"
     params:

@@ -13,5 +13,6 @@ rule split_input:
         journal=out("journal"),
         columns=config["keys"],
         image_root=config["images"]["root"],
+        files=INPUT.files,  # a folder's image list, as planned (not listed again)
     script:
         "../../scripts/split_input.py"

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..columns import Columns
 from .image_refs import bytes_data_url
-from .specs import InputError, image_files, input_files, input_format, input_kind
+from .specs import InputError, image_files, input_files, input_format, input_kind, no_images_error
 from .validate import check_record
 
 
@@ -240,36 +240,40 @@ def folder_image_path(folder: str | Path, rel: str, image_root: str | Path) -> s
     return PurePath(relative).as_posix()
 
 
-def _iter_directory(root: Path, keys: Columns, image_root: str | Path) -> Iterator[tuple[str, Any]]:
-    for rel in image_files(root):
-        image = folder_image_path(root, rel, image_root)
-        yield str(root / rel), {keys.id: rel, keys.image: image}
+def _iter_directory(root: Path, keys: Columns, files: list[str], image_root: str | Path) -> Iterator[tuple[str, Any]]:
+    for rel in files:
+        yield str(root / rel), {keys.id: rel, keys.image: folder_image_path(root, rel, image_root)}
 
 
 _READERS = {"jsonl": _iter_jsonl, "json": _iter_json_array, "parquet": _iter_parquet}
 
 
-def _iter_raw(spec: str | Path, keys: Columns, image_root: str | Path) -> Iterator[tuple[str, Any]]:
+def _iter_raw(spec: str | Path, keys: Columns, image_root: str | Path,
+              files: list[str] | None) -> Iterator[tuple[str, Any]]:
     if input_kind(spec) == "directory":
-        input_files(spec)  # refuses a directory without images
-        yield from _iter_directory(Path(spec), keys, image_root)
+        files = image_files(Path(spec)) if files is None else files
+        if not files:
+            raise no_images_error(spec)
+        yield from _iter_directory(Path(spec), keys, files, image_root)
         return
     for path in input_files(spec):
         yield from _READERS[input_format(path)](path, keys)
 
 
-def iter_records(spec: str | Path, keys: Columns, image_root: str | Path = ".") -> Iterator[tuple[str, dict]]:
+def iter_records(spec: str | Path, keys: Columns, image_root: str | Path = ".",
+                 files: list[str] | None = None) -> Iterator[tuple[str, dict]]:
     """Yield ``(record_id, record)`` in input order, validating as it goes.
 
     ``spec`` is a file, a glob of files or a directory of images (see :func:`input_files`);
-    a directory's images get their path relative to ``image_root`` (:func:`folder_image_path`).
+    a directory's images get their path relative to ``image_root`` (:func:`folder_image_path`);
+    ``files``: the directory's image paths when already listed (relative, sorted).
     Records without an id (or with ``id: null``, which is removed) get ``row-<position>``,
     the position counting across all files of the input. Duplicate ids, records that are
     not objects, malformed JSON, lone surrogates and an empty input raise
     :class:`InputError`; NaN/Infinity become null with one warning per file.
     """
     seen: dict[str, str] = {}
-    for position, (where, record) in enumerate(_iter_raw(spec, keys, image_root)):
+    for position, (where, record) in enumerate(_iter_raw(spec, keys, image_root, files)):
         check_record(where, record, keys)
         raw_id = record.get(keys.id)
         record_id = f"row-{position}" if raw_id is None else str(raw_id)

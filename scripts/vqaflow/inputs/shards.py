@@ -12,7 +12,8 @@ from .readers import iter_records, load_json, records_of
 from .specs import InputError, image_files, input_files, input_format, input_kind
 
 
-def _count_file(path: Path, keys: Columns) -> int:
+def count_file(path: Path, keys: Columns) -> int:
+    """The records of one input file, counted cheaply (a JSON file is parsed whole)."""
     fmt = input_format(path)
     if fmt == "jsonl":
         with path.open("rb") as handle:
@@ -26,7 +27,7 @@ def count_records(spec: str | Path, keys: Columns) -> int:
     """Count records cheaply, for planning shards (no validation, standard library only)."""
     if input_kind(spec) == "directory":
         return len(image_files(Path(spec))) or len(input_files(spec))  # none: input_files refuses
-    return sum(_count_file(path, keys) for path in input_files(spec))
+    return sum(count_file(path, keys) for path in input_files(spec))
 
 
 def _shard_name(k: int) -> str:
@@ -48,13 +49,15 @@ def shards_of(positions: list[int], shard_size: int) -> list[str]:
 def write_shards(
     input_path: str | Path, shard_paths: list[str | Path], shard_size: int, keys: Columns,
     image_root: str | Path = ".",
+    files: list[str] | None = None,
 ) -> dict[str, str]:
     """Split the input into JSONL shards of ``shard_size`` records, in input order.
 
     Each shard line is ``{"id": ..., "index": ..., "record": {...}}`` (a folder's images by
-    their path relative to ``image_root``). Returns the shard
-    (file stem) of every record id, in input order. Raises :class:`InputError` before writing anything final if
-    the input is malformed or its size no longer matches the planned shards.
+    their path relative to ``image_root``). Returns the shard (file stem) of every record id,
+    in input order. ``files``: a folder input's image paths as planned (the manifest's list),
+    so the folder is not listed again. Raises :class:`InputError` before writing anything
+    final if the input is malformed or its size no longer matches the planned shards.
     """
     paths = [Path(p) for p in shard_paths]
     tmp_paths = [p.with_suffix(p.suffix + ".tmp") for p in paths]
@@ -64,7 +67,7 @@ def write_shards(
     try:
         handles = [p.open("w", encoding="utf-8") for p in tmp_paths]
         try:
-            for index, (record_id, record) in enumerate(iter_records(input_path, keys, image_root)):
+            for index, (record_id, record) in enumerate(iter_records(input_path, keys, image_root, files)):
                 shard = index // shard_size
                 if shard >= len(handles):
                     raise InputError(

@@ -47,24 +47,55 @@ def input_kind(spec: str | Path) -> str:
     return "glob"
 
 
+def scan_directory(root: str | Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """The image files under ``root`` (as :func:`image_files`: special files skipped with a
+    warning) and every directory walked,
+    as ``(relative POSIX path, mtime in ns)`` (``""`` is ``root``).
+
+    Each directory is stat'ed before it is listed, so an entry added, removed or renamed
+    during the walk leaves a directory whose mtime is newer than the one recorded.
+    Unreadable directories are skipped, as :func:`os.walk` does.
+    """
+    files: list[str] = []
+    dirs: list[tuple[str, int]] = []
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        try:
+            mtime = os.stat(os.path.join(root, rel) if rel else root).st_mtime_ns
+            with os.scandir(os.path.join(root, rel) if rel else root) as entries:
+                listed = [(entry.name, entry.is_dir(), entry.is_symlink()) for entry in entries]
+        except OSError:
+            continue
+        dirs.append((rel, mtime))
+        for name, is_dir, is_link in listed:
+            if name.startswith("."):
+                continue
+            child = f"{rel}/{name}" if rel else name
+            if is_dir:  # a symlink to a directory is neither walked nor an image, as in os.walk
+                if not is_link:
+                    pending.append(child)
+            elif os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                if not _special(os.path.join(root, child)):
+                    files.append(child)
+    files.sort()
+    dirs.sort()
+    return files, dirs
+
+
 def image_files(root: Path) -> list[str]:
     """Relative POSIX paths of the image files under ``root``, sorted; hidden files and
     directories (name starting with ``.``) are skipped, directory symlinks not followed,
     special files (FIFOs, sockets, devices) skipped with a warning naming them. A file
     that cannot be looked at (a symlink loop, a dangling link) is kept: it fails as an
     image of its own record."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        rel = PurePath(os.path.relpath(dirpath, root))
-        for name in filenames:
-            if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
-                continue
-            if _special(os.path.join(dirpath, name)):
-                continue
-            found.append((rel / name).as_posix())
-    found.sort()
-    return found
+    return scan_directory(root)[0]
+
+
+def no_images_error(spec: str | Path) -> InputError:
+    """The error for a directory without image files."""
+    extensions = ", ".join(sorted(e[1:] for e in IMAGE_EXTENSIONS))
+    return InputError(f"{spec}: the directory holds no image files ({extensions})")
 
 
 def _special(path: str) -> bool:
@@ -93,8 +124,7 @@ def input_files(spec: str | Path) -> list[Path]:
         root = Path(spec)
         files = [root / rel for rel in image_files(root)]
         if not files:
-            extensions = ", ".join(sorted(e[1:] for e in IMAGE_EXTENSIONS))
-            raise InputError(f"{spec}: the directory holds no image files ({extensions})")
+            raise no_images_error(spec)
         return files
     if kind == "glob":
         files = sorted(Path(p) for p in glob.glob(str(spec), recursive=True) if os.path.isfile(p))

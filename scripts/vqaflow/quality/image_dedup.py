@@ -168,6 +168,99 @@ def _short(ref) -> str:
     return ref if len(ref) <= 80 else ref[:60] + "..."
 
 
+def hash_records(
+    items: Iterable[tuple[str, list[str]]],
+    mode: str,
+    root: str | Path = ".",
+    *,
+    workers: int = 1,
+    batch_size: int = 2048,
+    timing: dict | None = None,
+) -> Iterator[dict]:
+    """The dedup keys of each record's images, in input order: one *hash line* per record,
+    ``{"id", "keys": [key per image]}``, with ``"unreadable": [{"image", "error"}]`` (and
+    ``None`` for those images' keys) when an image cannot be read. Keys are what :func:`image_key` returns (JSON
+    values), so the lines of every shard can be written out and matched later by
+    :class:`DuplicateMatcher`. ``workers`` > 1 hashes in a process pool; ``timing`` (when
+    given) receives ``hashing_seconds``."""
+    _check_arguments(mode, 0)
+    root = str(root)
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    hashing = 0.0
+    try:
+        for batch in _batches(items, batch_size):
+            batch = [(str(record_id), [refs] if isinstance(refs, (str, bytes)) else list(refs or ()))
+                     for record_id, refs in batch]
+            tick = time.perf_counter()
+            results = _hash_all([(ref, mode, root) for _, refs in batch for ref in refs], pool, workers)
+            hashing += time.perf_counter() - tick
+            position = 0
+            for record_id, refs in batch:
+                keys = results[position:position + len(refs)]
+                position += len(refs)
+                bad = [{"image": _short(ref), "error": error} for ref, (_, error) in zip(refs, keys) if error is not None]
+                line = {"id": record_id, "keys": [key for key, _ in keys]}
+                yield {**line, "unreadable": bad} if bad else line
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        if timing is not None:
+            timing["hashing_seconds"] = round(timing.get("hashing_seconds", 0) + hashing, 3)
+
+
+class DuplicateMatcher:
+    """Finds duplicates among hash lines (:func:`hash_records`) added in input order: the
+    first record of each group is kept, later ones matching a kept record are duplicates.
+    ``unreadable`` (when given) collects ``{"id", "image", "error"}`` of unreadable images;
+    ``expected`` sizes the perceptual index."""
+
+    def __init__(self, mode: str, max_distance: int, expected: int = 1_000_000, unreadable: list | None = None):
+        _check_arguments(mode, max_distance)
+        self.mode, self.max_distance = mode, max_distance
+        self.unreadable = unreadable
+        self.exact: dict[tuple, str] = {}
+        self.index = HashIndex(max_distance, expected) if mode == "perceptual" else None
+        self.kept: list[tuple[str, tuple[int, ...]]] = []  # perceptual: (record id, hashes) per index entry
+        self.duplicates: list[dict] = []
+        self.counts = {"records": 0, "images": 0, "unreadable_images": 0, "duplicates": 0, "kept": 0}
+
+    def add(self, line: dict) -> dict | None:
+        """Match one record's hash line; its duplicate entry, or None when it is kept (or has
+        no images, or an unreadable one)."""
+        record_id, keys, bad = line["id"], line["keys"], line.get("unreadable") or ()
+        counts = self.counts
+        counts["records"] += 1
+        counts["images"] += len(keys)
+        if bad:
+            counts["unreadable_images"] += len(bad)
+            if self.unreadable is not None:
+                self.unreadable.extend({"id": record_id, **entry} for entry in bad)
+            return None
+        if not keys:
+            return None
+        values = tuple(tuple(key) if isinstance(key, list) else key for key in keys)
+        if self.index is None:
+            match = _match_exact(self.exact, values)
+        else:
+            match = _match_perceptual(self.index, self.kept, values)
+        if match is None:
+            counts["kept"] += 1
+            if self.index is None:
+                self.exact[values] = record_id
+            else:
+                self.index.add(values[0])
+                self.kept.append((record_id, values))
+            return None
+        counts["duplicates"] += 1
+        duplicate = {"id": record_id, "duplicate_of": match[0], "distance": match[1]}
+        self.duplicates.append(duplicate)
+        return duplicate
+
+    def stats(self) -> dict:
+        return {**self.counts, "mode": self.mode, "max_distance": self.max_distance,
+                "bands": self.index.bands if self.index is not None else None}
+
+
 def find_duplicates(
     items: Iterable[tuple[str, list[str]]],
     mode: str,
@@ -180,7 +273,8 @@ def find_duplicates(
     batch_size: int = 2048,
     expected: int | None = None,
 ) -> list[dict]:
-    """Records whose images duplicate an earlier kept record's, in input order.
+    """Records whose images duplicate an earlier kept record's, in input order:
+    :func:`hash_records` then :class:`DuplicateMatcher` in one process.
 
     ``items`` yields ``(record id, image refs)`` (paths relative to ``root``, data URLs
     or http(s) URLs; a single string is taken as one image). Returns
@@ -189,63 +283,18 @@ def find_duplicates(
     given) receives counts and timings. ``workers`` > 1 hashes in a process pool;
     ``expected`` (default: ``len(items)`` or 10^6) sizes the perceptual index.
     """
-    _check_arguments(mode, max_distance)
     if expected is None:
         expected = len(items) if hasattr(items, "__len__") else 1_000_000
-    root = str(root)
-    exact: dict[tuple[str, ...], str] = {}
-    index = HashIndex(max_distance, expected) if mode == "perceptual" else None
-    kept: list[tuple[str, tuple[int, ...]]] = []  # perceptual: (record id, hashes) per index entry
-    duplicates: list[dict] = []
-    counts = {"records": 0, "images": 0, "unreadable_images": 0, "duplicates": 0, "kept": 0}
+    matcher = DuplicateMatcher(mode, max_distance, expected, unreadable)
+    timing: dict = {}
     started = time.perf_counter()
-    hashing = 0.0
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
-    try:
-        for batch in _batches(items, batch_size):
-            batch = [(str(record_id), [refs] if isinstance(refs, (str, bytes)) else list(refs or ()))
-                     for record_id, refs in batch]
-            tasks = [(ref, mode, root) for _, refs in batch for ref in refs]
-            tick = time.perf_counter()
-            results = _hash_all(tasks, pool, workers)
-            hashing += time.perf_counter() - tick
-            position = 0
-            for record_id, refs in batch:
-                keys = results[position:position + len(refs)]
-                position += len(refs)
-                counts["records"] += 1
-                counts["images"] += len(refs)
-                if not refs:
-                    continue
-                bad = [(ref, error) for ref, (_, error) in zip(refs, keys) if error is not None]
-                if bad:
-                    counts["unreadable_images"] += len(bad)
-                    if unreadable is not None:
-                        unreadable.extend({"id": record_id, "image": _short(ref), "error": error}
-                                          for ref, error in bad)
-                    continue
-                values = tuple(key for key, _ in keys)
-                match = _match_exact(exact, values) if index is None else _match_perceptual(index, kept, values)
-                if match is None:
-                    counts["kept"] += 1
-                    if index is None:
-                        exact[values] = record_id
-                    else:
-                        index.add(values[0])
-                        kept.append((record_id, values))
-                else:
-                    counts["duplicates"] += 1
-                    duplicates.append({"id": record_id, "duplicate_of": match[0], "distance": match[1]})
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    for line in hash_records(items, mode, root, workers=workers, batch_size=batch_size, timing=timing):
+        matcher.add(line)
     if stats is not None:
         elapsed = time.perf_counter() - started
-        stats.update(counts, mode=mode, max_distance=max_distance, workers=workers,
-                     seconds=round(elapsed, 3), hashing_seconds=round(hashing, 3),
-                     images_per_second=round(counts["images"] / elapsed, 1) if elapsed else None,
-                     bands=index.bands if index is not None else None)
-    return duplicates
+        stats.update(matcher.stats(), workers=workers, seconds=round(elapsed, 3), **timing,
+                     images_per_second=round(matcher.counts["images"] / elapsed, 1) if elapsed else None)
+    return matcher.duplicates
 
 
 def _check_arguments(mode: str, max_distance: int) -> None:
