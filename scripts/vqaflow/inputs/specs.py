@@ -8,7 +8,7 @@ import os
 import re
 import stat
 import sys
-from pathlib import Path, PurePath
+from pathlib import Path
 
 IMAGE_EXTENSIONS = frozenset((".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"))
 _GLOB_MAGIC = re.compile(r"[*?[]")
@@ -64,7 +64,7 @@ def scan_directory(root: str | Path) -> tuple[list[str], list[tuple[str, int]]]:
         try:
             mtime = os.stat(os.path.join(root, rel) if rel else root).st_mtime_ns
             with os.scandir(os.path.join(root, rel) if rel else root) as entries:
-                listed = [(entry.name, entry.is_dir(), entry.is_symlink()) for entry in entries]
+                listed = [(entry.name, _is_dir(entry), entry.is_symlink()) for entry in entries]
         except OSError:
             continue
         dirs.append((rel, mtime))
@@ -81,6 +81,15 @@ def scan_directory(root: str | Path) -> tuple[list[str], list[tuple[str, int]]]:
     files.sort()
     dirs.sort()
     return files, dirs
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """Whether ``entry`` is a directory; False for what cannot be looked at (a symlink loop),
+    which is kept as a file and fails as an image of its own record."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def image_files(root: Path) -> list[str]:
