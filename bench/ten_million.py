@@ -12,7 +12,7 @@ Each step runs in a fresh process; its wall time, CPU time and peak RSS are its 
 - shard: the split job (`write_shards`) at shard_size 10,000;
 - hash: one `hash_images` job, a 10,000-record shard of small synthetic JPEGs, one process;
 - match: the `dedup_images` job over 10^6 hash lines (100 shards of random 64-bit keys);
-- merge: 10^6 records into JSONL and Parquet (shard, answers and refine as bench/scale.py).
+- merge: 10^6 records into JSONL and Parquet (shard, answers, refine and finish as bench/scale.py).
 
     python bench/ten_million.py --records 10000000 --merge-records 1000000 --output bench/results-ten-million.json
 """
@@ -215,6 +215,7 @@ def merge_rows(root: Path, records: int) -> list[dict]:
     rows = [{"records": records, **run_step("shard", work)}]
     scale.make_generated(work)
     run_step("refine", work, "2")
+    rows.append({"records": records, **run_step("finish", work)})
     for output_format in ("jsonl", "parquet"):
         rows.append({"records": records, **run_step("merge", work, output_format)})
     shutil.rmtree(work)
