@@ -116,6 +116,23 @@ def test_new_layout_with_no_state_files_at_all(state):
     assert all(o.ok for o in [*low.values(), *high.values()])
 
 
+def test_batch_found_without_this_shards_lines_is_still_read_by_its_own_shard(state):
+    """Both state files lost (issue 21): the first shard to list records the other's batch as
+    holding none of its lines; that says nothing of the other shard, which reads it back."""
+    work = text_tasks(4)
+    second = state.with_name("shard-00001.json")
+    with ChatServer() as server:
+        stopped_in_flight(server, state, work[:2])
+        stopped_in_flight(server, second, work[2:])
+        state.unlink()
+        second.unlink()
+        low = collect(backend(server, state), work[:2])
+        high = collect(backend(server, second), work[2:])
+        assert server.batch_stats["batches_created"] == 2
+        answered_once(server, 4)
+    assert [o.generation["batch_id"] for o in [*low.values(), *high.values()]] == ["batch_1"] * 2 + ["batch_2"] * 2
+
+
 def test_other_shards_batch_with_an_unrecorded_id_is_found_by_its_input_file(state):
     work = text_tasks(4)
     second = state.with_name("shard-00001.json")

@@ -28,7 +28,7 @@ import openai
 
 from ..digests import value_digest
 from .base import FatalBackendError
-from .batch_state import BatchState, log
+from .batch_state import BatchState, keys_withheld, log
 from .batch_submit import LISTING_DAYS, BatchClient, DownloadFailed, read_lines
 
 MARK, FORMAT = "vqaflow", "2"
@@ -145,10 +145,12 @@ class Finder:
         return True
 
     def _read_unknown(self, listed: list, others: list[dict], wanted: set[str]) -> None:
-        """Record the listed batches no state file knows: their line keys when they hold
-        lines of this shard, else that they hold none (so they are not read again)."""
-        known_ids = {e["id"] for e in others if e.get("id")}
-        known_files = {e["input_file_id"] for e in others}
+        """Record the listed batches no state file knows the keys of: their line keys when
+        they hold lines of this shard, else that they hold none (so they are not read again;
+        another shard whose lines they hold still reads them)."""
+        recorded = [e for e in others if not keys_withheld(e)]
+        known_ids = {e["id"] for e in recorded if e.get("id")}
+        known_files = {e["input_file_id"] for e in recorded}
         for batch in listed:
             if (self.state.knows(batch.id, batch.input_file_id) or batch.id in known_ids
                     or batch.input_file_id in known_files):

@@ -42,6 +42,12 @@ def line_key(identity: str, task_id: str, digest: str) -> str:
     return state_digest([identity, task_id, digest])
 
 
+def keys_withheld(entry: dict) -> bool:
+    """Whether an entry records a batch found in the listing without its line keys (it holds
+    none of its shard's lines): that speaks for its own shard alone."""
+    return bool(entry.get("found") and entry.get("lines") and not entry["keys"])
+
+
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -78,7 +84,9 @@ class BatchState:
     Each entry: ``id`` (None until the batch exists), ``input_file_id``, ``identity``
     (digest of the backend identity), ``keys`` (the line keys the batch holds, in file
     order), ``created`` (epoch seconds), ``abandoned`` (set when its batch or input file is
-    gone), ``input_deleted`` (its input file was deleted once its lines were stored).
+    gone), ``input_deleted`` (its input file was deleted once its lines were stored); a batch
+    found in the listing has ``found`` and ``lines`` (its line count), and its keys only when
+    it holds lines of this shard (see :func:`keys_withheld`).
     Entries are appended, never removed, so a task's history of batches (its attempts)
     survives restarts.
     """
