@@ -198,6 +198,25 @@ def _article_issue(article: str) -> bool:
 
 # -- public API ------------------------------------------------------------------------------------
 
+def read_plain(text: str) -> str:
+    """A free-text output (a caption, one question, one answer) without chat-template tokens or
+    reasoning, stripped."""
+    return _strip_template(text).strip()
+
+
+def plain_issues(text: str) -> list[str]:
+    """What the checks find in a free-text output: ``chatter`` (it opens with the model's chatter,
+    "Sure! Here is …"), ``markup_in_text`` (markdown, tags, JSON quoting), ``refusal``."""
+    issues = []
+    if chatty(text):
+        issues.append("chatter")
+    if any(MARKUP.search(line.strip()) for line in text.splitlines()):
+        issues.append("markup_in_text")
+    if REFUSAL.search(text.lower().replace("’", "'")):
+        issues.append("refusal")
+    return issues
+
+
 def parse_answer(text: str, want_article: bool, finish_reason: str | None = None) -> Parse:
     """Read a model's answer: the article (when ``want_article``) and the question-answer pairs,
     with an honest status and the issues found (see the module docstring)."""
