@@ -106,3 +106,22 @@ def test_a_run_stopped_between_the_steps_asks_only_the_second_step_again(workdir
         dataset = read_output(workdir, "dataset.jsonl")
         assert len(dataset) == 6 and all(r["answer"] and r["parse"]["status"] == "ok" for r in dataset)
         assert read_output(workdir, "failed.jsonl") == []
+
+
+def test_the_preview_prices_two_requests_per_record_and_the_run_reuses_them(workdir):
+    write_records(workdir, prompted_records(workdir, 12, QUESTION_TURN))
+    with ChatServer() as server:
+        write_config(workdir, server.base_url, pipeline="image_vqa_two_step", shard_size=6, preview={"records": 4},
+                     api={"price_input_per_mtok": 0.15, "price_output_per_mtok": 0.6})
+        snakemake(workdir, "preview")
+        found = read_output(workdir, "preview/estimate.json")
+        assert server.stats["requests"] == found["measured"]["asked"] == 8
+        assert found["measured"]["requests_per_record"]["mean"] == 2
+        assert found["projected"]["requests"]["value"] == 24
+        assert "question: 12 in flight, answer: 12 in flight" in found["wall_time"], "2 jobs x 6 records"
+        snakemake(workdir)
+        assert server.stats["requests"] == 24, "the run asks the other 8 records' 16 requests, not the preview's"
+        stats = read_output(workdir, "stats.json")
+        tokens = stats["tokens"]["prompt"]
+        interval = found["projected"]["prompt_tokens"]
+        assert interval["low"] <= tokens <= interval["high"]
