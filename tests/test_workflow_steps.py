@@ -125,3 +125,20 @@ def test_the_preview_prices_two_requests_per_record_and_the_run_reuses_them(work
         tokens = stats["tokens"]["prompt"]
         interval = found["projected"]["prompt_tokens"]
         assert interval["low"] <= tokens <= interval["high"]
+
+
+def test_two_steps_on_the_batch_api_make_one_batch_per_step(workdir):
+    write_records(workdir, prompted_records(workdir, 4, QUESTION_TURN))
+    with ChatServer() as server:
+        write_config(workdir, server.base_url, pipeline="image_vqa_two_step", backend="batch",
+                     batch={"poll_s": 0.05, "max_poll_s": 0.1})
+        snakemake(workdir)
+        assert server.batch_stats["lines_per_batch"] == [4, 4], "the questions, then the answers"
+        assert server.stats["requests"] == 0, "nothing asked online"
+        dataset = read_output(workdir, "dataset.jsonl")
+        assert [r["question"] for r in dataset] == [f"{SHOWN_QUESTION}rec-{n}?" for n in range(4)]
+        assert all(r["answer"].startswith(f"rec-{n} shows 1 image(s)") for n, r in enumerate(dataset))
+        assert all(r["generation"]["backend"] == "batch" for r in dataset)
+        assert read_output(workdir, "stats.json")["tokens"]["batch_prompt"] > 0
+        snakemake(workdir, "--forcerun", "generate_batch")
+        assert server.batch_stats["batches_created"] == 2, "a rerun submits nothing"
