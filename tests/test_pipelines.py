@@ -13,8 +13,9 @@ from chat_server import OVERFLOW, ChatServer
 from vqaflow.backends._factory import build_backend
 from vqaflow.jsonl import read_jsonl, write_jsonl
 from vqaflow.pipelines import ONE, PIPELINES, Answer, Ask, Outputs, Pipeline, Step, StepError, StepInput, qa_schema
+from vqaflow.requests import fingerprint
 from vqaflow.settings import prompt_settings
-from vqaflow.stages.generate import generate_shard
+from vqaflow.stages.generate import generate_shard, prepare
 from vqaflow.stages.repair import RepairSettings
 from workflow_helpers import DEMO_IMAGES, api_settings_for, sampling, schema_defaults
 
@@ -52,6 +53,21 @@ def test_one_step_pipelines_ask_as_before():
         (step,) = pipeline.steps
         assert step.images and step.schema == qa_schema(pipeline.want_article)
         assert (pipeline.prompt, pipeline.system_prompt) == (step.prompt, step.system_prompt)
+
+
+# the first request of each seed pipeline for one demo image, as every version before the
+# pipelines as steps fingerprinted and seeded it: their journals stay valid
+SEED_FINGERPRINTS = {"context_vqa": ("698e4eeab07e42a7bd1e4b11679adfad", 305843559),
+                     "image_vqa": ("2e84f124eec968312635d0a3038222e8", 3510306749),
+                     "image_qa": ("922aad5cfcc890b1bfa1854ace438747", 1995171540)}
+
+
+@pytest.mark.parametrize("name", sorted(SEED_FINGERPRINTS))
+def test_the_seed_pipelines_fingerprint_their_requests_as_before(name):
+    image = str(sorted(DEMO_IMAGES.iterdir())[0])
+    settings = prompt_settings({**schema_defaults(), "pipeline": name})
+    task, digests = prepare({"id": "r0", "index": 0, "record": {"id": "r0", "image": [image]}}, settings)
+    assert (fingerprint({"model": "m"}, task, digests, settings.max_pixels), task.seed) == SEED_FINGERPRINTS[name]
 
 
 @pytest.mark.parametrize("structured", [False, "auto"])

@@ -42,7 +42,8 @@ def test_image_caption_gives_every_record_a_caption_with_one_request(workdir):
         table = pl.read_parquet(workdir / "results/test/export/dataset.parquet")
         assert table.columns == ["id", "images", "caption"] and table["caption"].to_list() == [
             r["caption"] for r in dataset]
-        assert "exported" in (workdir / "results/test/report/summary.html").read_text()
+        summary = (workdir / "results/test/report/summary.html").read_text()
+        assert "exported (records)</th><td>6<" in summary and "records with caption</th><td>6<" in summary
 
         snakemake(workdir, "--forcerun", "generate_api")
         assert server.stats["requests"] == 6, "a rerun asks nothing"
