@@ -219,3 +219,10 @@ def test_the_second_step_quotes_the_question_as_read():
     question = PIPELINES["image_vqa_two_step"].steps[0].result(
         StepInput("r0", {}, {}), {ONE: Answer("<think>hm</think> What is on the sofa? ")})
     assert step.requests(StepInput("r0", {"question": question}, {})) == {ONE: Ask("What is on the sofa?", True)}
+
+
+def test_a_column_named_like_an_output_field_stops_the_job_before_any_request():
+    config = {**schema_defaults(), "pipeline": "image_vqa_two_step"}
+    with pytest.raises(ValueError, match="keys.answer: answer names one of them"):
+        prompt_settings({**config, "keys": {**config["keys"], "answer": "answer"}})
+    assert prompt_settings(config).pipeline.fields == ("question", "answer")
