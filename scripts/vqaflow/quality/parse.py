@@ -46,6 +46,7 @@ label inside a field (``Explanation:``, ``Antwort:``) or between two parts of on
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -92,6 +93,7 @@ class Parse:
     issues: tuple[str, ...] = ()
     truncated: bool = False
     unread: tuple[str, ...] = ()  # text neither read nor recognised (``unread_text``), shortened
+    fields: dict = dataclasses.field(default_factory=dict)  # a pipeline's output fields (``caption``, ...), by name
 
 
 def _strip_template(text: str) -> str:
@@ -141,7 +143,7 @@ def _label_only(text: str) -> bool:
     return not key or (len(key) <= 8 and label_kind(key) in ("question", "answer", "answers"))
 
 
-def _check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
+def check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
     """The pairs with empty or label-only answers dropped; issues found added."""
     kept = []
     for qa in qas:
@@ -196,6 +198,25 @@ def _article_issue(article: str) -> bool:
 
 # -- public API ------------------------------------------------------------------------------------
 
+def read_plain(text: str) -> str:
+    """A free-text output (a caption, one question, one answer) without chat-template tokens or
+    reasoning, stripped."""
+    return _strip_template(text).strip()
+
+
+def plain_issues(text: str) -> list[str]:
+    """What the checks find in a free-text output: ``chatter`` (it opens with the model's chatter,
+    "Sure! Here is …"), ``markup_in_text`` (markdown, tags, JSON quoting), ``refusal``."""
+    issues = []
+    if chatty(text):
+        issues.append("chatter")
+    if any(MARKUP.search(line.strip()) for line in text.splitlines()):
+        issues.append("markup_in_text")
+    if REFUSAL.search(text.lower().replace("’", "'")):
+        issues.append("refusal")
+    return issues
+
+
 def parse_answer(text: str, want_article: bool, finish_reason: str | None = None) -> Parse:
     """Read a model's answer: the article (when ``want_article``) and the question-answer pairs,
     with an honest status and the issues found (see the module docstring)."""
@@ -215,7 +236,7 @@ def parse_answer(text: str, want_article: bool, finish_reason: str | None = None
     if truncated and qas and parsed is None and text.rstrip().endswith(qas[-1]["answer"][-8:]):
         qas = qas[:-1]  # the last answer ran into max_tokens: it may be cut
         issues.append("incomplete_pair")
-    qas = _check_pairs(qas, issues)
+    qas = check_pairs(qas, issues)
     if truncated:
         issues.insert(0, "truncated")
     if not qas:
