@@ -48,7 +48,7 @@ def input_record(line: dict, columns: Columns) -> dict:
 def output_fields(pipeline: Pipeline, columns: Columns) -> tuple[str, ...]:
     """The fields the stages add to an input record (the rest is the input's own)."""
     return (columns.answer, columns.refined if pipeline.want_article else columns.qas, "parse", "generation",
-            "verify")
+            "verify", "blind")
 
 
 def joined(shard_path: str | Path, generated_path: str | Path) -> Iterator[dict]:
