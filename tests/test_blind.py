@@ -189,3 +189,39 @@ def test_a_failed_blind_request_fails_its_record_like_the_judge(tmp_path, api_ke
         counts, verified, failed = check_blind(tmp_path / "transient", server, count=2)
         assert sum(server.stats["blind"].values()) == 2, "the next run asks a transient failure again"
     assert failed == [] and counts["blind_right"] == 2
+
+
+def test_stats_count_the_blind_check_and_a_record_once_when_both_checks_failed(tmp_path):
+    from vqaflow.config_check import gate_message
+    from vqaflow.costs import Prices
+    from vqaflow.stages.merge import summarise
+    from workflow_helpers import COLUMNS
+
+    def record(rid: str, flags: list[str], judge: dict | None, checked: dict, copy: bool = False) -> dict:
+        generation = {"prompt_tokens": 1, "completion_tokens": 1, **({"duplicate_of": "r0"} if copy else {})}
+        made = {"id": rid, "answer": "", "generation": generation, "blind": checked,
+                "parse": {"status": "ok", "issues": [], "truncated": False, "unread": []},
+                "qas": [{"question": "q?", "answer": "a", "flags": flags}]}
+        return {**made, "verify": judge} if judge else made
+
+    ok = {"status": "ok", "asked": 1, "right": 1, "unread": 0, "yes_no": 0, "tokens": {"prompt": 10, "completion": 2}}
+    failed = {"status": "failed", "kind": "retries_exhausted", "transient": True}
+    write_jsonl(tmp_path / "final.jsonl", [
+        record("r0", [blind.FLAG], {"status": "ok", "tokens": {"prompt": 5, "completion": 1}}, ok),
+        record("r1", [blind.FLAG], {"status": "ok"}, ok, copy=True),  # a copy: its tokens were paid by r0
+        record("r2", [], {"status": "failed", "kind": "unusable_verdicts", "transient": True}, failed),
+        record("r3", [], None, {**failed, "kind": "prompt", "transient": False}),
+    ])
+    stats = summarise([tmp_path / "final.jsonl"], [], pipeline("image_vqa"), COLUMNS, Prices(1.0, 1.0, 0.5),
+                      structured={"requested": "auto", "judge": "auto", "blind": "auto"})
+    assert stats["verify_failed"] == 2 and stats["failed_fraction"] == 0.5, "r2 failed both checks: counted once"
+    assert stats["verify_failures_by_kind"] == {"unusable_verdicts": 1}
+    assert stats["blind_failures_by_kind"] == {"prompt": 1, "retries_exhausted": 1}
+    assert stats["failures_transient"] == 1
+    assert stats["quality"]["blind"] == {
+        "records": 2, "pairs_asked": 2, "answerable_without_image": 2, "unread": 0, "yes_no_not_asked": 0,
+        "failed": 2, "tokens": {"prompt": 10, "completion": 2}, "cost": 1.2e-05}
+    assert stats["quality"]["flags"] == {blind.FLAG: 2}
+    assert stats["structured_output"]["blind_requested"] == "auto"
+    message = gate_message(stats, 0.05, "d", "f", "v")
+    assert "not verified by the judge or the blind check" in message and "blind prompt 1" in message
