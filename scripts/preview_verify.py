@@ -1,4 +1,5 @@
-"""Snakemake script: the judge on the preview's records, into the journals of their shards."""
+"""Snakemake script: the judge and the blind check on the preview's records, into the journals
+of their shards."""
 
 import functools
 import json
@@ -6,13 +7,13 @@ import json
 from vqaflow.logs import run_logged
 from vqaflow.preview.run import verify_sample
 from vqaflow.settings import prompt_settings
-from vqaflow.stages.jobs import judge_backend
+from vqaflow.stages.jobs import verify_backends
 
 
 def main() -> None:
     judge = snakemake.params.judge
     settings = prompt_settings(snakemake.params.prompts)
-    build = functools.partial(judge_backend, judge, settings.max_pixels)
+    build = functools.partial(verify_backends, judge, settings.max_pixels)
     if judge["backend"] == "vllm":  # one engine for all shards, loaded once
         build = functools.cache(build)
     summary = verify_sample(

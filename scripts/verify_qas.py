@@ -1,4 +1,5 @@
-"""Snakemake script: a judge model checks every QA pair of one shard."""
+"""Snakemake script: the verify stage on one shard: a judge model checks every QA pair, and
+the blind check asks the questions without the image (verify.enabled, verify.blind)."""
 
 from vqaflow.logs import run_logged
 from vqaflow.stages.jobs import verify_with

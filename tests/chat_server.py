@@ -31,7 +31,10 @@ rec-<n>?``) and that question with an answer naming the images it carried.
 
 The judge's answers are the verdicts :func:`judge_answer` makes, unless ``judge_script``
 maps the record's tag to an answer of its own; ``stats["judge_seeds"]`` lists the seeds of
-each tag's judge requests.
+each tag's judge requests. The blind check's requests (text only, the questions numbered) are
+answered by :func:`blind_answer` unless ``blind_script`` maps the tag to an answer;
+``stats["blind"]`` counts them per tag, ``stats["blind_images"]`` the images they carried and
+``stats["blind_texts"]`` holds their texts.
 
 Answers are deterministic: they describe the images the request carried (count and
 decoded sizes), so tests can see every image arrived as its own content part. A record
@@ -187,6 +190,20 @@ JUDGED_PAIR = re.compile(r"^(\d+)\. Question: (.*)$", re.M)
 SCHEMA_REJECTION = "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model."
 
 
+BLIND_MARK = '{"answers": ['
+BLIND_QUESTION = re.compile(r"^(\d+)\. (.*)$", re.M)
+
+
+def blind_answer(text: str) -> str:
+    """A blind guesser's answers to the numbered questions of a blind request: "one" to a
+    question on how many images a record has (right for a record of one image, as a word),
+    "42" to any other (wrong for the seed questions)."""
+    questions = text.split("Questions:\n", 1)[-1]
+    answers = [{"index": int(number), "answer": "one" if question.startswith("How many images") else "42"}
+               for number, question in BLIND_QUESTION.findall(questions)]
+    return json.dumps({"answers": answers})
+
+
 def judge_answer(text: str) -> str:
     """A judge's verdicts for the numbered pairs of a judge request: every pair is
     accepted except questions about the seed, which no image can show."""
@@ -210,6 +227,7 @@ class ChatServer:
         retry_after: float = 0.05, port: int = 0, seed: int = 0, reformats: dict | None = None,
         reject_response_format: bool = False, judge_script: dict[str, str] | None = None,
         fault_match: str | None = None,
+        blind_script: dict[str, str] | None = None,
     ):
         self.latency, self.key, self.models = latency, key, models
         unknown = set(faults or {}) - set(FAULTS)
@@ -219,6 +237,7 @@ class ChatServer:
         self.fault_match = fault_match
         self.script = script or {}
         self.judge_script = judge_script or {}
+        self.blind_script = blind_script or {}
         self.reject_response_format = reject_response_format
         self.reformats = reformats or {}
         self.retry_after = retry_after
@@ -228,7 +247,8 @@ class ChatServer:
             "requests": 0, "listings": 0, "statuses": Counter(), "answered": Counter(), "in_flight": 0,
             "max_in_flight": 0, "image_sizes": [], "judged": Counter(), "judge_models": Counter(),
             "body_bytes": 0, "reformats": Counter(), "reformat_images": 0, "reformat_schemas": 0,
-            "response_format": Counter(), "judge_seeds": {}, "seen": [],
+            "response_format": Counter(), "judge_seeds": {}, "seen": [], "blind": Counter(), "blind_images": 0,
+            "blind_texts": [],
         }
         self._started = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -320,9 +340,15 @@ class ChatServer:
         tag = (TAG.search(text) or [None])[0]
         structured = (body.get("response_format") or {}).get("type") == "json_schema"
         judging = JUDGE_MARK in text
+        blinded = BLIND_MARK in text
         reformatting = REFORMAT_SPAN.search(text)
         if reformatting:
             content = self._reformat(reformatting.group(1), urls, body)
+        elif blinded:
+            content = self.blind_script.get(tag) or blind_answer(text)
+            self.stats["blind"][tag] += 1
+            self.stats["blind_images"] += len(urls)
+            self.stats["blind_texts"].append(text)
         elif judging:
             content = self.judge_script.get(tag) or judge_answer(text)
             self.stats["judged"][tag] += 1
@@ -339,7 +365,7 @@ class ChatServer:
             self._count("truncated_json")
         else:
             self._count("200")
-            if tag and not judging and not reformatting:
+            if tag and not judging and not blinded and not reformatting:
                 self.stats["answered"][tag] += 1
         if TRUNCATE in text:
             content, finish = content[: len(content) * 2 // 3], "length"

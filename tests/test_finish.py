@@ -104,5 +104,5 @@ def test_output_fields_follow_the_columns():
 
     columns = Columns.from_config({"id": "key", "image": "img", "conversation": "c", "answer": "raw",
                                    "refined": "ctx", "qas": "pairs"})
-    assert output_fields(pipeline("context_vqa"), columns) == ("raw", "ctx", "parse", "generation", "verify")
-    assert output_fields(IMAGE_VQA, columns) == ("raw", "pairs", "parse", "generation", "verify")
+    assert output_fields(pipeline("context_vqa"), columns) == ("raw", "ctx", "parse", "generation", "verify", "blind")
+    assert output_fields(IMAGE_VQA, columns) == ("raw", "pairs", "parse", "generation", "verify", "blind")

@@ -139,6 +139,53 @@ def test_the_judge_runs_on_vllm_with_the_verdict_schema(tiny_model, tmp_path):
         "a rerun asks the judge again only for the records without usable verdicts"
 
 
+def test_the_blind_check_runs_on_the_judges_engine_text_only(tiny_model, tmp_path):
+    """verify.blind on the real engine beside the judge: one engine for both, one text-only
+    blind request per record under the answer schema; the random model's guesses are read or
+    left unread, a pair is flagged only when its guess matches, and a rerun asks no blind
+    request again."""
+    from dataclasses import asdict
+
+    from vqaflow.jsonl import read_jsonl, write_jsonl
+    from vqaflow.quality import blind
+    from vqaflow.settings import prompt_settings
+    from vqaflow.stages.jobs import verify_backends
+    from vqaflow.stages.verify import verify_shard
+    from workflow_helpers import schema_defaults
+
+    settings = prompt_settings({**schema_defaults(), "pipeline": "image_vqa"})
+    qas = [{"question": "What colour is the sky?", "answer": "orange", "flags": []},
+           {"question": "Is it night?", "answer": "no", "flags": []}]
+    lines = [{"id": f"r{n}", "index": n, "record": {"id": f"r{n}", "image": SUNSET}} for n in range(3)]
+    write_jsonl(tmp_path / "shard.jsonl", lines)
+    write_jsonl(tmp_path / "refined.jsonl", [{**line["record"], "qas": [dict(qa) for qa in qas]} for line in lines])
+    engine = asdict(settings_from_defaults(VllmSettings, "vllm", model=tiny_model, max_model_len=2048,
+                                           dtype="bfloat16", chunk_size=4, engine_args=CPU_ENGINE, max_pixels=100_000))
+    judging, blinding = verify_backends({"enabled": True, "blind": True, "backend": "vllm", "api": None,
+                                         "vllm": engine, "max_tokens": 96, "structured_output": True},
+                                        settings.max_pixels)
+    assert blinding.sampling.json_schema == blind.ANSWER_SCHEMA and blinding._engines is judging._engines
+
+    def check(output: str) -> dict:
+        return verify_shard(tmp_path / "refined.jsonl", tmp_path / "shard.jsonl", tmp_path / output,
+                            tmp_path / "failed.jsonl", tmp_path / "journal.jsonl", settings, judging,
+                            settings.pipeline.judge_prompt, "tiny", blind=blinding)
+
+    counts = check("verified.jsonl")
+    assert list(judging._engines) == ["llm"], "one engine, built once, for the judge and the blind check"
+    for record in read_jsonl(tmp_path / "verified.jsonl"):
+        assert record["blind"]["status"] == "ok" and (record["blind"]["asked"], record["blind"]["yes_no"]) == (1, 1)
+        sky, night = record["qas"]
+        assert "blind_answer" in sky and "blind_answer" not in night, "the yes/no pair is not asked"
+        right = sky["blind_answer"] is not None and blind.matches(sky["blind_answer"], "orange")
+        assert (blind.FLAG in sky["flags"]) is right and blind.FLAG not in night["flags"]
+        assert 0 < record["blind"]["tokens"]["prompt"] < record["verify"]["tokens"]["prompt"]
+    assert len((tmp_path / "journal.jsonl").read_text().splitlines()) == 6, "3 judge and 3 blind answers"
+    check("again.jsonl")
+    assert len((tmp_path / "journal.jsonl").read_text().splitlines()) == 6 + counts["failed"], \
+        "a rerun asks only the judge's unusable answers again, no blind request"
+
+
 def test_the_reformat_runs_on_the_same_engine_text_only_and_garbage_is_rejected(tiny_model, tmp_path, monkeypatch):
     """The generate stage on the real engine: the tiny model's answers are noise, so each gets
     one reformat request, on the generator's engine (built once), without its image; the

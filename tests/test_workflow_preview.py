@@ -141,17 +141,22 @@ def test_repairs_are_previewed_counted_and_not_asked_again(workdir):
 
 def test_preview_judges_the_sample_and_the_run_does_not_judge_it_again(workdir, server):
     write_records(workdir, tagged_records(workdir, 12))
-    write_config(workdir, server.base_url, shard_size=4, preview={"records": 4}, verify={"enabled": True},
-                 api=PRICES)
+    write_config(workdir, server.base_url, shard_size=4, preview={"records": 4},
+                 verify={"enabled": True, "blind": True}, api=PRICES)
     result = snakemake(workdir, "preview")
-    assert sum(server.stats["judged"].values()) == 4
+    assert sum(server.stats["judged"].values()) == 4 and sum(server.stats["blind"].values()) == 4
     found = read_output(workdir, "preview/estimate.json")
     judge = found["measured"]["judge"]
     assert judge["records"] == 4 and judge["prompt_tokens_per_record"]["mean"] > 0
+    verified = read_output(workdir, "preview/verified.jsonl")
+    assert judge["prompt_tokens_per_record"]["mean"] == pytest.approx(
+        sum(r["verify"]["tokens"]["prompt"] + r["blind"]["tokens"]["prompt"] for r in verified) / 4), \
+        "the blind check is priced with the judge"
     assert found["projected"]["judge_prompt_tokens"]["value"] > 0
     assert found["projected"]["judge_cost_online"]["value"] > 0
     assert "judge: 4 records judged" in result.stderr
     snakemake(workdir)
     assert all(count == 1 for count in server.stats["judged"].values()), "a record was judged twice"
+    assert all(count == 1 for count in server.stats["blind"].values()) and len(server.stats["blind"]) == 12
     assert all(count == 1 for count in server.stats["answered"].values()), "a record was asked twice"
     assert len(server.stats["judged"]) == 12

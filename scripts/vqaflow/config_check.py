@@ -286,9 +286,10 @@ def _cost(stats: dict) -> str:
 
 
 def _top_kinds(stats: dict, n: int = 3, with_judge: bool = True) -> str:
-    judge = {f"judge {kind}": count for kind, count in stats.get("verify_failures_by_kind", {}).items()
-             if with_judge}
-    kinds = sorted({**stats.get("failures_by_kind", {}), **judge}.items(), key=lambda item: (-item[1], item[0]))
+    checks = {f"{check} {kind}": count for check, key in (("judge", "verify_failures_by_kind"),
+                                                           ("blind", "blind_failures_by_kind"))
+              for kind, count in stats.get(key, {}).items() if with_judge}
+    kinds = sorted({**stats.get("failures_by_kind", {}), **checks}.items(), key=lambda item: (-item[1], item[0]))
     text = ", ".join(f"{kind} {count}" for kind, count in kinds[:n])
     return text + (f", {len(kinds) - n} other kinds" if len(kinds) > n else "")
 
@@ -325,7 +326,10 @@ def gate_message(stats: dict, limit: float, dataset: str, failed: str, verify_fa
     count = stats["records_failed"] + judged
     raised = math.ceil(round(fraction * 100, 6)) / 100
     reasons = f"{failed} and {verify_failed}" if judged and verify_failed else failed
-    unverified = f" ({judged} answered but not verified by the judge)" if judged else ""
+    by = " or ".join(name for name, key in (("the judge", "verify_failures_by_kind"),
+                                            ("the blind check", "blind_failures_by_kind"))
+                     if stats.get(key)) or "the judge"
+    unverified = f" ({judged} answered but not verified by {by})" if judged else ""
     judge_kinds = ", unusable judge answers" if judged else ""
     return "\n".join([
         f"{count} of {stats['records_in']} records failed{unverified} ({fraction:.1%}, more than "

@@ -75,14 +75,14 @@ def out(path):
 
 
 SWITCHES = {
-    "verify": config["verify"]["enabled"],
+    "verify": config["verify"]["enabled"] or config["verify"]["blind"],
     "dedup_images": config["dedup"]["images"] not in ("off", False),
     "dedup_requests": config["dedup"]["requests"],
 }
 
 
 def is_enabled(stage):
-    """Whether an optional stage runs: "verify" (verify.enabled), "dedup_images"
+    """Whether an optional stage runs: "verify" (verify.enabled or verify.blind), "dedup_images"
     (dedup.images not off) or "dedup_requests" (dedup.requests)."""
     return SWITCHES[stage]
 
@@ -115,13 +115,17 @@ def api_params():
 
 
 def judge_params():
-    """The judge's settings: the generator's backend section overridden by verify's, key by key."""
+    """The verify stage's settings: which checks run (the judge, the blind check), and the
+    generator's backend section overridden by verify's, key by key (both checks ask there).
+    """
     verify = config["verify"]
     vllm = {**vllm_params(), **verify["vllm"]}
     api = {**api_params(), **verify["api"]}
     api["model"] = verify["model"] or api["model"]
     vllm["model"] = verify["model"] or vllm["model"]
     return {
+        "enabled": verify["enabled"],
+        "blind": verify["blind"],
         "backend": "vllm" if config["backend"] == "vllm" else "api",
         "model": vllm["model"] if config["backend"] == "vllm" else api["model"],
         "api": api,

@@ -21,7 +21,16 @@ rule merge_dataset:
         prices=prices(),
         structured_output={
             "requested": structured_output(),
-            **({"judge": structured_output("verify")} if is_enabled("verify") else {}),
+            **(
+                {"judge": structured_output("verify")}
+                if config["verify"]["enabled"]
+                else {}
+            ),
+            **(
+                {"blind": structured_output("verify")}
+                if config["verify"]["blind"]
+                else {}
+            ),
         },
     script:
         "../../scripts/merge_dataset.py"

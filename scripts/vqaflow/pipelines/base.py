@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..columns import Columns
+from ..quality.blind import BLIND_PROMPT_IMAGE_ONLY, BLIND_PROMPT_WITH_ARTICLE
 from ..quality.judge import JUDGE_PROMPT_IMAGE_ONLY, JUDGE_PROMPT_WITH_ARTICLE
 from ..quality.parse import Parse, parse_answer
 
@@ -214,6 +215,11 @@ class Pipeline:
     def judge_prompt(self) -> str:
         """What the judge model is asked about this pipeline's pairs (``verify.prompt`` overrides)."""
         return JUDGE_PROMPT_WITH_ARTICLE if self.want_article else JUDGE_PROMPT_IMAGE_ONLY
+
+    @property
+    def blind_prompt(self) -> str:
+        """What the blind check asks about this pipeline's questions, without the image."""
+        return BLIND_PROMPT_WITH_ARTICLE if self.want_article else BLIND_PROMPT_IMAGE_ONLY
 
     def answer_schema(self) -> dict | None:
         """The JSON schema of the last step's answers."""

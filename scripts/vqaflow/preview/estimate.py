@@ -24,8 +24,9 @@ def estimate(rows: list[dict], refined: list[dict], failed: list[dict], n_record
     ``plan``: ``backend``, ``prices`` (``input_per_mtok``, ``output_per_mtok``,
     ``batch_discount``), ``max_concurrency``, ``max_total_concurrency``, ``shards``,
     ``shard_size``, ``requests_per_minute``, ``tokens_per_minute``, ``seed``.
-    ``judge``: per judged record ``{"prompt_tokens", "completion_tokens"}`` when the run
-    verifies (``verify.enabled``; see :func:`vqaflow.preview.run.judge_rows`), else None."""
+    ``judge``: per checked record ``{"prompt_tokens", "completion_tokens"}`` of the verify stage
+    (the judge's and the blind check's) when the run verifies (``verify.enabled`` or
+    ``verify.blind``; see :func:`vqaflow.preview.run.judge_rows`), else None."""
     k = len(rows)
     prices = plan["prices"]
     costs = Prices(**prices)

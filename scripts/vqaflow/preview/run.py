@@ -64,9 +64,10 @@ def generate_sample(shard_paths, positions, journal_dir, sample_path, answers_pa
 def verify_sample(refined_path, sample_path, journal_dir, verified_path, failed_path, settings,
                   make_backend, prompt: str, model: str, retry_rejected: bool = False,
                   parallel: bool = True, auto: bool = False) -> dict:
-    """Judge the preview's refined records, each shard's with that shard's journal (as the
-    run's verify jobs do, so they find these verdicts); writes the verified records and the
-    records whose verification failed, in input order."""
+    """Judge the preview's refined records and check them blind, each shard's with that shard's
+    journal (as the run's verify jobs do, so they find these answers); writes the verified
+    records and the records whose verification failed, in input order. ``make_backend``: the
+    judge's backend and the blind check's (each None when off)."""
     lines = list(read_jsonl(sample_path))
     shard_of = {line["id"]: line["shard"] for line in lines}
     index = {line["id"]: line["index"] for line in lines}
@@ -78,12 +79,13 @@ def verify_sample(refined_path, sample_path, journal_dir, verified_path, failed_
     work.mkdir(parents=True, exist_ok=True)
 
     def run(shard: str) -> dict:
+        judging, blind = make_backend()
         write_jsonl(work / f"{shard}.refined.jsonl", groups[shard])
         write_jsonl(work / f"{shard}.jsonl", (line for line in lines if line["shard"] == shard))
         return verify_shard(work / f"{shard}.refined.jsonl", work / f"{shard}.jsonl",
                             work / f"{shard}.verified.jsonl", work / f"{shard}.failed.jsonl",
-                            Path(journal_dir) / f"{shard}.jsonl", settings, make_backend(), prompt, model,
-                            retry_rejected, auto)
+                            Path(journal_dir) / f"{shard}.jsonl", settings, judging, prompt, model,
+                            retry_rejected, auto, blind)
 
     with ThreadPoolExecutor(max_workers=max(1, len(groups)) if parallel else 1) as pool:
         summaries = list(pool.map(run, list(groups)))
@@ -96,13 +98,14 @@ def verify_sample(refined_path, sample_path, journal_dir, verified_path, failed_
 
 
 def judge_rows(verified: list[dict]) -> list[dict]:
-    """Per judged record, the judge's tokens (``verify.tokens``), for :func:`estimate`."""
+    """Per checked record, the tokens of its verify stage on the judge's endpoint: the judge's
+    (``verify.tokens``) and the blind check's (``blind.tokens``), for :func:`estimate`."""
     rows = []
     for record in verified:
-        tokens = (record.get("verify") or {}).get("tokens")
-        if tokens is not None:
-            rows.append({"prompt_tokens": tokens.get("prompt") or 0,
-                         "completion_tokens": tokens.get("completion") or 0})
+        spent = [tokens for check in ("verify", "blind") if (tokens := (record.get(check) or {}).get("tokens"))]
+        if spent:
+            rows.append({"prompt_tokens": sum(tokens.get("prompt") or 0 for tokens in spent),
+                         "completion_tokens": sum(tokens.get("completion") or 0 for tokens in spent)})
     return rows
 
 

@@ -130,12 +130,23 @@ def counts_and_funnel(stats: dict, found: Survey, judged: bool) -> str:
         counts.append(("generation cost (USD)", stats["cost"]))
     funnel = [("records", stats["records_in"]), ("answered", stats["records_ok"]),
               ("parsed (ok or partial)", status["ok"] + status["partial"]), ("pairs", stats["qa_pairs"]),
-              ("pairs without a rule flag", stats["qa_pairs"] - quality["flagged_pairs"]),
+              ("pairs without a rule flag" + (" or the blind check's" if "blind" in quality else ""),
+               stats["qa_pairs"] - quality["flagged_pairs"]),
               ("pairs accepted by the judge", quality["accepted"] if judged else "no judge"),
               ("pairs in this dataset", found.pairs)]
     return "\n".join(["## Counts", "", _table(counts), "", "## Quality funnel", "",
                       "From every record of the input to the pairs kept here (stats.json of the run).", "",
                       _table(funnel, ("stage", "count"))])
+
+
+def _blind_line(blind: dict | None) -> list[str]:
+    """The blind check in a line of the card (none when it did not run)."""
+    if blind is None:
+        return []
+    return [f"- Blind check: each record's questions were asked once more without the image (text only); "
+            f"{blind['answerable_without_image']} of {blind['pairs_asked']} pairs asked were answered right "
+            f"and flagged `answerable_without_image` ({blind['unread']} answers not read, "
+            f"{blind['yes_no_not_asked']} yes/no pairs not asked)."]
 
 
 def filters_and_judge(settings: CardSettings, stats: dict, pipeline: Pipeline) -> str:
@@ -144,6 +155,7 @@ def filters_and_judge(settings: CardSettings, stats: dict, pipeline: Pipeline) -
     raised = ", ".join(f"`{flag}` {count}" for flag, count in flags.items()) or "none"
     lines = ["## Filters", "",
              f"- Rule checks flag each pair ({_settings(settings.rule_filters)}); flags raised: {raised}.",
+             *_blind_line(stats["quality"].get("blind")),
              f"- Kept in this dataset: {_settings(settings.export)}.",
              f"- Deduplication: {_settings(settings.dedup)}.", "", "## Judge", ""]
     judge = settings.judge

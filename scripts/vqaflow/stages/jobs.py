@@ -7,9 +7,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..backends._factory import build_backend
+from ..backends._factory import build_backend, sibling
 from ..backends.base import Backend, Sampling
 from ..jsonl import read_jsonl
+from ..quality.blind import ANSWER_SCHEMA
 from ..quality.judge import VERDICT_SCHEMA
 from ..settings import prompt_settings
 from .generate import generate_shard
@@ -67,14 +68,28 @@ def judge_backend(judge: dict, max_pixels: int) -> Backend:
     return build_backend(judge["backend"], sampling, max_pixels, api=judge["api"], vllm=judge["vllm"])
 
 
+def verify_backends(judge: dict, max_pixels: int) -> tuple[Backend | None, Backend | None]:
+    """The judge's backend (None with ``verify.enabled: false``) and the blind check's (None
+    without ``verify.blind``): one endpoint and model (one vLLM engine), each asking with its
+    own schema unless ``structured_output`` is false."""
+    judging = judge_backend(judge, max_pixels) if judge["enabled"] else None
+    if not judge["blind"]:
+        return judging, None
+    sampling = Sampling(0.0, None, judge["max_tokens"], ANSWER_SCHEMA if judge["structured_output"] else None)
+    if judging is not None:
+        return judging, sibling(judging, sampling)
+    return None, build_backend(judge["backend"], sampling, max_pixels, api=judge["api"], vllm=judge["vllm"])
+
+
 def verify_with(smk) -> dict:
-    """Run a verify rule: judge every record of the shard."""
+    """Run a verify rule: judge every record of the shard and check it blind, as configured."""
     settings = prompt_settings(smk.params.prompts)
     judge = smk.params.judge
+    judging, blind = verify_backends(judge, settings.max_pixels)
     summary = verify_shard(
         smk.input.refined, smk.input.shard, smk.output.verified, smk.output.failed, smk.params.journal,
-        settings, judge_backend(judge, settings.max_pixels), judge["prompt"] or settings.pipeline.judge_prompt,
-        judge["model"], smk.params.prompts["retry_rejected"], judge["structured_output"] == "auto",
+        settings, judging, judge["prompt"] or settings.pipeline.judge_prompt,
+        judge["model"], smk.params.prompts["retry_rejected"], judge["structured_output"] == "auto", blind,
     )
     _stamp_retry(smk.params.journal, "verify", summary)
     return summary

@@ -59,8 +59,11 @@ class _Tally:
         self.rejected: Counter = Counter()
         self.judge_tokens: Counter = Counter()
         self.verify_failed: Counter = Counter()  # records the judge could not verify, by kind
-        self.verify_transient = 0
-        self.fell_back: dict[str, set] = {"generation": set(), "judge": set()}  # free-text shards
+        self.blind_failed: Counter = Counter()  # records whose blind request failed, by kind
+        self.unverified = self.verify_transient = 0  # records a check failed for (transient: one may)
+        self.blind: Counter = Counter()
+        self.blind_tokens: Counter = Counter()
+        self.fell_back: dict[str, set] = {"generation": set(), "judge": set(), "blind": set()}  # free-text shards
         self.reformat: Counter = Counter()
         self.diversity = Diversity()
         self.fields: Counter = Counter()  # records with each of the pipeline's output fields filled
@@ -92,17 +95,28 @@ class _Tally:
             self.diversity.add(str(qa.get("question") or ""))
         if generation.get("free_text_fallback"):
             self.fell_back["generation"].add(shard)
-        if "verify" in record:
-            self.add_verify(record["verify"], shard, copy)
+        self.add_checks(record, shard, copy)
 
-    def add_verify(self, verify: dict, shard: str, copy: bool = False) -> None:
-        if not copy:  # a copy's verdicts were paid for once, by its original
-            self.judge_tokens.update(verify.get("tokens", {}))  # failed judge requests' too
-        if verify.get("free_text_fallback"):
-            self.fell_back["judge"].add(shard)
-        if verify.get("status") == "failed":
-            self.verify_failed[verify.get("kind") or "error"] += 1
-            self.verify_transient += bool(verify.get("transient"))
+    def add_checks(self, record: dict, shard: str, copy: bool = False) -> None:
+        """The verify stage's checks of a record: the judge's (``verify``) and the blind one's."""
+        failing = []
+        for name, tokens, failed, fell_back in (("verify", self.judge_tokens, self.verify_failed, "judge"),
+                                                ("blind", self.blind_tokens, self.blind_failed, "blind")):
+            check = record.get(name)
+            if check is None:
+                continue
+            if not copy:  # a copy's checks were paid for once, by its original
+                tokens.update(check.get("tokens", {}))  # failed judge requests' too
+            if check.get("free_text_fallback"):
+                self.fell_back[fell_back].add(shard)
+            if check.get("status") == "failed":
+                failed[check.get("kind") or "error"] += 1
+                failing.append(check)
+        self.unverified += bool(failing)
+        self.verify_transient += any(check.get("transient") for check in failing)
+        if "blind" in record:
+            self.blind.update({key: record["blind"].get(key, 0) for key in ("asked", "right", "unread", "yes_no")})
+            self.blind["records"] += record["blind"]["status"] == "ok"
 
     def _paid(self, generation: dict) -> None:
         """Every request the record's answer took (a repair, a reformat): the Batch API's
@@ -130,8 +144,9 @@ class _Tally:
         else:
             self.rejected["not_answerable" if not verdict["answerable"] else "incorrect"] += 1
 
-    def quality_stats(self, prices: Prices, duplicates: int) -> dict:
-        return {
+    def quality_stats(self, prices: Prices, duplicates: int, blind: bool) -> dict:
+        """stats.json's ``quality``; ``blind``: with the blind check's counts."""
+        stats = {
             "pairs": self.qa_pairs,
             "flagged_pairs": self.quality["flagged"],
             "flags": dict(sorted(self.flagged.items())),
@@ -144,22 +159,33 @@ class _Tally:
             "judge_tokens": {"prompt": self.judge_tokens["prompt"], "completion": self.judge_tokens["completion"]},
             "judge_cost": prices.total({"online": self.judge_tokens}),
         }
+        if blind:
+            stats["blind"] = {
+                "records": self.blind["records"], "pairs_asked": self.blind["asked"],
+                "answerable_without_image": self.blind["right"], "unread": self.blind["unread"],
+                "yes_no_not_asked": self.blind["yes_no"], "failed": sum(self.blind_failed.values()),
+                "tokens": {"prompt": self.blind_tokens["prompt"], "completion": self.blind_tokens["completion"]},
+                "cost": prices.total({"online": self.blind_tokens}),
+            }
+        return stats
 
 
 def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pipeline,
               columns: Columns, prices: Prices, duplicates: int = 0, structured: dict | None = None) -> dict:
     """Counts for stats.json: records, QA pairs, the records with each output field of a
-    pipeline that has them (``fields``), parse statuses and issues, grounding,
-    repairs, reformats, tokens and their cost, failures (the judge's too: a record it could not
-    verify counts in ``failed_fraction``), what the quality steps found, and how structured
-    output went (``structured``: the modes requested, ``requested`` and with the judge ``judge``)."""
+    pipeline that has them (``fields``), parse statuses and issues, grounding, repairs,
+    reformats, tokens and their cost, failures (the verify stage's too: a record the judge or the
+    blind check failed for counts in ``failed_fraction``), what the quality steps found, and how
+    structured output went (``structured``: the modes requested, ``requested``, with the judge
+    ``judge`` and with the blind check ``blind``, which also adds its counts to ``quality``)."""
     tally = _Tally(pipeline, columns)
     for path in refined_paths:
         for record in read_jsonl(path):
             tally.add(record, Path(path).stem)
     total = tally.ok + len(failed)
     tokens = tally.tokens
-    unverified = sum(tally.verify_failed.values())
+    unverified = tally.unverified
+    structured = structured or {}
     stats = {
         "records_in": total,
         "records_ok": tally.ok,
@@ -174,6 +200,7 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
         "reformat": {key: tally.reformat[key] for key in ("asked", "accepted", "rejected", "failed")},
         "failures_by_kind": dict(Counter(f["kind"] for f in failed)),
         "verify_failures_by_kind": dict(sorted(tally.verify_failed.items())),
+        "blind_failures_by_kind": dict(sorted(tally.blind_failed.items())),
         "failures_transient": sum(bool(f.get("transient")) for f in failed) + tally.verify_transient,
         "tokens": {
             "prompt": tokens["online"]["prompt"] + tokens["batch"]["prompt"],
@@ -182,8 +209,8 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
             "batch_completion": tokens["batch"]["completion"],
         },
         "cost": prices.total(tokens),
-        "quality": tally.quality_stats(prices, duplicates),
-        "structured_output": _structured(structured or {}, tally.fell_back),
+        "quality": tally.quality_stats(prices, duplicates, "blind" in structured),
+        "structured_output": _structured(structured, tally.fell_back),
         "diversity": tally.diversity.stats(),
     }
     if pipeline.fields:  # records with each output field filled (caption, question, ...)
@@ -198,8 +225,9 @@ def _structured(requested: dict, fell_back: dict[str, set]) -> dict:
     """The structured-output modes asked for and how many shards went on in free text
     because an endpoint rejected the JSON schema (``structured_output: auto``)."""
     stats = {"requested": requested.get("requested"), "fell_back_shards": len(fell_back["generation"])}
-    if "judge" in requested:
-        stats.update(judge_requested=requested["judge"], judge_fell_back_shards=len(fell_back["judge"]))
+    for check in ("judge", "blind"):
+        if check in requested:
+            stats.update({f"{check}_requested": requested[check], f"{check}_fell_back_shards": len(fell_back[check])})
     return stats
 
 

@@ -47,7 +47,7 @@ def input_record(line: dict, columns: Columns) -> dict:
 
 def output_fields(pipeline: Pipeline, columns: Columns) -> tuple[str, ...]:
     """The fields the stages add to an input record (the rest is the input's own)."""
-    return (columns.answer, *pipeline.output_fields(columns), "parse", "generation", "verify")
+    return (columns.answer, *pipeline.output_fields(columns), "parse", "generation", "verify", "blind")
 
 
 def joined(shard_path: str | Path, generated_path: str | Path) -> Iterator[dict]:

@@ -48,10 +48,12 @@ def collect(refined_paths: list[str | Path], pipeline: Pipeline, columns: Column
 
 def funnel(stats: dict, exported: int, judged: bool, pairs: bool = True) -> list[tuple[str, int, str]]:
     """The quality funnel as ``(stage, count, unit)``: records, answered, parsed (ok or partial),
-    then pairs: all, passing the rule filters (no flag), accepted by the judge (only when it
-    ran) and exported. Every count is stats.json's but ``exported`` (the export's pairs; for a
-    pipeline without ``pairs``, the records it exported: the funnel ends there)."""
+    then pairs: all, passing the rule filters (no flag; with the blind check, not answered right
+    without the image either), accepted by the judge (only when it ran) and exported. Every
+    count is stats.json's but ``exported`` (the export's pairs; for a pipeline without
+    ``pairs``, the records it exported: the funnel ends there)."""
     status, quality = stats["parse_status"], stats["quality"]
+    unflagged = "passing the rule filters and the blind check" if "blind" in quality else "passing the rule filters"
     stages = [
         ("records", stats["records_in"], "records"),
         ("answered", stats["records_ok"], "records"),
@@ -61,7 +63,7 @@ def funnel(stats: dict, exported: int, judged: bool, pairs: bool = True) -> list
         return [*stages, ("exported", exported, "records")]
     stages += [
         ("QA pairs", stats["qa_pairs"], "pairs"),
-        ("passing the rule filters", stats["qa_pairs"] - quality["flagged_pairs"], "pairs"),
+        (unflagged, stats["qa_pairs"] - quality["flagged_pairs"], "pairs"),
     ]
     if judged:
         stages.append(("accepted by the judge", quality["accepted"], "pairs"))
@@ -92,8 +94,9 @@ def run_info(config: dict, finished: float) -> list[tuple[str, str]]:
     rows = [("run", config["run"]), ("model", model), ("backend", backend), ("pipeline", config["pipeline"]),
             ("input", config["input"])]
     verify = config.get("verify") or {}
-    if verify.get("enabled"):
-        rows.append(("judge", verify.get("model") or (verify.get(section) or {}).get("model") or model))
+    for key, name in (("enabled", "judge"), ("blind", "blind check")):
+        if verify.get(key):
+            rows.append((name, verify.get("model") or (verify.get(section) or {}).get("model") or model))
     when = datetime.datetime.fromtimestamp(finished, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows += [("finished", when), ("vqaflow version", __version__),
              ("config digest", value_digest(config, CONFIG_DIGEST_CHARS))]
@@ -261,7 +264,7 @@ def samples_html(refined_paths: list[str | Path], pipeline: Pipeline, columns: C
 def quality_html(stats: dict, refined_paths: list[str | Path], pipeline: Pipeline, columns: Columns,
                  image_root: str, size: int = SAMPLE_SIZE) -> str:
     """What each quality step found: a funnel from generated pairs to accepted pairs, flags
-    by rule, and a sample of the pairs the judge rejected, with its reason and the image."""
+    by rule, the blind check (when it ran), and a sample of the pairs the judge rejected, with its reason and the image."""
     quality = stats["quality"]
     rows = [
         ("records skipped as near-duplicate images", quality["duplicates_skipped"]),
@@ -277,6 +280,7 @@ def quality_html(stats: dict, refined_paths: list[str | Path], pipeline: Pipelin
     ]
     if quality["judge_cost"] is not None:
         rows.append(("judge cost", f"${quality['judge_cost']:,.4f}"))
+    rows += blind_rows(quality.get("blind"))
     table = "\n".join(f"<tr><th>{html.escape(str(name))}</th><td>{html.escape(str(value))}</td></tr>"
                       for name, value in rows)
     cards = []
@@ -293,6 +297,24 @@ def quality_html(stats: dict, refined_paths: list[str | Path], pipeline: Pipelin
     sample = "\n".join(cards) or "<p>The judge rejected no pair (or did not run: verify.enabled).</p>"
     return _page("Quality", f"<table>\n{table}\n</table>\n{diversity_html(stats.get('diversity'))}"
                             f"\n<h3>Rejected pairs</h3>\n{sample}")
+
+
+def blind_rows(blind: dict | None) -> list[tuple[str, object]]:
+    """The blind check's rows of the quality table (none when it did not run)."""
+    if blind is None:
+        return []
+    rows = [
+        ("records checked blind (questions asked without the image)", blind["records"]),
+        ("pairs asked blind", blind["pairs_asked"]),
+        ("pairs answered right without the image (flag: answerable_without_image)", blind["answerable_without_image"]),
+        ("blind answers not read (nothing flagged)", blind["unread"]),
+        ("pairs with a yes/no answer, not asked blind", blind["yes_no_not_asked"]),
+        ("records whose blind request failed", blind["failed"]),
+        ("blind check tokens", f"{blind['tokens']['prompt']} prompt, {blind['tokens']['completion']} completion"),
+    ]
+    if blind["cost"] is not None:
+        rows.append(("blind check cost", f"${blind['cost']:,.4f}"))
+    return rows
 
 
 def diversity_html(diversity: dict | None) -> str:

@@ -1,4 +1,5 @@
-"""Verification by a judge model: one request per record, a verdict per pair.
+"""Verification by a judge model (one request per record, a verdict per pair) and the blind
+check (:mod:`.blind`, one text-only request per record); each may run without the other.
 
 The judge gets the record's image(s), the article (pipelines with one) and all of its
 pairs, numbered, and answers per pair whether it is answerable and correct. Requests go
@@ -12,13 +13,14 @@ a record whose judge request failed, keeps its pairs with ``verdict: null``, get
 unusable answer is a transient failure: the next run of the same command asks the judge
 again for exactly those records, as a new request (the attempt number is in its seed key
 and fingerprint), never the generator. Every judge answer a record's verification took is
-counted in ``verify.tokens``.
+counted in ``verify.tokens``. The blind check's requests go through the same journal after
+the judge's, on the judge's endpoint and model.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from ..logs import tell
 from ..prompts import Prompt, PromptSettings, record_images
 from ..quality import judge, parse
 from ..requests import Request, ShardRequests, fingerprint, task_seed
+from .blind import BlindItem, apply_blind, ask_blind, blind_item
 
 UNUSABLE = "unusable_verdicts"  # the failure kind of a judge answer without a usable verdict for some pair
 
@@ -89,75 +92,93 @@ def _judge_requests(items: dict[str, _Judging], requests: ShardRequests, setting
     return chosen
 
 
+@dataclass
+class _Found:
+    """What the shard's requests found: the judge's answers, failures and earlier unusable
+    answers (``judged`` false: no judge), and the blind check's items and results (None: none)."""
+
+    judged: bool
+    answers: dict[str, dict] = field(default_factory=dict)
+    failed: dict[str, dict] = field(default_factory=dict)
+    spent: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
+    blind: dict[str, BlindItem] | None = None
+    blind_results: dict[str, dict] = field(default_factory=dict)
+
+
 def verify_shard(
     refined_path: str | Path, shard_path: str | Path, output_path: str | Path, failed_path: str | Path,
-    journal_path: str | Path, settings: PromptSettings, backend: Backend, prompt: str, model: str,
-    retry_rejected: bool = False, auto: bool = False,
+    journal_path: str | Path, settings: PromptSettings, backend: Backend | None, prompt: str, model: str,
+    retry_rejected: bool = False, auto: bool = False, blind: Backend | None = None,
 ) -> dict:
-    """Judge every record of a refined shard; writes the records with their verdicts and
-    the records whose verification failed. ``auto``: ``structured_output: auto`` (the
-    verdict schema, free text where the endpoint rejects it). Returns counts for the log."""
+    """Judge every record of a refined shard (``backend``: the judge's; None: no judge) and
+    check it blind (``blind``: the blind check's backend, :mod:`.blind`; None: no blind check);
+    writes the records with their verdicts and blind answers, and the records whose checks
+    failed. ``auto``: ``structured_output: auto`` (each check's schema, free text where the
+    endpoint rejects it). Returns counts for the log."""
     lines = list(read_jsonl(shard_path))
     sources = {line["id"]: line["record"] for line in lines}
     requests = ShardRequests(journal_path, {line["id"]: line["index"] for line in lines}, retry_rejected)
-    pipeline, columns = settings.pipeline, settings.columns
+    pipeline, columns, shard = settings.pipeline, settings.columns, Path(shard_path).stem
     records = list(read_jsonl(refined_path))
+    found = _Found(backend is not None, blind={} if blind is not None else None)
     items: dict[str, _Judging] = {}
-    unasked: dict[str, dict] = {}  # records whose request could not be made
     for record in records:
         record_id = str(record[columns.id])
         qas = pipeline.qas(record, columns)
         if not qas:
             continue
+        context = pipeline.context(record, columns)
+        if found.blind is not None and (item := blind_item(record_id, qas, context, settings)) is not None:
+            found.blind[record_id] = item
+        if backend is None:
+            continue
         try:
-            task, digests = judge_task(record_id, sources[record_id], qas,
-                                       pipeline.context(record, columns), settings, prompt)
+            task, digests = judge_task(record_id, sources[record_id], qas, context, settings, prompt)
         except Exception as err:  # one record's bad image must not stop the shard
             kind = "image" if isinstance(err, images.ImageError) else "internal"
-            unasked[record_id] = requests.failure(record_id, f"{type(err).__name__}: {err}", kind)
+            found.failed[record_id] = requests.failure(record_id, f"{type(err).__name__}: {err}", kind)
             continue
         items[record_id] = _Judging(task, digests, len(qas))
-    spent: dict[tuple[str, str], list[dict]] = {}
-    rebuild = partial(_judge_requests, items, requests, settings, spent)
-    asking = rebuild(backend)
-    answers, asked_failures = requests.run(
-        backend, asking, "verify",
-        lambda plan: (f"{Path(shard_path).stem}: {len(asking)} records to verify, {len(plan.answers)} stored, "
-                      f"{len(plan.pending)} to ask"),
-        rebuild if auto else None)
-    failed = {**unasked, **asked_failures}
-    return _write(records, answers, failed, spent, requests, settings, model, output_path, failed_path,
-                  Path(shard_path).stem)
+    if backend is not None:
+        rebuild = partial(_judge_requests, items, requests, settings, found.spent)
+        asking = rebuild(backend)
+        found.answers, asked_failures = requests.run(
+            backend, asking, "verify",
+            lambda plan: (f"{shard}: {len(asking)} records to verify, {len(plan.answers)} stored, "
+                          f"{len(plan.pending)} to ask"),
+            rebuild if auto else None)
+        found.failed.update(asked_failures)
+    if blind is not None and found.blind:
+        answers, failures = ask_blind(found.blind, requests, blind, settings.max_pixels, auto, shard)
+        found.blind_results = {**answers, **failures}
+    return _write(records, found, requests, settings, model, output_path, failed_path, shard)
 
 
-def _write(records: list[dict], answers: dict[str, dict], failed: dict[str, dict],
-           spent: dict[tuple[str, str], list[dict]],
-           requests: ShardRequests, settings: PromptSettings, model: str, output_path: str | Path,
-           failed_path: str | Path, shard: str) -> dict:
+def _write(records: list[dict], found: _Found, requests: ShardRequests, settings: PromptSettings, model: str,
+           output_path: str | Path, failed_path: str | Path, shard: str) -> dict:
     """The verified records and verify_failed entries, in shard order; counts for the log."""
     pipeline, columns = settings.pipeline, settings.columns
     counts = {"records": len(records), "verified": 0, "failed": 0, "transient": 0}
+    if found.blind is not None:
+        counts.update(blind_right=0, blind_unread=0)
     failures: list[dict] = []
     with Path(output_path).open("w", encoding="utf-8") as out:
         for record in records:
             record_id = str(record[columns.id])
             qas = pipeline.qas(record, columns)
-            failure = failed.get(record_id)
-            if record_id in answers:
-                entry = answers[record_id]
-                record["verify"], failure = _apply(entry, spent.get((record_id, entry["fp"]), []), qas, model,
-                                                   requests, record_id)
-            elif failure is not None:
-                _unjudged(qas)
-                record["verify"] = {"model": model, "status": "failed", "error": failure["error"],
-                                    "kind": failure["kind"], "transient": failure["transient"]}
-            else:
-                record["verify"] = {"model": model, "status": "skipped"}  # no pairs to judge
-            if failure is not None:
-                failures.append(failure)
-                counts["transient"] += failure["transient"]
-            else:
-                counts["verified"] += record["verify"]["status"] == "ok"
+            failed: list[dict] = []
+            if found.judged:
+                record["verify"], failure = _judged(record_id, qas, found, model, requests)
+                failed += [failure] if failure is not None else []
+                counts["verified"] += failure is None and record["verify"]["status"] == "ok"
+            if found.blind is not None:
+                result = found.blind_results.get(record_id)
+                record["blind"] = summary = apply_blind(found.blind.get(record_id), qas, result, model)
+                failed += [{**result, "check": "blind"}] if result is not None and summary["status"] == "failed" else []
+                counts["blind_right"] += summary.get("right", 0)
+                counts["blind_unread"] += summary.get("unread", 0)
+            failures += failed
+            counts["transient"] += sum(failure["transient"] for failure in failed)
             out.write(encode(record) + "\n")
     counts["failed"] = len(failures)
     with Path(failed_path).open("w", encoding="utf-8") as bad:
@@ -165,6 +186,21 @@ def _write(records: list[dict], answers: dict[str, dict], failed: dict[str, dict
             bad.write(encode(failure) + "\n")
     tell(f"{shard}: verified {json.dumps(counts)}")
     return counts
+
+
+def _judged(record_id: str, qas: list[dict], found: _Found, model: str,
+            requests: ShardRequests) -> tuple[dict, dict | None]:
+    """The record's ``verify`` summary (its verdicts put on its pairs) and its verify_failed
+    entry, if any."""
+    failure = found.failed.get(record_id)
+    if record_id in found.answers:
+        entry = found.answers[record_id]
+        return _apply(entry, found.spent.get((record_id, entry["fp"]), []), qas, model, requests, record_id)
+    if failure is not None:
+        _unjudged(qas)
+        return {"model": model, "status": "failed", "error": failure["error"], "kind": failure["kind"],
+                "transient": failure["transient"]}, failure
+    return {"model": model, "status": "skipped"}, None  # no pairs to judge
 
 
 def _unjudged(qas: list[dict]) -> None:
