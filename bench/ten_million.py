@@ -149,7 +149,7 @@ def step_match(workdir: Path) -> dict:
 
 
 STEPS = {"plan": step_plan, "parse": step_parse, "shard": step_shard, "hash": step_hash, "match": step_match,
-         "merge": scale.step_merge, "refine": scale.step_refine}
+         "refine": scale.step_refine, "finish": scale.step_finish, "merge": scale.step_merge}
 
 
 def run_step(name: str, workdir: Path, *args: str) -> dict:
