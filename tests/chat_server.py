@@ -31,6 +31,11 @@ decoded sizes), so tests can see every image arrived as its own content part. A 
 is recognised by a ``rec-<n>`` tag in its prompt; ``stats`` counts chat requests,
 model listings, statuses (of both) and answers per tag.
 
+It answers the ``visual_mcq`` pipeline: its generation prompt with five MCQs (:func:`mcq_questions`)
+and each rotation prompt with a letter (:func:`mcq_letter`: right with an image; without one, right
+only for question 1); ``stats["mcq_answers"]`` counts the rotation requests by their options and
+images.
+
 It also plays a reformatting model: a request whose text holds a raw answer between
 ``<<<ANSWER`` and ``ANSWER>>>`` (the reformat pass's) is answered from ``reformats`` (raw
 answer -> reply; a reply may be a dict, sent as JSON) or, for a raw answer not there, by
@@ -162,6 +167,39 @@ def copy_answer(raw: str, want_article: bool) -> str:
     return json.dumps({"context": "\n\n".join(article), **body} if want_article else body, ensure_ascii=False)
 
 
+MCQ_ASKING = "multiple-choice questions and their answers"  # the visual_mcq pipeline's generation prompt
+MCQ_ANSWERING = "Answer the question with only the correct letter."  # its rotation prompts
+MCQ_OPTION = re.compile(r"^\s*- ([A-H])\) (.*)$", re.M)
+MCQ_NUMBER = re.compile(r"\(question (\d+)\)")
+
+
+def mcq_questions(text: str, schema: bool | dict) -> str:
+    """Five MCQs about the record's tag in upstream's markdown (JSON when the schema asks for
+    ``mcqs``): question k's right option is ``<tag> fact k``, at letter A, B, C, D, A."""
+    tag = (TAG.search(text) or [None])[0] or "untagged"
+    mcqs = []
+    for k in range(1, 6):
+        options = [f"{tag} guess {k}.{j}" for j in range(1, 4)]
+        options.insert((k - 1) % 4, f"{tag} fact {k}")
+        mcqs.append({"question": f"Which fact belongs to {tag} (question {k})?",
+                     "options": dict(zip("ABCD", options)), "answer": "ABCD"[(k - 1) % 4]})
+    if isinstance(schema, dict) and "mcqs" in schema.get("properties", {}):
+        return json.dumps({"mcqs": mcqs})
+    return "".join(
+        f"#### {k}. **{mcq['question']}**\n" + "".join(f"   - {letter}) {text}\n" for letter, text in mcq["options"].items())
+        + f"\n**Answer:** {mcq['answer']}) {mcq['options'][mcq['answer']]}\n------\n"
+        for k, mcq in enumerate(mcqs, 1))
+
+
+def mcq_letter(text: str, images: int) -> str:
+    """The letter answering one rotation of an MCQ: the fact's with an image; without one, the
+    fact's only for question 1 (it needs no image), else the first guess's."""
+    options = MCQ_OPTION.findall(text)
+    number = MCQ_NUMBER.search(text)
+    knows = images or (number is not None and number.group(1) == "1")
+    return next((letter for letter, option in options if (" fact " in option) == bool(knows)), "A")
+
+
 JUDGE_MARK = '{"verdicts": ['
 JUDGED_PAIR = re.compile(r"^(\d+)\. Question: (.*)$", re.M)
 
@@ -208,7 +246,7 @@ class ChatServer:
             "requests": 0, "listings": 0, "statuses": Counter(), "answered": Counter(), "in_flight": 0,
             "max_in_flight": 0, "image_sizes": [], "judged": Counter(), "judge_models": Counter(),
             "body_bytes": 0, "reformats": Counter(), "reformat_images": 0, "reformat_schemas": 0,
-            "response_format": Counter(), "judge_seeds": {},
+            "response_format": Counter(), "judge_seeds": {}, "mcq_answers": Counter(),
         }
         self._started = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -307,9 +345,13 @@ class ChatServer:
             self.stats["judged"][tag] += 1
             self.stats["judge_seeds"].setdefault(tag, []).append(body.get("seed"))
             self.stats["judge_models"][body["model"]] += 1
+        elif MCQ_ANSWERING in text:
+            content = mcq_letter(text, len(urls))
+            self.stats["mcq_answers"][f"{len(MCQ_OPTION.findall(text))} options, {len(urls)} images"] += 1
         else:
             schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or structured
-            content = self.script.get(tag) or default_answer(text, sizes, body.get("seed"), schema)
+            content = self.script.get(tag) or (mcq_questions(text, schema) if MCQ_ASKING in text else
+                                               default_answer(text, sizes, body.get("seed"), schema))
         finish = "stop"
         if fault == "empty":
             self._count("empty")
@@ -365,7 +407,7 @@ class ChatServer:
     def stats_snapshot(self) -> dict:
         return {**self.stats, "statuses": dict(self.stats["statuses"]),
                 "answered": dict(self.stats["answered"]), "reformats": dict(self.stats["reformats"]),
-                "response_format": dict(self.stats["response_format"])}
+                "response_format": dict(self.stats["response_format"]), "mcq_answers": dict(self.stats["mcq_answers"])}
 
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024**2)
