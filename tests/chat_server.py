@@ -22,6 +22,13 @@ carrying a ``response_format`` with OpenAI's 400 for a model without structured 
 older vLLM servers, Ollama and many proxies do), and ``stats["response_format"]`` counts the
 chat requests by the response format they carried (``json_schema`` or ``none``).
 
+With ``fault_match`` the faults hit only chat requests whose text holds that string (one step
+of a pipeline, say); ``stats["seen"]`` lists every chat request's text, image count and tag.
+
+It answers the captioning prompt (a system prompt naming a "caption generator") with a caption,
+a request to "only output the question content" with one question (``What is shown in
+rec-<n>?``) and that question with an answer naming the images it carried.
+
 The judge's answers are the verdicts :func:`judge_answer` makes, unless ``judge_script``
 maps the record's tag to an answer of its own; ``stats["judge_seeds"]`` lists the seeds of
 each tag's judge requests.
@@ -33,8 +40,7 @@ model listings, statuses (of both) and answers per tag.
 
 It answers the ``visual_mcq`` pipeline: its generation prompt with five MCQs (:func:`mcq_questions`)
 and each rotation prompt with a letter (:func:`mcq_letter`: right with an image; without one, right
-only for question 1); ``stats["mcq_answers"]`` counts the rotation requests by their options and
-images.
+only for question 1).
 
 It also plays a reformatting model: a request whose text holds a raw answer between
 ``<<<ANSWER`` and ``ANSWER>>>`` (the reformat pass's) is answered from ``reformats`` (raw
@@ -116,12 +122,60 @@ def _image_size(url: str) -> str:
         return f"{image.width}x{image.height} {image.format}"
 
 
+MCQ_ASKING = "multiple-choice questions and their answers"  # the visual_mcq pipeline's generation prompt
+MCQ_ANSWERING = "Answer the question with only the correct letter."  # its rotation prompts
+MCQ_OPTION = re.compile(r"^\s*- ([A-H])\) (.*)$", re.M)
+MCQ_NUMBER = re.compile(r"\(question (\d+)\)")
+
+
+def mcq_questions(text: str, schema: bool | dict) -> str:
+    """Five MCQs about the record's tag in upstream's markdown (JSON when the schema asks for
+    ``mcqs``): question k's right option is ``<tag> fact k``, at letter A, B, C, D, A."""
+    tag = (TAG.search(text) or [None])[0] or "untagged"
+    mcqs = []
+    for k in range(1, 6):
+        options = [f"{tag} guess {k}.{j}" for j in range(1, 4)]
+        options.insert((k - 1) % 4, f"{tag} fact {k}")
+        mcqs.append({"question": f"Which fact belongs to {tag} (question {k})?",
+                     "options": dict(zip("ABCD", options)), "answer": "ABCD"[(k - 1) % 4]})
+    if isinstance(schema, dict) and "mcqs" in schema.get("properties", {}):
+        return json.dumps({"mcqs": mcqs})
+    return "".join(
+        f"#### {k}. **{mcq['question']}**\n" + "".join(f"   - {letter}) {text}\n" for letter, text in mcq["options"].items())
+        + f"\n**Answer:** {mcq['answer']}) {mcq['options'][mcq['answer']]}\n------\n"
+        for k, mcq in enumerate(mcqs, 1))
+
+
+def mcq_letter(text: str, images: int) -> str:
+    """The letter answering one rotation of an MCQ: the fact's with an image; without one, the
+    fact's only for question 1 (it needs no image), else the first guess's."""
+    options = MCQ_OPTION.findall(text)
+    number = MCQ_NUMBER.search(text)
+    knows = images or (number is not None and number.group(1) == "1")
+    return next((letter for letter, option in options if (" fact " in option) == bool(knows)), "A")
+
+
+CAPTION_MARK = "caption generator"
+QUESTION_ONLY = "only output the question content"
+SHOWN_QUESTION = "What is shown in "
+
+
 def default_answer(text: str, sizes: list[str], seed: int | None, structured: bool | dict) -> str:
     """A deterministic answer in the shape the prompt asks for; with a JSON schema
     (``structured``: the schema, or True), JSON that follows it, as constrained decoding
     makes it (an article only when the schema has one, or the prompt asks for one)."""
     tag = (TAG.search(text) or [None])[0] or "untagged"
     described = ", ".join(sizes) if sizes else "no image"
+    if MCQ_ASKING in text:
+        return mcq_questions(text, structured)
+    if MCQ_ANSWERING in text:
+        return mcq_letter(text, len(sizes))
+    if not structured and CAPTION_MARK in text:
+        return f"A test picture of {tag} with {len(sizes)} image(s): {described}."
+    if not structured and QUESTION_ONLY in text.lower():
+        return f"{SHOWN_QUESTION}{tag}?"
+    if not structured and SHOWN_QUESTION + tag in text:
+        return f"{tag} shows {len(sizes)} image(s): {described}."
     facts = f"The subject of {tag} was recorded with {len(sizes)} image(s): {described}."
     qas = [
         {"question": f"How many images does {tag} have?", "answer": str(len(sizes))},
@@ -167,39 +221,6 @@ def copy_answer(raw: str, want_article: bool) -> str:
     return json.dumps({"context": "\n\n".join(article), **body} if want_article else body, ensure_ascii=False)
 
 
-MCQ_ASKING = "multiple-choice questions and their answers"  # the visual_mcq pipeline's generation prompt
-MCQ_ANSWERING = "Answer the question with only the correct letter."  # its rotation prompts
-MCQ_OPTION = re.compile(r"^\s*- ([A-H])\) (.*)$", re.M)
-MCQ_NUMBER = re.compile(r"\(question (\d+)\)")
-
-
-def mcq_questions(text: str, schema: bool | dict) -> str:
-    """Five MCQs about the record's tag in upstream's markdown (JSON when the schema asks for
-    ``mcqs``): question k's right option is ``<tag> fact k``, at letter A, B, C, D, A."""
-    tag = (TAG.search(text) or [None])[0] or "untagged"
-    mcqs = []
-    for k in range(1, 6):
-        options = [f"{tag} guess {k}.{j}" for j in range(1, 4)]
-        options.insert((k - 1) % 4, f"{tag} fact {k}")
-        mcqs.append({"question": f"Which fact belongs to {tag} (question {k})?",
-                     "options": dict(zip("ABCD", options)), "answer": "ABCD"[(k - 1) % 4]})
-    if isinstance(schema, dict) and "mcqs" in schema.get("properties", {}):
-        return json.dumps({"mcqs": mcqs})
-    return "".join(
-        f"#### {k}. **{mcq['question']}**\n" + "".join(f"   - {letter}) {text}\n" for letter, text in mcq["options"].items())
-        + f"\n**Answer:** {mcq['answer']}) {mcq['options'][mcq['answer']]}\n------\n"
-        for k, mcq in enumerate(mcqs, 1))
-
-
-def mcq_letter(text: str, images: int) -> str:
-    """The letter answering one rotation of an MCQ: the fact's with an image; without one, the
-    fact's only for question 1 (it needs no image), else the first guess's."""
-    options = MCQ_OPTION.findall(text)
-    number = MCQ_NUMBER.search(text)
-    knows = images or (number is not None and number.group(1) == "1")
-    return next((letter for letter, option in options if (" fact " in option) == bool(knows)), "A")
-
-
 JUDGE_MARK = '{"verdicts": ['
 JUDGED_PAIR = re.compile(r"^(\d+)\. Question: (.*)$", re.M)
 
@@ -229,12 +250,14 @@ class ChatServer:
         models: tuple[str, ...] = (MODEL,), script: dict[str, str] | None = None,
         retry_after: float = 0.05, port: int = 0, seed: int = 0, reformats: dict | None = None,
         reject_response_format: bool = False, judge_script: dict[str, str] | None = None,
+        fault_match: str | None = None,
     ):
         self.latency, self.key, self.models = latency, key, models
         unknown = set(faults or {}) - set(FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
         self.faults = {**dict.fromkeys(FAULTS, 0.0), **(faults or {})}
+        self.fault_match = fault_match
         self.script = script or {}
         self.judge_script = judge_script or {}
         self.reject_response_format = reject_response_format
@@ -246,7 +269,7 @@ class ChatServer:
             "requests": 0, "listings": 0, "statuses": Counter(), "answered": Counter(), "in_flight": 0,
             "max_in_flight": 0, "image_sizes": [], "judged": Counter(), "judge_models": Counter(),
             "body_bytes": 0, "reformats": Counter(), "reformat_images": 0, "reformat_schemas": 0,
-            "response_format": Counter(), "judge_seeds": {}, "mcq_answers": Counter(),
+            "response_format": Counter(), "judge_seeds": {}, "seen": [],
         }
         self._started = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -307,7 +330,8 @@ class ChatServer:
             detail = [{"loc": ["body", "messages", 0], "msg": "unsupported content part", "type": "value_error"}]
             return web.json_response({"detail": detail}, status=422)
         await asyncio.sleep(self.latency)
-        fault = self._fault()
+        self.stats["seen"].append({"text": text, "images": len(urls), "tag": (TAG.search(text) or [None])[0]})
+        fault = self._fault() if self.fault_match is None or self.fault_match in text else None
         if fault == "429":
             self._count("429")
             return _error(429, "Rate limit reached.", "rate_limit_exceeded",
@@ -345,13 +369,9 @@ class ChatServer:
             self.stats["judged"][tag] += 1
             self.stats["judge_seeds"].setdefault(tag, []).append(body.get("seed"))
             self.stats["judge_models"][body["model"]] += 1
-        elif MCQ_ANSWERING in text:
-            content = mcq_letter(text, len(urls))
-            self.stats["mcq_answers"][f"{len(MCQ_OPTION.findall(text))} options, {len(urls)} images"] += 1
         else:
             schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or structured
-            content = self.script.get(tag) or (mcq_questions(text, schema) if MCQ_ASKING in text else
-                                               default_answer(text, sizes, body.get("seed"), schema))
+            content = self.script.get(tag) or default_answer(text, sizes, body.get("seed"), schema)
         finish = "stop"
         if fault == "empty":
             self._count("empty")
@@ -407,7 +427,7 @@ class ChatServer:
     def stats_snapshot(self) -> dict:
         return {**self.stats, "statuses": dict(self.stats["statuses"]),
                 "answered": dict(self.stats["answered"]), "reformats": dict(self.stats["reformats"]),
-                "response_format": dict(self.stats["response_format"]), "mcq_answers": dict(self.stats["mcq_answers"])}
+                "response_format": dict(self.stats["response_format"])}
 
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024**2)
