@@ -2,12 +2,12 @@
 
 import pytest
 
+from vqaflow.pipelines.mcq import generate_prompts
 from vqaflow.quality.mcq import (
     RIGHT_WITHOUT_IMAGE,
     WRONG_WITH_IMAGE,
     Rotation,
     accuracy,
-    generate_prompts,
     read_letter,
     rotations,
     score,
@@ -18,12 +18,12 @@ MCQ = {"question": "What color is the car?", "options": {"A": "Red", "B": "Blue"
 
 
 def test_upstream_prompts():
-    system, user = generate_prompts(5)
+    system, user = generate_prompts({"questions": 5})
     assert system.startswith("Your task is to generate five multiple-choice questions and their answers about")
     assert "#### 1. **Question?**\n   - A) Option\n" in system and "**Answer:** A) Option\n------\n" in system
     assert system.endswith("All questions must be answerable from the image alone.")
     assert user == "Generate 5 MCQs based on the image."
-    assert generate_prompts(12)[0].startswith("Your task is to generate 12 multiple-choice")
+    assert generate_prompts({"questions": 12})[0].startswith("Your task is to generate 12 multiple-choice")
 
 
 def test_rotation_prompt_as_upstream():

@@ -1,13 +1,14 @@
 """The pipelines: one :class:`Pipeline` object each, holding everything that differs between them.
 
 :mod:`.base` says what a pipeline is (its request steps, its outputs); each family lives in a
-module of its own (:mod:`.pairs`: the seed pipelines). Adding a pipeline is one module and one
+module of its own (:mod:`.pairs`: the seed pipelines; :mod:`.mcq`: visual_mcq). Adding a pipeline is one module and one
 entry in :data:`PIPELINES`; nothing else compares pipeline names.
 """
 
 from __future__ import annotations
 
 from .base import ONE, Answer, Ask, Outputs, Pipeline, Step, StepError, StepInput, qa_schema
+from .mcq import VISUAL_MCQ
 from .pairs import (
     ASSISTANT_SYSTEM_PROMPT,
     CONTEXT_VQA,
@@ -21,7 +22,7 @@ from .pairs import (
 
 PIPELINES: dict[str, Pipeline] = {
     pipeline.name: pipeline
-    for pipeline in (CONTEXT_VQA, IMAGE_VQA, IMAGE_QA)
+    for pipeline in (CONTEXT_VQA, IMAGE_VQA, IMAGE_QA, VISUAL_MCQ)
 }
 
 

@@ -1,5 +1,5 @@
 """The visual-dependency test of multiple-choice questions (CapRL; DataFlow-MM's
-``VisualDependencyRefiner``): upstream's prompts, the rotations, reading a letter, the scores.
+``VisualDependencyRefiner``): upstream's answer prompt, the rotations, reading a letter, the scores.
 
 Each MCQ read by :mod:`.mcq_read` is asked again ``rotations`` times with its options
 reordered, with the image ("None of the above" added as a last option, as upstream does) and
@@ -24,35 +24,14 @@ from .mcq_read import LETTERS, NONE_OF_THE_ABOVE, OPTION_LETTERS
 from .parse import strip_template
 from .text import normalise
 
-GENERATE_SYSTEM_PROMPT = (
-    "Your task is to generate {count_word} multiple-choice questions and their answers about the object "
-    "based on the provided image. The questions should be challenging and focus on the image content.\n"
-    "Format:\n"
-    "#### 1. **Question?**\n"
-    "   - A) Option\n"
-    "   - B) Option\n"
-    "   - C) Option\n"
-    "   - D) Option\n\n"
-    "**Answer:** A) Option\n"
-    "------\n"
-    "All questions must be answerable from the image alone."
-)
-GENERATE_PROMPT = "Generate {count} MCQs based on the image."
 ANSWER_SYSTEM_PROMPT = "You are a helpful assistant."
 ANSWER_PROMPT = "{question}\nAnswer the question with only the correct letter."
-COUNT_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 WRONG_WITH_IMAGE = "wrong_with_image"  # visual accuracy below min_visual
 RIGHT_WITHOUT_IMAGE = "right_without_image"  # blind accuracy above max_blind
 
 _LETTER_ANSWER = re.compile(  # "B", "(B)", "B.", "B) red", "Answer: B", "The correct answer is B", "答案：B"
     r"(?:(?i:(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)(?:\s+is)?)\s*[:：]?\s*|(?:正确)?答案\s*[:：是为]?\s*)?"
     r"[(（\[]?([A-H])(?![A-Za-z])[)）\]]?(?:\s*[).．:：、\-–—]?\s*(.*))?")
-
-
-def generate_prompts(questions: int) -> tuple[str, str]:
-    """Upstream's system prompt and user prompt asking for ``questions`` MCQs about an image."""
-    word = COUNT_WORDS[questions - 1] if 1 <= questions <= len(COUNT_WORDS) else str(questions)
-    return GENERATE_SYSTEM_PROMPT.format(count_word=word), GENERATE_PROMPT.format(count=questions)
 
 
 def mcq_text(question: str, options: Sequence[str]) -> str:

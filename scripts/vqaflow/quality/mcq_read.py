@@ -24,7 +24,7 @@ no issue was raised; ``none`` when no MCQ was read; else ``partial``. Issue code
 - ``duplicate_mcq``: the same question and right option as an earlier MCQ (dropped).
 - ``fewer_mcqs`` / ``extra_mcqs``: fewer MCQs than asked / more (the first ones kept).
 - ``no_mcqs``: nothing complete was read.
-- ``unread_text``: text neither read nor recognised (``McqParse.unread`` shows it, shortened).
+- ``unread_text``: text neither read nor recognised (``McqParse.unread`` shows up to 3 spans, shortened).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .accounting import UNREAD_CHARS, UNREAD_SHOWN
 from .answer_json import json_values
 from .answer_lines import chatty, clean, join_lines, strip_emphasis
 from .parse import strip_template
@@ -39,7 +40,6 @@ from .text import key_name, normalise, pick
 
 OPTION_LETTERS = ("A", "B", "C", "D")
 NONE_OF_THE_ABOVE = "None of the above"
-UNREAD_CHARS = 80
 
 MCQ_SCHEMA = {
     "type": "object",
@@ -393,4 +393,4 @@ def parse_mcqs(text: str, questions: int, finish_reason: str | None = None) -> M
         issues.insert(0, "truncated")
     status = "ok" if not issues else "partial" if mcqs else "none"
     truncated = finish_reason == "length" or "partial_json" in issues
-    return McqParse(mcqs, status, tuple(dict.fromkeys(issues)), truncated, tuple(unread))
+    return McqParse(mcqs, status, tuple(dict.fromkeys(issues)), truncated, tuple(unread[:UNREAD_SHOWN]))
