@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ..digests import value_digest
 from .answer_lines import clean
 from .mcq_read import LETTERS, NONE_OF_THE_ABOVE, OPTION_LETTERS
-from .parse import strip_template
+from .parse import read_plain
 from .text import normalise
 
 ANSWER_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -77,7 +77,7 @@ def read_letter(answer: str, rotation: Rotation) -> str | None:
     answer is B``, ``答案：B``, or the letter with its option's text (``B) red``); a lower-case
     letter only alone. None for anything else, for a letter the rotation does not offer and
     for a letter followed by another option's text or by anything more."""
-    text = clean(strip_template(answer)).strip().rstrip(".。")
+    text = clean(read_plain(answer)).strip().rstrip(".。")
     if len(text) == 1 and text.isalpha():
         text = text.upper()
     found = _LETTER_ANSWER.fullmatch(text)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from .accounting import UNREAD_CHARS, UNREAD_SHOWN
 from .answer_json import json_values
 from .answer_lines import chatty, clean, join_lines, strip_emphasis
-from .parse import strip_template
+from .parse import read_plain
 from .text import key_name, normalise, pick
 
 OPTION_LETTERS = ("A", "B", "C", "D")
@@ -359,7 +359,7 @@ def _complete(draft: _Draft) -> tuple[dict | None, str | None]:
 def parse_mcqs(text: str, questions: int, finish_reason: str | None = None) -> McqParse:
     """Read the MCQs of an answer asking for ``questions`` of them, with an honest status and
     the issues found (see the module docstring); ``finish_reason``: the backend's."""
-    text = strip_template(text)
+    text = read_plain(text)
     issues: list[str] = []
     found = _read_json(text, issues) if ("{" in text or "[" in text) else None
     if found is None:
