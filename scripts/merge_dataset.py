@@ -23,6 +23,7 @@ def main() -> None:
         Prices(**snakemake.params.prices),
         sum(1 for path in snakemake.input.duplicates for _ in read_jsonl(path)),
         snakemake.params.structured_output,
+        list(snakemake.output.side),
     )
     print(json.dumps(stats, indent=2))
 

@@ -41,6 +41,10 @@ decoded sizes), so tests can see every image arrived as its own content part. A 
 is recognised by a ``rec-<n>`` tag in its prompt; ``stats`` counts chat requests,
 model listings, statuses (of both) and answers per tag.
 
+It answers the ``visual_mcq`` pipeline: its generation prompt with five MCQs (:func:`mcq_questions`)
+and each rotation prompt with a letter (:func:`mcq_letter`: right with an image; without one, right
+only for question 1).
+
 It also plays a reformatting model: a request whose text holds a raw answer between
 ``<<<ANSWER`` and ``ANSWER>>>`` (the reformat pass's) is answered from ``reformats`` (raw
 answer -> reply; a reply may be a dict, sent as JSON) or, for a raw answer not there, by
@@ -121,6 +125,39 @@ def _image_size(url: str) -> str:
         return f"{image.width}x{image.height} {image.format}"
 
 
+MCQ_ASKING = "multiple-choice questions and their answers"  # the visual_mcq pipeline's generation prompt
+MCQ_ANSWERING = "Answer the question with only the correct letter."  # its rotation prompts
+MCQ_OPTION = re.compile(r"^\s*- ([A-H])\) (.*)$", re.M)
+MCQ_NUMBER = re.compile(r"\(question (\d+)\)")
+
+
+def mcq_questions(text: str, schema: bool | dict) -> str:
+    """Five MCQs about the record's tag in upstream's markdown (JSON when the schema asks for
+    ``mcqs``): question k's right option is ``<tag> fact k``, at letter A, B, C, D, A."""
+    tag = (TAG.search(text) or [None])[0] or "untagged"
+    mcqs = []
+    for k in range(1, 6):
+        options = [f"{tag} guess {k}.{j}" for j in range(1, 4)]
+        options.insert((k - 1) % 4, f"{tag} fact {k}")
+        mcqs.append({"question": f"Which fact belongs to {tag} (question {k})?",
+                     "options": dict(zip("ABCD", options)), "answer": "ABCD"[(k - 1) % 4]})
+    if isinstance(schema, dict) and "mcqs" in schema.get("properties", {}):
+        return json.dumps({"mcqs": mcqs})
+    return "".join(
+        f"#### {k}. **{mcq['question']}**\n" + "".join(f"   - {letter}) {text}\n" for letter, text in mcq["options"].items())
+        + f"\n**Answer:** {mcq['answer']}) {mcq['options'][mcq['answer']]}\n------\n"
+        for k, mcq in enumerate(mcqs, 1))
+
+
+def mcq_letter(text: str, images: int) -> str:
+    """The letter answering one rotation of an MCQ: the fact's with an image; without one, the
+    fact's only for question 1 (it needs no image), else the first guess's."""
+    options = MCQ_OPTION.findall(text)
+    number = MCQ_NUMBER.search(text)
+    knows = images or (number is not None and number.group(1) == "1")
+    return next((letter for letter, option in options if (" fact " in option) == bool(knows)), "A")
+
+
 CAPTION_MARK = "caption generator"
 QUESTION_ONLY = "only output the question content"
 SHOWN_QUESTION = "What is shown in "
@@ -132,6 +169,10 @@ def default_answer(text: str, sizes: list[str], seed: int | None, structured: bo
     makes it (an article only when the schema has one, or the prompt asks for one)."""
     tag = (TAG.search(text) or [None])[0] or "untagged"
     described = ", ".join(sizes) if sizes else "no image"
+    if MCQ_ASKING in text:
+        return mcq_questions(text, structured)
+    if MCQ_ANSWERING in text:
+        return mcq_letter(text, len(sizes))
     if not structured and CAPTION_MARK in text:
         return f"A test picture of {tag} with {len(sizes)} image(s): {described}."
     if not structured and QUESTION_ONLY in text.lower():

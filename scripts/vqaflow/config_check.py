@@ -31,7 +31,9 @@ OVERRIDING = ("verify", "reformat")  # the stages with such overrides
 MAX_PROBLEMS = 8
 # the config section holding a pipeline's own settings, for the pipelines that have one (its steps
 # see it as ``StepInput.settings``; the rules pass it to the request jobs)
-PIPELINE_SECTIONS: dict[str, str] = {}
+PIPELINE_SECTIONS: dict[str, str] = {"visual_mcq": "mcq"}
+# a pipeline's side fields (``Pipeline.side``), each merged into results/<run>/<field>.jsonl
+PIPELINE_SIDE_FIELDS: dict[str, tuple[str, ...]] = {"visual_mcq": ("mcq_dropped",)}
 _GLOB_MAGIC = re.compile(r"[*?[]")
 _BOOLEANS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 _NULLS = ("null", "~")
@@ -248,6 +250,11 @@ def short_error(error: Exception) -> str:
 def pipeline_section(pipeline: str) -> str | None:
     """The config section holding the settings of ``pipeline`` (None: it has none)."""
     return PIPELINE_SECTIONS.get(pipeline)
+
+
+def pipeline_side_fields(pipeline: str) -> tuple[str, ...]:
+    """The side fields of ``pipeline`` (the merge stage writes each to ``<field>.jsonl``)."""
+    return PIPELINE_SIDE_FIELDS.get(pipeline, ())
 
 
 def check_combinations(config: dict) -> None:

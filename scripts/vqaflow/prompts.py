@@ -82,17 +82,18 @@ def build_prompt(record: dict, record_id: str, settings: PromptSettings) -> Prom
     """Turn a record into a :class:`Prompt`.
 
     The user text is the record's conversation when it has a user turn with text,
-    otherwise the config's ``prompt``, otherwise the pipeline's default; a user turn that
-    holds only ``<image>`` gets that default text too. A system turn in the conversation
-    wins over the config's ``system_prompt``, which wins over the pipeline's default.
+    otherwise the config's ``prompt``, otherwise the pipeline's default (for its settings); a
+    user turn that holds only ``<image>`` gets that default text too. A system turn in the
+    conversation wins over the config's ``system_prompt``, which wins over the pipeline's default.
     """
     record_system, turns = _turns(record, settings.columns, record_id)
-    default = settings.prompt or settings.pipeline.prompt
+    default_system, default_prompt = settings.pipeline.default_prompts(settings.pipeline_settings)
+    default = settings.prompt or default_prompt
     if not any(role == "user" for role, _ in turns):
         turns = [("user", default)]
     else:
         turns = [(role, text or default if role == "user" else text) for role, text in turns]
-    system = record_system or settings.system_prompt or settings.pipeline.system_prompt
+    system = record_system or settings.system_prompt or default_system
     return Prompt(system=system, turns=tuple(turns), images=record_images(record, settings.columns))
 
 

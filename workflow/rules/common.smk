@@ -20,6 +20,7 @@ from vqaflow.plan import (
     input_kind,
     key_env,
     pipeline_section,
+    pipeline_side_fields,
     plan_input,
     public_config,
     run_summary,
@@ -203,6 +204,11 @@ def finished_records():
     requests filled in, questions repeated across the dataset flagged (finish_records).
     """
     return [out(f"final/{shard}.jsonl") for shard in SHARDS]
+
+
+def side_files():
+    """The pipeline's side files: the items of each side field (visual_mcq's dropped MCQs)."""
+    return [out(f"{name}.jsonl") for name in pipeline_side_fields(config["pipeline"])]
 
 
 def duplicates_input():

@@ -10,6 +10,7 @@ rule merge_dataset:
         dataset=out(f"dataset.{config['output_format']}"),
         failed=out("failed.jsonl"),
         stats=out("stats.json"),
+        side=side_files(),
     log:
         out("logs/merge_dataset.log"),
     conda:

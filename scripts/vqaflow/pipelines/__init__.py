@@ -2,14 +2,15 @@
 
 :mod:`.base` says what a pipeline is (its request steps, its outputs); each family lives in a
 module of its own (:mod:`.pairs`: the seed pipelines; :mod:`.caption`: ``image_caption``;
-:mod:`.two_step`: ``image_vqa_two_step``). Adding a pipeline is one module and one
-entry in :data:`PIPELINES`; nothing else compares pipeline names.
+:mod:`.two_step`: ``image_vqa_two_step``; :mod:`.mcq`: ``visual_mcq``). Adding a pipeline is one
+module and one entry in :data:`PIPELINES`; nothing else compares pipeline names.
 """
 
 from __future__ import annotations
 
 from .base import ONE, Answer, Ask, Outputs, Pipeline, Step, StepError, StepInput, qa_schema
 from .caption import CAPTION_PROMPT, CAPTION_SYSTEM_PROMPT, IMAGE_CAPTION
+from .mcq import VISUAL_MCQ
 from .pairs import (
     ASSISTANT_SYSTEM_PROMPT,
     CONTEXT_VQA,
@@ -24,7 +25,7 @@ from .two_step import IMAGE_VQA_TWO_STEP, QUESTION_PROMPT, QUESTION_SYSTEM_PROMP
 
 PIPELINES: dict[str, Pipeline] = {
     pipeline.name: pipeline
-    for pipeline in (CONTEXT_VQA, IMAGE_VQA, IMAGE_QA, IMAGE_CAPTION, IMAGE_VQA_TWO_STEP)
+    for pipeline in (CONTEXT_VQA, IMAGE_VQA, IMAGE_QA, IMAGE_CAPTION, IMAGE_VQA_TWO_STEP, VISUAL_MCQ)
 }
 
 

@@ -99,6 +99,7 @@ class StepInput:
     record_id: str
     results: Mapping[str, Any]  # the results of the steps so far, by step name
     settings: Mapping[str, Any]  # the pipeline's config section (named like the pipeline; {} when none)
+    seed: int | None = None  # the run's seed (generation.seed), for what a step draws at random
 
 
 def template_values(results: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,6 +168,10 @@ class Pipeline:
     ``reader(StepInput) -> Parse``: the record's outputs from every step's result (None: the last
     step's answer parsed into pairs). ``training(fields) -> [{question, answer}]``: the training
     turns of a pipeline without pairs (its exports). ``about``: what it makes, in a line.
+    ``side``: fields kept in the output record (dataset.*) but not exported for training, each a
+    list of items (dicts with their ``reasons``) the merge stage also writes to ``<name>.jsonl``
+    (visual_mcq's dropped MCQs). ``prompts(settings) -> (system, user)``: the first step's
+    default prompts from the pipeline's settings (None: the first step's own).
     """
 
     name: str
@@ -177,6 +182,8 @@ class Pipeline:
     reader: Callable[[StepInput], Parse] | None = None
     training: Callable[[Mapping[str, Any]], list[dict]] | None = None
     about: str = "question-answer pairs about the image"
+    side: tuple[str, ...] = ()
+    prompts: Callable[[Mapping[str, Any]], tuple[str, str]] | None = None
 
     def __post_init__(self):
         if not self.steps or not self.steps[0].single:
@@ -193,6 +200,10 @@ class Pipeline:
     def prompt(self) -> str:
         """The first step's default user prompt (``prompt`` overrides)."""
         return self.steps[0].prompt
+
+    def default_prompts(self, settings: Mapping[str, Any]) -> tuple[str, str]:
+        """The first step's default system prompt and user prompt for the pipeline's settings."""
+        return self.prompts(settings) if self.prompts is not None else (self.system_prompt, self.prompt)
 
     @property
     def answer_step(self) -> Step:
@@ -251,16 +262,17 @@ class Pipeline:
     def output_fields(self, columns: Columns) -> tuple[str, ...]:
         """The fields the pipeline writes into an output record: its pairs' and its own."""
         pairs = (columns.refined if self.want_article else columns.qas,) if self.pairs else ()
-        return (*pairs, *self.fields)
+        return (*pairs, *self.fields, *self.side)
 
     def store(self, record: dict, columns: Columns, context: str | None, qas: list[dict],
               fields: Mapping[str, Any] | None = None) -> None:
-        """Put a parsed answer into an output record: the pairs (after the article) and the fields."""
+        """Put a parsed answer into an output record: the pairs (after the article), the fields and
+        the side fields."""
         if self.pairs and self.want_article:
             record[columns.refined] = {"context": context or "", "qas": qas}
         elif self.pairs:
             record[columns.qas] = qas
-        for name in self.fields:
+        for name in (*self.fields, *self.side):
             record[name] = (fields or {}).get(name)
 
     def qas(self, record: dict, columns: Columns) -> list[dict]:
@@ -286,10 +298,11 @@ class Outputs:
     qas: list[dict] = field(default_factory=list)
     issues: list[str] = field(default_factory=list)
     truncated: bool = False
+    unread: tuple[str, ...] = ()  # text of an answer neither read nor recognised (``unread_text``)
 
     def parse(self, usable: bool) -> Parse:
         """The :class:`Parse`: ``ok`` when no check raised an issue, ``none`` when nothing
         ``usable`` came out, else ``partial``."""
         issues = tuple(dict.fromkeys(self.issues))
         status = "ok" if not issues and usable else "partial" if usable else "none"
-        return Parse(None, self.qas, status, issues, self.truncated, fields=self.fields)
+        return Parse(None, self.qas, status, issues, self.truncated, self.unread, self.fields)

@@ -1,5 +1,6 @@
 """The merge stage: the refined shards concatenated into the dataset (JSONL, JSON or Parquet),
-failed.jsonl and stats.json."""
+failed.jsonl, stats.json and a pipeline's side files (``<side field>.jsonl``: visual_mcq's
+dropped MCQs)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ class _Tally:
         self.reformat: Counter = Counter()
         self.diversity = Diversity()
         self.fields: Counter = Counter()  # records with each of the pipeline's output fields filled
+        self.items: Counter = Counter()  # the items of its list fields and side fields (MCQs kept, dropped)
+        self.reasons: dict[str, Counter] = {name: Counter() for name in pipeline.side}  # side items' reasons
         self.ok = self.qa_pairs = self.truncated = self.repaired = self.grounded = self.judged = 0
         self.copies = 0
 
@@ -88,6 +91,11 @@ class _Tally:
             if "reformat" in generation:
                 self.reformat.update(("asked", generation["reformat"]["status"]))
         self.fields.update(name for name, value in self.pipeline.values(record).items() if value not in (None, "", []))
+        for name in (*self.pipeline.fields, *self.pipeline.side):
+            if isinstance(record.get(name), list):
+                self.items[name] += len(record[name])
+        for name, reasons in self.reasons.items():
+            reasons.update(reason for item in record.get(name) or [] for reason in item.get("reasons", ()))
         qas = self.pipeline.qas(record, self.columns)
         self.qa_pairs += len(qas)
         for qa in qas:
@@ -215,6 +223,10 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
     }
     if pipeline.fields:  # records with each output field filled (caption, question, ...)
         stats["fields"] = {name: tally.fields[name] for name in pipeline.fields}
+    if tally.items or pipeline.side:  # items of list fields (MCQs kept, dropped) and why side items were set aside
+        stats["items"] = {name: tally.items[name] for name in (*pipeline.fields, *pipeline.side)
+                          if name in tally.items or name in pipeline.side}
+        stats["reasons"] = {name: dict(sorted(reasons.items())) for name, reasons in tally.reasons.items()}
     if pipeline.want_article:
         stats["grounded_answers"] = tally.grounded
         stats["grounded_fraction"] = round(tally.grounded / tally.judged, 6) if tally.judged else 0.0
@@ -231,14 +243,31 @@ def _structured(requested: dict, fell_back: dict[str, set]) -> dict:
     return stats
 
 
+def write_side(refined_paths: list[str | Path], pipeline: Pipeline, columns: Columns,
+               side_paths: list[str | Path]) -> None:
+    """Each side field's items, one a line with the record's ``id`` first, in input order, to
+    its path (``side_paths``, in the order of ``pipeline.side``)."""
+    outs = [Path(path).open("w", encoding="utf-8") for path in side_paths]
+    try:
+        for path in refined_paths:
+            for record in read_jsonl(path):
+                for name, out in zip(pipeline.side, outs):
+                    for item in record.get(name) or []:
+                        out.write(encode({"id": record[columns.id], **item}) + "\n")
+    finally:
+        for out in outs:
+            out.close()
+
+
 def merge(
     refined_paths: list[str | Path], failed_paths: list[str | Path], dataset_path: str | Path,
     failed_out: str | Path, stats_path: str | Path, output_format: str, pipeline: Pipeline,
     columns: Columns, prices: Prices, duplicates: int = 0, structured: dict | None = None,
+    side_paths: list[str | Path] = (),
 ) -> dict:
-    """Concatenate shards in input order into the dataset, failed.jsonl and stats.json
-    (``duplicates``: records dedup left out before any request; ``structured``: the
-    structured-output modes, see :func:`summarise`)."""
+    """Concatenate shards in input order into the dataset, failed.jsonl, stats.json and the
+    pipeline's side files (``side_paths``, see :func:`write_side`; ``duplicates``: records dedup
+    left out before any request; ``structured``: the structured-output modes, see :func:`summarise`)."""
     dataset_path = Path(dataset_path)
     merged = dataset_path.with_name(dataset_path.name + ".merging.jsonl")
     _concat(refined_paths, merged)
@@ -246,5 +275,7 @@ def merge(
     _concat(failed_paths, Path(failed_out))
     failed = list(read_jsonl(failed_out))
     stats = summarise(refined_paths, failed, pipeline, columns, prices, duplicates, structured)
+    if pipeline.side:
+        write_side(refined_paths, pipeline, columns, side_paths)
     Path(stats_path).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     return stats

@@ -94,7 +94,7 @@ class Chain:
     def inp(self, record_id: str, results: dict[str, Any] | None = None) -> StepInput:
         """What a step's functions see of a record (``results``: else its results so far)."""
         results = self.results[record_id] if results is None else results
-        return StepInput(record_id, results, self.settings.pipeline_settings)
+        return StepInput(record_id, results, self.settings.pipeline_settings, self.settings.seed)
 
     def live(self) -> list[str]:
         """The records every step so far answered, in shard order (copies are answered by their
