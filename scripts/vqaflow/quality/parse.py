@@ -94,7 +94,7 @@ class Parse:
     unread: tuple[str, ...] = ()  # text neither read nor recognised (``unread_text``), shortened
 
 
-def _strip_template(text: str) -> str:
+def strip_template(text: str) -> str:
     """Line ends unified; chat-template tokens and reasoning (``<think>…</think>``, or never
     closed) removed."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -113,7 +113,7 @@ def read_json(text: str) -> object | None:
     """The first JSON object or array in an answer (fenced, bare, after chatter or cut off), else None."""
     if "{" not in text and "[" not in text:
         return None
-    return next((value for value, _, _, _ in json_values(_strip_template(text))), None)
+    return next((value for value, _, _, _ in json_values(strip_template(text))), None)
 
 
 # -- self-checks -----------------------------------------------------------------------------------
@@ -199,7 +199,7 @@ def _article_issue(article: str) -> bool:
 def parse_answer(text: str, want_article: bool, finish_reason: str | None = None) -> Parse:
     """Read a model's answer: the article (when ``want_article``) and the question-answer pairs,
     with an honest status and the issues found (see the module docstring)."""
-    text = _strip_template(text)
+    text = strip_template(text)
     parsed = pairs_from_json(text) if ("{" in text or "[" in text) else None
     accounted = text  # the answer as accounted: a JSON value by its strings
     if parsed is not None:
