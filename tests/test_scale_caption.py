@@ -1,0 +1,198 @@
+"""ScaleCap's pure parts: sentences, yes/no verdicts, detail questions, the prompts of each step
+and what a record's replies become (outputs, status, issues)."""
+
+from __future__ import annotations
+
+import pytest
+
+from vqaflow.scale_caption import (
+    CAPTION_PROMPT,
+    DETAIL_CHECK_PROMPT,
+    SENTENCE_CHECK_PROMPT,
+    STEP_IMAGES,
+    STEPS,
+    Reply,
+    assemble,
+    detail_questions,
+    fusion_prompt,
+    questions_prompt,
+    read_verdict,
+    split_sentences,
+    step_prompts,
+)
+
+CAPTION = "A man stands in a kitchen. A dragon flies above him. A red sign reads EXIT."
+INSTRUCTIONS = "Describe more details about the man.\nDescribe more details about the sign."
+
+
+def test_english_sentences_split_after_sentence_marks_but_not_abbreviations():
+    text = ('A man stands near Mr. Smith. He holds a sign reading "OPEN." The board, e.g. a plank, is red! '
+            "Is it wet?  It is 3.5 m tall, by J. K. Rowling. No end mark")
+    assert split_sentences(text) == [
+        "A man stands near Mr. Smith.", 'He holds a sign reading "OPEN."', "The board, e.g. a plank, is red!",
+        "Is it wet?", "It is 3.5 m tall, by J. K. Rowling.", "No end mark"]
+
+
+def test_chinese_sentences_split_without_spaces():
+    assert split_sentences("图中有一只猫。猫坐在桌子上！桌子是什么颜色？（红色。）") == [
+        "图中有一只猫。", "猫坐在桌子上！", "桌子是什么颜色？", "（红色。）"]
+
+
+def test_lines_are_sentences_without_markers_and_headings():
+    text = "## Objects\n- A red car.\n2. A blue bus\n**Scene:**\n**Text:** The sign says EXIT.\n\nDetails:"
+    assert split_sentences(text) == ["A red car.", "A blue bus", "Text: The sign says EXIT."]
+
+
+def test_reasoning_is_not_a_sentence():
+    assert split_sentences("<think>Let me look. A cat?</think>A cat sleeps.") == ["A cat sleeps."]
+
+
+@pytest.mark.parametrize("answer", ["Yes", "yes.", "**Yes**", "Answer: yes", "Yes, it is.", " YES\n", "是的。", "是"])
+def test_clear_yes(answer):
+    assert read_verdict(answer) == "yes"
+
+
+@pytest.mark.parametrize("answer", ["No", "no.", "No, there is no dragon.", "Answer: No", "不是", "否。", "No, but close."])
+def test_clear_no(answer):
+    assert read_verdict(answer) == "no"
+
+
+@pytest.mark.parametrize("answer", [
+    "Yes, but the shirt is blue.", "Yes, partially.", "Yes or no", "Yes/No", "Maybe", "", "Yesterday it was",
+    "The description is supported.", "Not-quite", "是否", "是的，但颜色不对。", "It might be. Yes."])
+def test_anything_else_is_unclear(answer):
+    assert read_verdict(answer) == "unclear"
+
+
+def test_a_cut_off_verdict_is_unclear():
+    assert read_verdict("Yes", "stop") == "yes"
+    assert read_verdict("Yes", "length") == "unclear"
+
+
+def test_detail_questions_are_objects_then_position_twins():
+    answer = ("Instructions:\n1. Describe more details about the man.\n- **Describe more details about the suit.**\n"
+              "Describe more details about the Man.\nDescribe more details about the St. Mary church.\n"
+              "Describe more details about the position of the tie. Describe more details about the bed.")
+    objects = ["the man", "the suit", "the St. Mary church", "the tie", "the bed"]
+    assert detail_questions(answer, 20) == (
+        [f"Describe more details about {o}." for o in objects]
+        + [f"Describe more details about the position of {o}." for o in objects])
+    assert detail_questions(answer, 2) == [
+        "Describe more details about the man.", "Describe more details about the suit.",
+        "Describe more details about the position of the man.", "Describe more details about the position of the suit."]
+
+
+def test_an_unfinished_last_instruction_of_a_cut_answer_is_dropped():
+    answer = "Describe more details about the man.\nDescribe more details about the ta"
+    assert detail_questions(answer, 20, "length") == [
+        "Describe more details about the man.", "Describe more details about the position of the man."]
+    assert len(detail_questions(answer, 20)) == 4
+    assert detail_questions("Describe more details about the man.", 20, "length") == [
+        "Describe more details about the man.", "Describe more details about the position of the man."]
+
+
+def test_no_instruction_no_questions():
+    assert detail_questions("There is a man and a bed.", 20) == []
+
+
+def test_the_text_prompts_carry_the_golden_sentences_and_split_details():
+    golden = ["A man stands.", "A sign reads EXIT."]
+    assert questions_prompt(golden).endswith("Sentence:\nA man stands.\nA sign reads EXIT.\nInstructions:")
+    qas = [{"question": "Describe more details about the man.", "answer": "He wears blue."},
+           {"question": "Describe more details about the position of the man.", "answer": "He is on the left."}]
+    assert fusion_prompt(golden, qas).startswith(
+        "Basic Context:\nA man stands.\nA sign reads EXIT.\n\nObject Information:\nHe wears blue.\n\n"
+        "Position Information:\nHe is on the left.\n\nFollowing the logic")
+
+
+def _replies(**steps: list[str]) -> dict[str, list[Reply]]:
+    return {name: [Reply(text) for text in texts] for name, texts in steps.items()}
+
+
+FULL = dict(caption=[CAPTION], sentence_checks=["Yes.", "No.", "yes"], questions=[INSTRUCTIONS],
+            details=["He wears a blue apron.", "It is red with white letters.", "He is on the left.", "Above the door."],
+            detail_checks=["Yes", "Yes", "No", "Yes"], fusion=["A man in a blue apron stands left; a red EXIT sign."])
+
+
+def test_each_step_is_asked_from_the_replies_before_it():
+    replies = _replies(**FULL)
+    asked = {step: step_prompts(step, replies, 20) for step in STEPS}
+    assert asked["caption"] == [CAPTION_PROMPT]
+    assert asked["sentence_checks"][1] == SENTENCE_CHECK_PROMPT.format(text="A dragon flies above him.")
+    assert "A dragon" not in asked["questions"][0] and "A red sign reads EXIT." in asked["questions"][0]
+    assert asked["details"][3] == "Describe more details about the position of the sign."
+    assert asked["detail_checks"][0] == DETAIL_CHECK_PROMPT.format(text="He wears a blue apron.")
+    assert "He is on the left." not in asked["fusion"][0] and "Above the door." in asked["fusion"][0]
+    assert [STEP_IMAGES[step] for step in STEPS] == [True, True, False, True, True, False]
+
+
+def test_a_record_whose_every_step_answered_clearly_is_ok():
+    done = assemble(_replies(**FULL), 20)
+    assert done.init_caption == CAPTION
+    assert done.golden_sentences == ["A man stands in a kitchen.", "A red sign reads EXIT."]
+    assert done.sentences[1] == {"text": "A dragon flies above him.", "verdict": "no"}
+    assert done.questions[1] == "Describe more details about the sign."
+    assert [d["verdict"] for d in done.details] == ["yes", "yes", "no", "yes"]
+    assert done.parse.qas == [
+        {"question": "Describe more details about the man.", "answer": "He wears a blue apron."},
+        {"question": "Describe more details about the sign.", "answer": "It is red with white letters."},
+        {"question": "Describe more details about the position of the sign.", "answer": "Above the door."}]
+    assert done.final_caption == FULL["fusion"][0]
+    assert (done.parse.status, done.parse.issues, done.parse.truncated) == ("ok", (), False)
+
+
+def test_an_unclear_verdict_drops_its_sentence_and_is_recorded():
+    done = assemble(_replies(**{**FULL, "sentence_checks": ["Yes", "No", "Yes, but it is orange."]}), 20)
+    assert done.golden_sentences == ["A man stands in a kitchen."]
+    assert done.sentences[2]["verdict"] == "unclear"
+    assert (done.parse.status, done.parse.issues) == ("partial", ("unclear_verdict",))
+
+
+def test_a_cut_caption_loses_its_unfinished_sentence():
+    replies = {"caption": [Reply("A man stands in a kitchen. A dragon fl", "length")]}
+    assert step_prompts("sentence_checks", replies, 20) == [
+        SENTENCE_CHECK_PROMPT.format(text="A man stands in a kitchen.")]
+
+
+def test_empty_and_cut_details_are_not_checked():
+    replies = _replies(**{**FULL, "details": ["He wears a blue apron.", "", "He is on the left.", "Above"]})
+    replies["details"][3] = Reply("Above", "length")
+    assert step_prompts("detail_checks", replies, 20) == [
+        DETAIL_CHECK_PROMPT.format(text=t) for t in ("He wears a blue apron.", "He is on the left.")]
+    done = assemble({**replies, "detail_checks": [Reply("Yes"), Reply("Yes")], "fusion": [Reply("Fused.")]}, 20)
+    assert [d["verdict"] for d in done.details] == ["yes", "unchecked", "yes", "unchecked"]
+    assert (done.parse.status, done.parse.issues, done.parse.truncated) == (
+        "partial", ("truncated", "empty_answer"), True)
+
+
+def test_no_supported_sentence_stops_the_record():
+    replies = _replies(caption=[CAPTION], sentence_checks=["No", "No", "Maybe"])
+    assert step_prompts("questions", replies, 20) == []
+    done = assemble(replies, 20)
+    assert (done.golden_sentences, done.final_caption, done.parse.qas) == ([], "", [])
+    assert (done.parse.status, done.parse.issues) == ("none", ("unclear_verdict", "no_golden_sentences"))
+
+
+def test_no_questions_still_fuses_the_golden_sentences():
+    replies = _replies(caption=[CAPTION], sentence_checks=["Yes", "No", "Yes"], questions=["None."])
+    assert step_prompts("details", replies, 20) == step_prompts("detail_checks", replies, 20) == []
+    assert "Object Information:\n\n" in step_prompts("fusion", replies, 20)[0]
+    done = assemble({**replies, "fusion": [Reply("A man stands under an EXIT sign.")]}, 20)
+    assert (done.parse.status, done.parse.issues) == ("partial", ("no_questions", "no_pairs"))
+
+
+def test_an_empty_caption_and_a_cut_final_caption():
+    done = assemble(_replies(caption=["<think>hm</think>  "]), 20)
+    assert (done.parse.status, done.parse.issues) == ("none", ("empty_caption",))
+    replies = _replies(**FULL)
+    replies["fusion"] = [Reply("A man in a blue", "length")]
+    done = assemble(replies, 20)
+    assert done.final_caption == "A man in a blue"
+    assert (done.parse.status, done.parse.issues, done.parse.truncated) == ("partial", ("truncated",), True)
+
+
+def test_replies_that_do_not_match_the_requests_are_an_error():
+    with pytest.raises(ValueError, match="sentence_checks: 2 replies to 3 requests"):
+        assemble(_replies(caption=[CAPTION], sentence_checks=["Yes", "Yes"]), 20)
+    with pytest.raises(ValueError, match="unknown step"):
+        step_prompts("polish", {}, 20)
