@@ -39,6 +39,9 @@ requests per raw answer, ``stats["reformat_images"]`` the images they carried an
 ``stats["reformat_schemas"]`` those that asked for a JSON schema; they are not counted
 as answers of a tag.
 
+ScaleCap's requests are answered by :func:`scalecap_answers.scalecap_answer`;
+``stats["scalecap"]`` counts them by kind, ``stats["scalecap_images"]`` the images each kind carried.
+
 In a test::
 
     with ChatServer(latency=0.01, faults={"429": 0.1}) as server:
@@ -67,6 +70,8 @@ from pathlib import Path
 
 from aiohttp import web
 from PIL import Image
+
+from scalecap_answers import scalecap_answer
 
 TEST_KEY = "test-key"
 MODEL = "test-vlm"
@@ -208,7 +213,7 @@ class ChatServer:
             "requests": 0, "listings": 0, "statuses": Counter(), "answered": Counter(), "in_flight": 0,
             "max_in_flight": 0, "image_sizes": [], "judged": Counter(), "judge_models": Counter(),
             "body_bytes": 0, "reformats": Counter(), "reformat_images": 0, "reformat_schemas": 0,
-            "response_format": Counter(), "judge_seeds": {},
+            "response_format": Counter(), "judge_seeds": {}, "scalecap": Counter(), "scalecap_images": Counter(),
         }
         self._started = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -307,6 +312,10 @@ class ChatServer:
             self.stats["judged"][tag] += 1
             self.stats["judge_seeds"].setdefault(tag, []).append(body.get("seed"))
             self.stats["judge_models"][body["model"]] += 1
+        elif scaled := scalecap_answer(text):
+            kind, content = scaled
+            self.stats["scalecap"][kind] += 1
+            self.stats["scalecap_images"][kind] += len(urls)
         else:
             schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or structured
             content = self.script.get(tag) or default_answer(text, sizes, body.get("seed"), schema)
