@@ -20,7 +20,8 @@ def main() -> None:
     chosen, refined = pipeline(params.pipeline), list(snakemake.input.refined)
     stats = report.load_stats(snakemake.input.stats)
     config = params.config  # without secrets (public_config in common.smk)
-    stages = report.funnel(stats, report.exported_pairs(snakemake.input.export), config["verify"]["enabled"])
+    exported = report.exported_pairs(snakemake.input.export, chosen.pairs)
+    stages = report.funnel(stats, exported, config["verify"]["enabled"], chosen.pairs)
     info = report.run_info(config, os.path.getmtime(snakemake.input.stats))
     links = [("Sample gallery", output.samples), ("Quality funnel", output.funnel), ("Summary", output.summary),
              ("Failures", output.failures), ("Quality", output.quality)]

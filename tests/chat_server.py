@@ -22,6 +22,13 @@ carrying a ``response_format`` with OpenAI's 400 for a model without structured 
 older vLLM servers, Ollama and many proxies do), and ``stats["response_format"]`` counts the
 chat requests by the response format they carried (``json_schema`` or ``none``).
 
+With ``fault_match`` the faults hit only chat requests whose text holds that string (one step
+of a pipeline, say); ``stats["seen"]`` lists every chat request's text, image count and tag.
+
+It answers the captioning prompt (a system prompt naming a "caption generator") with a caption,
+a request to "only output the question content" with one question (``What is shown in
+rec-<n>?``) and that question with an answer naming the images it carried.
+
 The judge's answers are the verdicts :func:`judge_answer` makes, unless ``judge_script``
 maps the record's tag to an answer of its own; ``stats["judge_seeds"]`` lists the seeds of
 each tag's judge requests.
@@ -39,8 +46,7 @@ requests per raw answer, ``stats["reformat_images"]`` the images they carried an
 ``stats["reformat_schemas"]`` those that asked for a JSON schema; they are not counted
 as answers of a tag.
 
-ScaleCap's requests are answered by :func:`scalecap_answers.scalecap_answer`;
-``stats["scalecap"]`` counts them by kind, ``stats["scalecap_images"]`` the images each kind carried.
+ScaleCap's requests are answered by :func:`scalecap_answers.scalecap_answer`.
 
 In a test::
 
@@ -116,12 +122,25 @@ def _image_size(url: str) -> str:
         return f"{image.width}x{image.height} {image.format}"
 
 
+CAPTION_MARK = "caption generator"
+QUESTION_ONLY = "only output the question content"
+SHOWN_QUESTION = "What is shown in "
+
+
 def default_answer(text: str, sizes: list[str], seed: int | None, structured: bool | dict) -> str:
     """A deterministic answer in the shape the prompt asks for; with a JSON schema
     (``structured``: the schema, or True), JSON that follows it, as constrained decoding
     makes it (an article only when the schema has one, or the prompt asks for one)."""
     tag = (TAG.search(text) or [None])[0] or "untagged"
     described = ", ".join(sizes) if sizes else "no image"
+    if not structured and CAPTION_MARK in text:
+        return f"A test picture of {tag} with {len(sizes)} image(s): {described}."
+    if not structured and QUESTION_ONLY in text.lower():
+        return f"{SHOWN_QUESTION}{tag}?"
+    if not structured and SHOWN_QUESTION + tag in text:
+        return f"{tag} shows {len(sizes)} image(s): {described}."
+    if not structured and (scalecap := scalecap_answer(text)):
+        return scalecap[1]
     facts = f"The subject of {tag} was recorded with {len(sizes)} image(s): {described}."
     qas = [
         {"question": f"How many images does {tag} have?", "answer": str(len(sizes))},
@@ -196,12 +215,14 @@ class ChatServer:
         models: tuple[str, ...] = (MODEL,), script: dict[str, str] | None = None,
         retry_after: float = 0.05, port: int = 0, seed: int = 0, reformats: dict | None = None,
         reject_response_format: bool = False, judge_script: dict[str, str] | None = None,
+        fault_match: str | None = None,
     ):
         self.latency, self.key, self.models = latency, key, models
         unknown = set(faults or {}) - set(FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
         self.faults = {**dict.fromkeys(FAULTS, 0.0), **(faults or {})}
+        self.fault_match = fault_match
         self.script = script or {}
         self.judge_script = judge_script or {}
         self.reject_response_format = reject_response_format
@@ -213,7 +234,7 @@ class ChatServer:
             "requests": 0, "listings": 0, "statuses": Counter(), "answered": Counter(), "in_flight": 0,
             "max_in_flight": 0, "image_sizes": [], "judged": Counter(), "judge_models": Counter(),
             "body_bytes": 0, "reformats": Counter(), "reformat_images": 0, "reformat_schemas": 0,
-            "response_format": Counter(), "judge_seeds": {}, "scalecap": Counter(), "scalecap_images": Counter(),
+            "response_format": Counter(), "judge_seeds": {}, "seen": [],
         }
         self._started = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -274,7 +295,8 @@ class ChatServer:
             detail = [{"loc": ["body", "messages", 0], "msg": "unsupported content part", "type": "value_error"}]
             return web.json_response({"detail": detail}, status=422)
         await asyncio.sleep(self.latency)
-        fault = self._fault()
+        self.stats["seen"].append({"text": text, "images": len(urls), "tag": (TAG.search(text) or [None])[0]})
+        fault = self._fault() if self.fault_match is None or self.fault_match in text else None
         if fault == "429":
             self._count("429")
             return _error(429, "Rate limit reached.", "rate_limit_exceeded",
@@ -312,10 +334,6 @@ class ChatServer:
             self.stats["judged"][tag] += 1
             self.stats["judge_seeds"].setdefault(tag, []).append(body.get("seed"))
             self.stats["judge_models"][body["model"]] += 1
-        elif scaled := scalecap_answer(text):
-            kind, content = scaled
-            self.stats["scalecap"][kind] += 1
-            self.stats["scalecap_images"][kind] += len(urls)
         else:
             schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or structured
             content = self.script.get(tag) or default_answer(text, sizes, body.get("seed"), schema)

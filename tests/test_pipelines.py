@@ -1,5 +1,6 @@
 """A pipeline is a sequence of request steps: a later step is asked with the earlier steps'
-answers, only for the records whose previous step answered, and a rerun asks nothing."""
+results, only for the records whose previous step answered, one request per record or several
+(text-only ones too); a record fails alone, a rerun asks only what is missing, then nothing."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from chat_server import OVERFLOW
+from chat_server import OVERFLOW, ChatServer
 from vqaflow.backends._factory import build_backend
 from vqaflow.jsonl import read_jsonl, write_jsonl
-from vqaflow.pipelines import PIPELINES, Pipeline, Step, qa_schema
+from vqaflow.pipelines import PIPELINES, Ask, Outputs, Pipeline, Step, StepError, StepInput, qa_schema
 from vqaflow.settings import prompt_settings
 from vqaflow.stages.generate import generate_shard
 from vqaflow.stages.repair import RepairSettings
@@ -47,7 +48,7 @@ class Recording:
 
 
 def test_one_step_pipelines_ask_as_before():
-    for pipeline in PIPELINES.values():
+    for pipeline in (PIPELINES[name] for name in ("context_vqa", "image_vqa", "image_qa")):
         (step,) = pipeline.steps
         assert step.images and step.schema == qa_schema(pipeline.want_article)
         assert (pipeline.prompt, pipeline.system_prompt) == (step.prompt, step.system_prompt)
@@ -96,3 +97,70 @@ def test_a_second_step_carries_the_first_answer_and_a_rerun_asks_nothing(server,
     again = generate()
     assert again.tasks == [] and server.stats["requests"] == asked, "a rerun asks nothing"
     assert {line["id"]: line for line in read_jsonl(tmp_path / "generated.jsonl")} == generated
+
+
+def _probes(inp: StepInput) -> dict[str, Ask]:
+    description = inp.results["describe"].text
+    if "rec-3" in description:
+        raise StepError("nothing to probe in rec-3")
+    return {"seen": Ask(f"[[seen]] With the picture: {description}"),
+            "blind": Ask(f"[[blind]] Without the picture: {description}", images=False)}
+
+
+DESCRIBE_THEN_PROBE = Pipeline(
+    "describe_then_probe",
+    (Step("describe", "You describe images.", "Describe this image.", images=True, schema=None),
+     Step("probe", "You answer.", "", images=True, schema=None, asks=_probes,
+          collect=lambda inp, answers: {sub: "A: 0" in answer.text for sub, answer in answers.items()})),
+    fields=("description", "probe"), pairs=False,
+    reader=lambda inp: Outputs(fields={"description": inp.results["describe"].text,
+                                       "probe": inp.results["probe"]}).parse(usable=True),
+    training=lambda fields: [{"question": "Describe the image.", "answer": fields["description"]}],
+)
+
+
+def test_a_fan_out_step_asks_each_request_once_fails_records_alone_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    image = str(sorted(DEMO_IMAGES.iterdir())[0])
+    write_jsonl(tmp_path / "shard.jsonl", [
+        {"id": f"r{n}", "index": n, "record": {"id": f"r{n}", "image": [image],
+                                               "conversation": [{"from": "human", "value": f"Describe rec-{n}."}]}}
+        for n in range(4)])
+    settings = replace(prompt_settings({**schema_defaults(), "pipeline": "image_vqa"}), pipeline=DESCRIBE_THEN_PROBE)
+    broken = "[[blind]] Without the picture: Q: How many images does rec-1 have?"
+    with ChatServer(faults={"500": 1.0}, fault_match=broken) as server:
+        def generate() -> dict:
+            backend = build_backend("api", sampling(max_tokens=256), settings.max_pixels,
+                                    api=asdict(api_settings_for(server.base_url, max_retries=0)))
+            return generate_shard(tmp_path / "shard.jsonl", tmp_path / "generated.jsonl", tmp_path / "failed.jsonl",
+                                  tmp_path / "journal.jsonl", settings, backend, NO_REPAIR)
+
+        assert generate()["failed"] == 2
+        seen = list(server.stats["seen"])
+        assert len(seen) == 4 + 3 * 2, "4 descriptions, then 2 probes for each record but rec-3"
+        assert {entry["images"] for entry in seen if "[[blind]]" in entry["text"]} == {0}, "blind: text only"
+        assert {entry["images"] for entry in seen if "[[seen]]" in entry["text"]} == {1}
+        failed = {f["id"]: f for f in read_jsonl(tmp_path / "failed.jsonl")}
+        assert failed["r1"]["transient"] and failed["r1"]["error"].startswith("request blind of step probe:")
+        assert failed["r3"]["kind"] == "prompt" and not failed["r3"]["transient"]
+        assert "nothing to probe in rec-3" in failed["r3"]["error"]
+        generated = {line["id"]: line for line in read_jsonl(tmp_path / "generated.jsonl")}
+        assert sorted(generated) == ["r0", "r2"]
+        for line in generated.values():
+            assert line["parsed"]["fields"]["probe"] == {"seen": False, "blind": True}
+            assert line["parsed"]["status"] == "ok" and line["parsed"]["qas"] == []
+            assert line["answer"] == line["parsed"]["fields"]["description"], "the answer step: describe"
+            assert set(line["steps"]["probe"]) == {"seen", "blind"}
+            assert line["generation"]["paid"]["requests"] == 3
+        journal = list(read_jsonl(tmp_path / "journal.jsonl"))
+        assert {entry["id"] for entry in journal} == {"r0", "r1", "r2", "r3"}, "filed under the record ids"
+        assert sum(entry["id"] == "r1" for entry in journal) == 2, "rec-1's description and its seen probe"
+
+        server.faults["500"] = 0.0
+        assert generate()["failed"] == 1
+        asked = server.stats["seen"][len(seen):]
+        assert [entry["text"].startswith("You answer.\n" + broken) for entry in asked] == [True], "only the failed one"
+        assert {line["id"]: line for line in read_jsonl(tmp_path / "generated.jsonl")}["r1"]["parsed"]["fields"]["probe"]["blind"]
+        before = server.stats["requests"]
+        generate()
+        assert server.stats["requests"] == before, "a rerun asks nothing"

@@ -29,6 +29,9 @@ ACCEPTED_INPUTS = (
 OVERRIDDEN = {"api": "api", "vllm": "vllm"}  # <stage>.<key>: overrides of the section <value>, key by key
 OVERRIDING = ("verify", "reformat")  # the stages with such overrides
 MAX_PROBLEMS = 8
+# the config section holding a pipeline's own settings, for the pipelines that have one (its steps
+# see it as ``StepInput.settings``; the rules pass it to the request jobs)
+PIPELINE_SECTIONS: dict[str, str] = {}
 _GLOB_MAGIC = re.compile(r"[*?[]")
 _BOOLEANS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 _NULLS = ("null", "~")
@@ -240,6 +243,11 @@ def short_error(error: Exception) -> str:
     elif cause.absolute_path and cause.validator != "required":
         line += f" (expected: {expected(cause.schema)})"
     return problem_text([line])
+
+
+def pipeline_section(pipeline: str) -> str | None:
+    """The config section holding the settings of ``pipeline`` (None: it has none)."""
+    return PIPELINE_SECTIONS.get(pipeline)
 
 
 def check_combinations(config: dict) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .columns import Columns
 from .inputs.image_refs import image_refs
-from .pipelines import Pipeline, Step
+from .pipelines import Ask, Pipeline
 
 _ROLES = {
     "human": "user",
@@ -37,6 +37,7 @@ class PromptSettings:
     seed: int | None
     dedup_requests: bool  # seeds derive from the request's content: identical requests are one
     structured_output: bool | str = False  # each step asks with its JSON schema; "auto": free text where rejected
+    pipeline_settings: dict = field(default_factory=dict)  # the config section named like the pipeline
 
 
 @dataclass(frozen=True)
@@ -95,10 +96,10 @@ def build_prompt(record: dict, record_id: str, settings: PromptSettings) -> Prom
     return Prompt(system=system, turns=tuple(turns), images=record_images(record, settings.columns))
 
 
-def step_prompt(step: Step, answers: dict[str, str], images: tuple[str, ...]) -> Prompt:
-    """The prompt of a step after the first: its template filled with the earlier steps'
-    answers (by step name), with ``images`` when the step sends them."""
-    return Prompt(step.system_prompt, (("user", step.prompt.format_map(answers)),), images if step.images else ())
+def ask_prompt(ask: Ask, system: str, images: tuple[str, ...]) -> Prompt:
+    """The prompt of a request of a step after the first: its text, its system prompt (``system``:
+    the step's, unless the request has its own), with ``images`` when it sends them."""
+    return Prompt(ask.system or system, (("user", ask.text),), images if ask.images else ())
 
 
 def chat_messages(prompt: Prompt, image_parts: list[dict]) -> list[dict]:

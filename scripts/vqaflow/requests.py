@@ -1,14 +1,15 @@
 """The shard request loop, the one every request stage runs (generate, repair, verify, the
 preview): plan, ask, collect.
 
-- plan: each request is keyed by its record id and a fingerprint of everything that shapes
-  its answer; the shard's journal holds a stored answer, a stored permanent failure, or
-  nothing (then it is to ask);
+- plan: each request is filed in the journal under its record's id and a fingerprint of
+  everything that shapes its answer; the shard's journal holds a stored answer, a stored
+  permanent failure, or nothing (then it is to ask);
 - ask: the backend runs the rest; answers and permanent failures are journaled as they
   arrive (a killed job loses nothing paid for), failures another attempt may fix are not
   (the next run asks again: ``transient``);
-- collect: answers and failures by record id, every answer used noted with whether this run
-  asked it (:attr:`ShardRequests.used`, for the preview's accounting).
+- collect: answers and failures by request key (its task's id: the record id for a record's one
+  request, unique for each of a record's several), every answer used noted under its record
+  with whether this run asked it (:attr:`ShardRequests.used`, for the preview's accounting).
 
 With ``structured_output: auto`` a stage passes ``rebuild`` (its requests for another backend):
 a backend asking with a JSON schema then falls back to free text where the endpoint rejects the
@@ -86,15 +87,23 @@ def failure_entry(record_id: str, index: int, error: str, kind: str, attempts: i
 
 @dataclass(frozen=True)
 class Request:
-    """One request of a record: the task and its fingerprint."""
+    """One request of a record: the task (its id is the request key) and its fingerprint.
+    ``record``: the record it belongs to, when that is not the task's id (one of a record's
+    several requests); its journal entries are filed under the record's id."""
 
     task: GenerationTask
     fp: str
+    record: str | None = None
+
+    @property
+    def record_id(self) -> str:
+        """The id of the record this request belongs to."""
+        return self.record or self.task.id
 
 
 @dataclass
 class Plan:
-    """What the journal holds for a set of requests, by record id, and what is left to ask."""
+    """What the journal holds for a set of requests, by request key, and what is left to ask."""
 
     answers: dict[str, dict] = field(default_factory=dict)
     failures: dict[str, dict] = field(default_factory=dict)
@@ -134,18 +143,18 @@ class ShardRequests:
         return failure_entry(record_id, self.index_of[record_id], error, kind, attempts)
 
     def plan(self, requests: dict[str, Request], what: str) -> Plan:
-        """Look every request up in the journal (``requests`` by record id)."""
+        """Look every request up in the journal (``requests`` by request key, its task's id)."""
         plan = Plan()
-        for record_id, request in requests.items():
+        for key, request in requests.items():
+            record_id = request.record_id
             entry = self.stored(record_id, request.fp)
             if entry is None:
                 plan.pending.append(request)
             elif "answer" in entry:
-                plan.answers[record_id] = entry
+                plan.answers[key] = entry
                 self.used[record_id].append(Used(what, entry, asked=False))
             else:
-                plan.failures[record_id] = self.failure(record_id, entry["error"], entry["kind"],
-                                                        entry.get("attempts"))
+                plan.failures[key] = self.failure(record_id, entry["error"], entry["kind"], entry.get("attempts"))
         return plan
 
     def ask(self, backend: Backend, pending: list[Request], what: str, note: dict | None = None,
@@ -154,30 +163,31 @@ class ShardRequests:
         journaled as they arrive (``note``: added to each answer's ``generation``), and progress
         lines tell how far they are (the backend reports its retries; ``progress``: a stage's
         running count this call adds to, else one of its own). Returns (answers, failures) by
-        record id."""
+        request key."""
         answers: dict[str, dict] = {}
         failures: dict[str, dict] = {}
         if not pending:
             return answers, failures
-        fps = {request.task.id: request.fp for request in pending}
+        asked = {request.task.id: request for request in pending}
         shown = nullcontext(progress) if progress else Progress(f"{self.name} {what}", len(pending))
         with JournalWriter(self.journal_path) as writer, shown as progress:
 
             def on_outcome(outcome: Outcome) -> None:
-                fp = fps[outcome.id]
+                request = asked[outcome.id]
+                record_id, fp = request.record_id, request.fp
                 attempts = outcome.generation.get("attempts")
                 if outcome.ok:
                     generation = {**outcome.generation, **note} if note else outcome.generation
-                    entry = {"id": outcome.id, "fp": fp, "answer": outcome.answer, "generation": generation}
+                    entry = {"id": record_id, "fp": fp, "answer": outcome.answer, "generation": generation}
                     writer.append(entry)
                     answers[outcome.id] = entry
-                    self.used[outcome.id].append(Used(what, entry, asked=True))
+                    self.used[record_id].append(Used(what, entry, asked=True))
                 else:
                     kind = outcome.error_kind or "error"
                     if kind in PERMANENT_KINDS:
-                        writer.append({"id": outcome.id, "fp": fp, "error": outcome.error, "kind": kind,
+                        writer.append({"id": record_id, "fp": fp, "error": outcome.error, "kind": kind,
                                        "attempts": attempts})
-                    failures[outcome.id] = self.failure(outcome.id, outcome.error, kind, attempts)
+                    failures[outcome.id] = self.failure(record_id, outcome.error, kind, attempts)
                 progress.outcome(outcome.ok)
 
             backend.run([request.task for request in pending], on_outcome, on_retry=progress.retry)
@@ -194,10 +204,11 @@ class ShardRequests:
     def run(self, backend: Backend, requests: dict[str, Request], what: str,
             describe: Callable[[Plan], str] | None = None,
             rebuild: Callable[[Backend], dict[str, Request]] | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
-        """Plan, ask, collect: every request's answer or failure by record id (stored ones
-        first). ``describe``: the plan in a line for the log, told before asking. ``rebuild``
-        (``structured_output: auto``): the same requests for another backend; given, a
-        backend asking with a JSON schema falls back to free text where it is rejected."""
+        """Plan, ask, collect: every request's answer or failure by request key (stored ones
+        first; ``requests`` by request key, its task's id). ``describe``: the plan in a line for
+        the log, told before asking. ``rebuild`` (``structured_output: auto``): the same requests
+        for another backend; given, a backend asking with a JSON schema falls back to free text
+        where it is rejected."""
         if rebuild is not None and backend.sampling.json_schema is not None and backend.schema_check != "never":
             return self._run_auto(backend, requests, what, describe, rebuild)
         plan = self.plan(requests, what)

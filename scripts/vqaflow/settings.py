@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from .columns import Columns
+from .config_check import pipeline_section
 from .pipelines import pipeline
 from .prompts import PromptSettings
 
 
 def prompt_settings(config: dict) -> PromptSettings:
-    """How records become prompts, from the config (or the rules' ``prompts`` params)."""
+    """How records become prompts, from the config (or the rules' ``prompts`` params, which hold
+    the pipeline's own section too)."""
+    section = pipeline_section(config["pipeline"])
     return PromptSettings(
         pipeline=pipeline(config["pipeline"]),
         columns=Columns.from_config(config["keys"]),
@@ -19,4 +22,5 @@ def prompt_settings(config: dict) -> PromptSettings:
         seed=config["generation"]["seed"],
         dedup_requests=config["dedup"]["requests"],
         structured_output=config["structured_output"],
+        pipeline_settings=dict(config[section]) if section else {},
     )

@@ -20,6 +20,7 @@ from vqaflow.plan import (
     input_files,
     input_kind,
     key_env,
+    pipeline_section,
     public_config,
     run_summary,
     sample_positions,
@@ -231,7 +232,9 @@ def prices():
 
 
 def prompt_params():
-    """Everything that turns records into requests and decides what is asked again."""
+    """Everything that turns records into requests and decides what is asked again (with the
+    pipeline's own config section, for a pipeline that has one)."""
+    section = pipeline_section(config["pipeline"])
     return {
         "pipeline": config["pipeline"],
         "keys": config["keys"],
@@ -246,6 +249,7 @@ def prompt_params():
         },
         "dedup": config["dedup"],
         "retry_rejected": config["retry_rejected"],
+        **({section: config[section]} if section else {}),
     }
 
 

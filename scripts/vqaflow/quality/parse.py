@@ -46,6 +46,7 @@ label inside a field (``Explanation:``, ``Antwort:``) or between two parts of on
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -92,6 +93,7 @@ class Parse:
     issues: tuple[str, ...] = ()
     truncated: bool = False
     unread: tuple[str, ...] = ()  # text neither read nor recognised (``unread_text``), shortened
+    fields: dict = dataclasses.field(default_factory=dict)  # a pipeline's output fields (``caption``, ...), by name
 
 
 def strip_template(text: str) -> str:
@@ -141,7 +143,7 @@ def _label_only(text: str) -> bool:
     return not key or (len(key) <= 8 and label_kind(key) in ("question", "answer", "answers"))
 
 
-def _check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
+def check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
     """The pairs with empty or label-only answers dropped; issues found added."""
     kept = []
     for qa in qas:
@@ -215,7 +217,7 @@ def parse_answer(text: str, want_article: bool, finish_reason: str | None = None
     if truncated and qas and parsed is None and text.rstrip().endswith(qas[-1]["answer"][-8:]):
         qas = qas[:-1]  # the last answer ran into max_tokens: it may be cut
         issues.append("incomplete_pair")
-    qas = _check_pairs(qas, issues)
+    qas = check_pairs(qas, issues)
     if truncated:
         issues.insert(0, "truncated")
     if not qas:

@@ -5,12 +5,18 @@ optional filters: drop records whose answer could not be parsed, drop answers no
 the article (context_vqa), drop repeated questions within a record. Image paths are written
 as the dataset holds them (as the input gave them; relative to ``images.root`` for a folder
 input), so the exports move with their images.
+
+A pipeline without pairs exports what its ``training`` makes of its output fields (a caption:
+the turn "Describe the image." answered by the caption); its flat table holds its fields
+(``caption``) instead of the pairs' ``context``, ``questions`` and ``answers``. The pair filters
+(flags, verdicts, repeated questions) apply to pairs only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..columns import Columns
 from ..jsonl import encode, read_jsonl
@@ -33,12 +39,14 @@ class ExportFilters:
 
 @dataclass(frozen=True)
 class Example:
-    """One exported record: its images, article (context_vqa) and kept pairs."""
+    """One exported record: its images, article (context_vqa) and kept pairs (for a pipeline
+    without pairs: its training turns, and its output ``fields``)."""
 
     id: str
     images: list[str]
     context: str | None
     qas: list[dict]
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 def select(record: dict, pipeline: Pipeline, columns: Columns, filters: ExportFilters) -> Example | None:
@@ -47,6 +55,11 @@ def select(record: dict, pipeline: Pipeline, columns: Columns, filters: ExportFi
     parse = record["parse"]
     if filters.drop_unparsed and parse["status"] == "none":
         return None
+    refs = record_images(record, columns)
+    if not pipeline.pairs:
+        values = pipeline.values(record)
+        turns = pipeline.training(values)
+        return Example(str(record[columns.id]), list(refs), None, turns, values) if turns else None
     context, qas = pipeline.context(record, columns), pipeline.qas(record, columns)
     if filters.drop_ungrounded and "grounded" in parse:
         qas = [qa for qa, grounded in zip(qas, parse["grounded"]) if grounded]
@@ -58,7 +71,6 @@ def select(record: dict, pipeline: Pipeline, columns: Columns, filters: ExportFi
         qas = _unique_questions(qas)
     if not qas:
         return None
-    refs = record_images(record, columns)
     pairs = [{"question": qa["question"], "answer": qa["answer"]} for qa in qas]
     return Example(str(record[columns.id]), list(refs), context, pairs)
 
@@ -91,7 +103,10 @@ def conversation(example: Example) -> dict:
 
 
 def table_row(example: Example) -> dict:
-    """A flat row for Parquet / ``datasets``: images by path, the article and the pairs."""
+    """A flat row for Parquet / ``datasets``: images by path, the article and the pairs (for a
+    pipeline without pairs: its output fields)."""
+    if example.fields:
+        return {"id": example.id, "images": example.images, **example.fields}
     return {"id": example.id, "images": example.images, "context": example.context,
             "questions": [qa["question"] for qa in example.qas],
             "answers": [qa["answer"] for qa in example.qas]}

@@ -1,4 +1,5 @@
-"""The generate stage: one shard's records through the pipeline's steps and a repair pass.
+"""The generate stage: one shard's records through the pipeline's steps (:mod:`.steps`), a
+repair pass and a reformat pass.
 
 Every record ends as an answer or a failure of its own: a record that cannot be prepared
 (bad image, bad conversation, anything unexpected) fails alone, and the backends turn
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -19,11 +20,13 @@ from .. import images
 from ..backends.base import Backend, GenerationTask
 from ..jsonl import encode, read_jsonl
 from ..logs import tell
-from ..pipelines import Step
-from ..prompts import Prompt, PromptError, PromptSettings, build_prompt, step_prompt
-from ..requests import Request, ShardRequests, Used, content_key, fingerprint, task_seed
+from ..pipelines import ONE, Answer
+from ..prompts import Prompt, PromptError, PromptSettings, build_prompt
+from ..quality.parse import Parse
+from ..requests import ShardRequests, Used, content_key, task_seed
 from .reformat import ReformatSettings, reformat_answers, reformat_backend
 from .repair import RepairSettings, repair_answers
+from .steps import Chain
 
 PREPARE_THREADS = 8
 
@@ -67,121 +70,79 @@ def _safe_prepare(line: dict, settings: PromptSettings):
         return None, ("internal", f"{type(err).__name__}: {err}")
 
 
-def step_backend(backend: Backend, step: Step, settings: PromptSettings) -> Backend:
-    """``backend`` asking with the step's JSON schema when ``structured_output`` is on."""
-    if settings.structured_output and step.schema is not None:
-        return backend.repairer(backend.sampling.max_tokens, step.schema)
-    return backend
-
-
-def _step_task(step: Step, n: int, first: GenerationTask, digests: list[str], earlier: dict[str, str],
-               settings: PromptSettings) -> tuple[GenerationTask, list[str]]:
-    """A record's task for step ``n`` (``first``: its prepared task; ``earlier``: the
-    answers of the steps before, by name) and the digests of the images it sends."""
-    images, digests = (first.prompt.images, digests) if step.images else ((), [])
-    if n == 0:
-        return replace(first, prompt=replace(first.prompt, images=images)), digests
-    prompt = step_prompt(step, earlier, images)
-    key = content_key(prompt, digests) if settings.dedup_requests else first.id
-    return GenerationTask(first.id, prompt, task_seed(settings.seed, key)), digests
-
-
-def _first_requests(prepared: dict[str, tuple[GenerationTask, list[str]]], identity: dict,
-                    max_pixels: int) -> tuple[dict[str, Request], dict[str, str]]:
-    """The first step's requests by record id, each asked once: a record whose request is
-    identical to an earlier record's is a copy (record id -> the record answering it)."""
-    asking: dict[str, Request] = {}
-    first_of: dict[str, str] = {}  # fingerprint -> the first record asking it
-    copies: dict[str, str] = {}
-    for record_id, (task, digests) in prepared.items():
-        fp = fingerprint(identity, task, digests, max_pixels)
-        if fp in first_of:
-            copies[record_id] = first_of[fp]
-        else:
-            first_of[fp] = record_id
-            asking[record_id] = Request(task, fp)
-    return asking, copies
-
-
-def _rebuilt_first(prepared: dict[str, tuple[GenerationTask, list[str]]], max_pixels: int,
-                   backend: Backend) -> dict[str, Request]:
-    """The first step's requests for ``backend`` (``structured_output: auto``'s free text)."""
-    return _first_requests(prepared, backend.identity(), max_pixels)[0]
-
-
-def _step_requests(tasks: dict[str, tuple[GenerationTask, list[str]]], max_pixels: int,
-                   backend: Backend) -> dict[str, Request]:
-    """A later step's requests for ``backend``, by record id."""
-    return {rid: Request(task, fingerprint(backend.identity(), task, digests, max_pixels))
-            for rid, (task, digests) in tasks.items()}
-
-
 def generate_records(lines: list[dict], name: str, journal_path: str | Path, settings: PromptSettings,
                      backend: Backend, repair: RepairSettings, retry_rejected: bool = False,
                      reformat: ReformatSettings | None = None) -> Generated:
     """Generate the answers of ``lines`` (shard lines, called ``name`` in the log), resuming
-    from the journal: the pipeline's steps in order, each for the records whose previous
-    step answered, then the repair of the last step's answers, each answer parsed once
-    (``parsed``), and the reformat of those not ``ok``. A record whose first request is
-    identical to an earlier record's is not asked but answered by it (``duplicate_of``)."""
+    from the journal: the pipeline's steps in order (:class:`~.steps.Chain`), each for the
+    records every earlier step answered, then the repair of the last step's answers, each
+    record's outputs read once (``parsed``), and the reformat of those not ``ok``. A record
+    whose first request is identical to an earlier record's is not asked but answered by it
+    (``duplicate_of``)."""
     requests = ShardRequests(journal_path, {line["id"]: line["index"] for line in lines}, retry_rejected)
-    failures: dict[str, dict] = {}
-    steps = settings.pipeline.steps
+    chain = Chain(settings, requests)
+    pipeline = settings.pipeline
     with ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
         results = list(pool.map(lambda line: _safe_prepare(line, settings), lines))
-    prepared: dict[str, tuple[GenerationTask, list[str]]] = {}
     for line, (result, error) in zip(lines, results):
         if error is not None:
-            failures[line["id"]] = requests.failure(line["id"], error[1], error[0])
+            chain.fail(line["id"], error[0], error[1])
         else:
-            prepared[line["id"]] = _step_task(steps[0], 0, *result, {}, settings)
-    chain: dict[str, dict[str, str]] = {rid: {} for rid in prepared}  # the answers of the steps so far
-    answers: dict[str, dict] = {}
-    auto = settings.structured_output == "auto"  # the schema, free text where it is rejected
-    for n, step in enumerate(steps):
-        asker = step_backend(backend, step, settings)
-        if n == 0:
-            asking, copies = _first_requests(prepared, asker.identity(), settings.max_pixels)
-            rebuild = partial(_rebuilt_first, prepared, settings.max_pixels)
-            identical = f", {len(copies)} identical to another" if copies else ""
-            describe = lambda plan: (  # noqa: E731
-                f"{name}: {len(lines)} records, {len(plan.answers)} stored, {len(plan.pending)} to ask"
-                f"{identical}, {len(failures) + len(plan.failures)} failed before asking")
-        else:
-            describe = None
-            tasks = {rid: _step_task(step, n, *prepared[rid], chain[rid], settings) for rid in answers}
-            rebuild = partial(_step_requests, tasks, settings.max_pixels)
-            asking = rebuild(asker)
-        answers, failed = requests.run(asker, asking, step.name, describe, rebuild if auto else None)
-        failures.update(failed)
-        for rid, entry in answers.items():
-            chain[rid][step.name] = entry["answer"]
-    if auto:
-        asker = requests.as_asked(asker)
-    parses = {rid: settings.pipeline.parse(entry["answer"], entry["generation"].get("finish_reason"))
-              for rid, entry in answers.items()}
-    repaired = repair_answers(requests, answers, parses, asking, settings, asker, repair) if repair.enabled else 0
+            chain.first_task(line["id"], pipeline.steps[0], *result)
+    chain.run(backend, name, len(lines), len(chain.failures))
+    answers, parses = _read(chain)
+    asker = requests.as_asked(chain.asker) if settings.structured_output == "auto" else chain.asker
+    repaired = 0
+    if repair.enabled and pipeline.repairs:
+        repaired = repair_answers(requests, answers, parses, chain.asked, settings, asker, repair,
+                                  partial(_reread, chain))
     reformatted = {}
-    if reformat is not None and reformat.enabled:
-        reformatter = reformat_backend(reformat, backend, settings.pipeline, settings.max_pixels)
+    if reformat is not None and reformat.enabled and pipeline.reformats:
+        reformatter = reformat_backend(reformat, backend, pipeline, settings.max_pixels)
         if not settings.structured_output:  # false: no request carries a schema
             reformatter = reformatter.free_text()
-        reformatted = reformat_answers(requests, answers, parses, settings.pipeline, settings.seed, reformatter,
-                                       auto=auto)
+        reformatted = reformat_answers(requests, answers, parses, pipeline, settings.seed, reformatter,
+                                       auto=settings.structured_output == "auto")
     for rid, entry in answers.items():
         used = requests.used[rid]
-        if len(steps) > 1:
-            entry = {**entry, "steps": {step.name: chain[rid][step.name] for step in steps[:-1]}}
+        if len(pipeline.steps) > 1:
+            entry = {**entry, "steps": chain.steps_text(rid)}
         if len(used) > 1:
             entry = {**entry, "generation": {**entry["generation"], "paid": _paid(used)}}
         answers[rid] = {**entry, "parsed": parses[rid]}
-    for copy, original in copies.items():
+    failures = chain.failures
+    for copy, original in chain.copies.items():
         if original in answers:
             answers[copy] = {**answers[original], "id": copy, "duplicate_of": original}
         else:
             failures[copy] = {**failures[original], "id": copy, "index": requests.index_of[copy]}
-    tasks = {line["id"]: prepared[line["id"]][0] if line["id"] in prepared else None for line in lines}
+    tasks = {line["id"]: chain.prepared[line["id"]][0] if line["id"] in chain.prepared else None for line in lines}
     return Generated(answers, failures, tasks, requests, repaired, reformatted)
+
+
+def _read(chain: Chain) -> tuple[dict[str, dict], dict[str, Parse]]:
+    """Each answered record's entry of the answer step and its outputs read from every step's
+    result (a record whose results cannot be read fails alone)."""
+    pipeline = chain.settings.pipeline
+    answers: dict[str, dict] = {}
+    parses: dict[str, Parse] = {}
+    for rid in chain.live():
+        try:
+            parses[rid] = pipeline.read(chain.inp(rid))
+        except Exception as err:  # one record's bug must not stop its shard
+            chain.fail(rid, "internal", f"reading the answers: {type(err).__name__}: {err}")
+            continue
+        answers[rid] = chain.entries[rid][pipeline.answer_step.name][ONE]
+    return answers, parses
+
+
+def _reread(chain: Chain, record_id: str, entry: dict) -> Parse:
+    """A record's outputs with ``entry`` (a repair's) as the last step's answer."""
+    last = chain.settings.pipeline.steps[-1]
+    earlier = {name: result for name, result in chain.results[record_id].items() if name != last.name}
+    answer = Answer(entry["answer"], entry["generation"].get("finish_reason"))
+    result = last.result(chain.inp(record_id, earlier), {ONE: answer})
+    return chain.settings.pipeline.read(chain.inp(record_id, {**earlier, last.name: result}))
 
 
 def _paid(used: list[Used]) -> dict:
@@ -221,15 +182,18 @@ def generate_shard(
 
 
 def generated_line(line: dict, entry: dict) -> dict:
-    """A generated/ line: the record's id and index, its answer (and the earlier steps'),
-    how it was generated, and what it was read into (``parsed``); its input record stays in
-    shards/, which the refine stage reads beside it."""
+    """A generated/ line: the record's id and index, its answer (and the other steps'), how it
+    was generated, and what it was read into (``parsed``, with the pipeline's output ``fields``
+    when it has any); its input record stays in shards/, which the refine stage reads beside it."""
     generation = {"repaired": False, "reformatted": False, **entry["generation"]}
     if "duplicate_of" in entry:
         generation["duplicate_of"] = entry["duplicate_of"]
     steps = {"steps": entry["steps"]} if "steps" in entry else {}
+    parsed = asdict(entry["parsed"])
+    if not parsed["fields"]:  # pipelines of pairs only: their lines as they always were
+        del parsed["fields"]
     return {"id": line["id"], "index": line["index"], "answer": entry["answer"], **steps,
-            "generation": generation, "parsed": asdict(entry["parsed"])}
+            "generation": generation, "parsed": parsed}
 
 
 def write_outputs(lines: list[dict], answers: dict[str, dict], failures: dict[str, dict],

@@ -24,6 +24,7 @@ from .. import images
 from ..columns import Columns
 from ..inputs.readers import iter_records
 from ..jsonl import encode, read_jsonl
+from ..pipelines import Pipeline
 from ..prompts import PromptSettings, build_prompt, record_images
 from .export import Example, ExportFilters, select
 from .hub_card import CardSettings, Survey, card_text
@@ -57,9 +58,10 @@ class Column:
     about: str
 
 
-def hub_columns(multi_image: bool, want_article: bool) -> list[Column]:
+def hub_columns(multi_image: bool, pipeline: Pipeline) -> list[Column]:
     """The dataset's columns: ``image`` when no record has more than one image, else ``images``;
-    ``context`` for pipelines whose answers carry an article."""
+    ``context`` for pipelines whose answers carry an article; the pairs, or for a pipeline
+    without pairs its output fields (text; a structure as JSON text)."""
     string = {"dtype": "string"}
     if multi_image:
         picture = Column("images", pa.list_(IMAGE), {"feature": {"_type": "Image"}, "_type": "Sequence"},
@@ -68,16 +70,18 @@ def hub_columns(multi_image: bool, want_article: bool) -> list[Column]:
         picture = Column("image", IMAGE, {"_type": "Image"}, {"dtype": "image"},
                          "the image (`datasets` Image feature: a PIL image when read)")
     columns = [Column("id", pa.string(), _STRING, string, "the record's id in the input"), picture]
-    if want_article:
+    if pipeline.want_article:
         columns.append(Column("context", pa.string(), _STRING, string,
                               "the article the model wrote about the image; the answers come from it"))
     pairs = [{"name": "question", "dtype": "string"}, {"name": "answer", "dtype": "string"}]
-    columns += [
-        Column("qas", pa.list_(QA), [{"question": _STRING, "answer": _STRING}], {"list": pairs},
-               "the question-answer pairs, `[{question, answer}]`"),
-        Column("parse_status", pa.string(), _STRING, string,
-               "how the model's answer parsed: `ok`, `partial` (some of it could not be read) or `none`"),
-    ]
+    if pipeline.pairs:
+        columns.append(Column("qas", pa.list_(QA), [{"question": _STRING, "answer": _STRING}], {"list": pairs},
+                              "the question-answer pairs, `[{question, answer}]`"))
+    else:
+        columns += [Column(name, pa.string(), _STRING, string, f"the `{name}` the model wrote ({pipeline.about})")
+                    for name in pipeline.fields]
+    columns.append(Column("parse_status", pa.string(), _STRING, string,
+                          "how the model's answer parsed: `ok`, `partial` (some of it could not be read) or `none`"))
     return columns
 
 
@@ -141,12 +145,15 @@ def image_value(ref: str, root: str) -> dict:
 
 def hub_row(example: Example, record: dict, pictures: list[dict], columns: list[Column]) -> tuple[dict, int]:
     """The row of a kept record and its size in bytes (images and text)."""
+    fields = {name: value if value is None or isinstance(value, str) else encode(value)
+              for name, value in example.fields.items()}
     values = {"id": example.id, "image": pictures[0] if pictures else None, "images": pictures,
-              "context": example.context, "qas": example.qas, "parse_status": record["parse"]["status"]}
+              "context": example.context, "qas": example.qas, "parse_status": record["parse"]["status"], **fields}
     row = {column.name: values[column.name] for column in columns}
     size = sum(len(picture["bytes"] or b"") for picture in pictures)
     size += len(example.id) + len(example.context or "") + sum(len(qa["question"]) + len(qa["answer"])
                                                                 for qa in example.qas)
+    size += sum(len(value or "") for value in fields.values())
     return row, size
 
 
@@ -230,7 +237,7 @@ def build_folder(folder: str | Path, record_paths: list[str | Path], stats: dict
     """Write the Hub folder: the parts under ``data/`` and the card ``README.md``."""
     folder = Path(folder)
     found = survey(record_paths, settings, filters)
-    columns = hub_columns(found.multi_image, settings.pipeline.want_article)
+    columns = hub_columns(found.multi_image, settings.pipeline)
     parts = write_parts(folder / "data", record_paths, input_spec, settings, filters, columns, max_part_bytes)
     features = [{"name": column.name, **column.card} for column in columns]
     about = {column.name: column.about for column in columns}

@@ -63,6 +63,7 @@ class _Tally:
         self.fell_back: dict[str, set] = {"generation": set(), "judge": set()}  # free-text shards
         self.reformat: Counter = Counter()
         self.diversity = Diversity()
+        self.fields: Counter = Counter()  # records with each of the pipeline's output fields filled
         self.ok = self.qa_pairs = self.truncated = self.repaired = self.grounded = self.judged = 0
         self.copies = 0
 
@@ -83,6 +84,7 @@ class _Tally:
             self._paid(generation)
             if "reformat" in generation:
                 self.reformat.update(("asked", generation["reformat"]["status"]))
+        self.fields.update(name for name, value in self.pipeline.values(record).items() if value not in (None, "", []))
         qas = self.pipeline.qas(record, self.columns)
         self.qa_pairs += len(qas)
         for qa in qas:
@@ -146,7 +148,8 @@ class _Tally:
 
 def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pipeline,
               columns: Columns, prices: Prices, duplicates: int = 0, structured: dict | None = None) -> dict:
-    """Counts for stats.json: records, QA pairs, parse statuses and issues, grounding,
+    """Counts for stats.json: records, QA pairs, the records with each output field of a
+    pipeline that has them (``fields``), parse statuses and issues, grounding,
     repairs, reformats, tokens and their cost, failures (the judge's too: a record it could not
     verify counts in ``failed_fraction``), what the quality steps found, and how structured
     output went (``structured``: the modes requested, ``requested`` and with the judge ``judge``)."""
@@ -183,6 +186,8 @@ def summarise(refined_paths: list[str | Path], failed: list[dict], pipeline: Pip
         "structured_output": _structured(structured or {}, tally.fell_back),
         "diversity": tally.diversity.stats(),
     }
+    if pipeline.fields:  # records with each output field filled (caption, question, ...)
+        stats["fields"] = {name: tally.fields[name] for name in pipeline.fields}
     if pipeline.want_article:
         stats["grounded_answers"] = tally.grounded
         stats["grounded_fraction"] = round(tally.grounded / tally.judged, 6) if tally.judged else 0.0

@@ -17,14 +17,14 @@ from ..quality.grounding import grounding
 
 def refine_record(line: dict, pipeline: Pipeline, columns: Columns, filters: FilterSettings) -> dict:
     """The output record from a shard line joined with its generated line: the input record
-    unchanged plus answer, parse (the generate stage's, with each pair's rule ``flags``) and
-    generation."""
+    unchanged plus answer, the pipeline's outputs (its pairs, with each pair's rule ``flags``,
+    and its fields), parse (the generate stage's) and generation."""
     answer, generation, parsed = line["answer"], line["generation"], line["parsed"]
     flags = flag_record(parsed["qas"], filters.language, filters.max_answer_words)
     qas = [{**qa, "flags": pair_flags} for qa, pair_flags in zip(parsed["qas"], flags)]
     record = input_record(line, columns)
     record[columns.answer] = answer
-    pipeline.store(record, columns, parsed["context"], qas)
+    pipeline.store(record, columns, parsed["context"], qas, parsed.get("fields"))
     parse = {"status": parsed["status"], "issues": list(parsed["issues"]), "truncated": parsed["truncated"],
              "unread": list(parsed["unread"])}
     if pipeline.want_article:
@@ -47,8 +47,7 @@ def input_record(line: dict, columns: Columns) -> dict:
 
 def output_fields(pipeline: Pipeline, columns: Columns) -> tuple[str, ...]:
     """The fields the stages add to an input record (the rest is the input's own)."""
-    return (columns.answer, columns.refined if pipeline.want_article else columns.qas, "parse", "generation",
-            "verify")
+    return (columns.answer, *pipeline.output_fields(columns), "parse", "generation", "verify")
 
 
 def joined(shard_path: str | Path, generated_path: str | Path) -> Iterator[dict]:

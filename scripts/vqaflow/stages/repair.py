@@ -5,6 +5,7 @@ better is kept, with its parse (each answer is read once)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -37,10 +38,12 @@ def _repairs(asked: dict[str, Request], candidates, fixer: Backend) -> dict[str,
 
 def repair_answers(requests: ShardRequests, answers: dict[str, dict], parses: dict[str, Parse],
                    asked: dict[str, Request], settings: PromptSettings, backend: Backend,
-                   repair: RepairSettings) -> int:
+                   repair: RepairSettings, read: Callable[[str, dict], Parse] | None = None) -> int:
     """Ask cut-off or unreadable ``answers`` (by record id, the answers to the ``asked``
-    requests of ``backend``, read into ``parses``) once more; keep whichever answer parses
-    better, in ``answers`` and ``parses``. Returns the number of records improved."""
+    requests of ``backend``, the pipeline's last step, read into ``parses``) once more; keep
+    whichever answer reads better, in ``answers`` and ``parses``. ``read(record id, entry)``: a
+    record's outputs with a repair's journal entry as its last answer (default: the entry's
+    answer parsed into pairs). Returns the number of records improved."""
     pipeline = settings.pipeline
     schema = pipeline.answer_schema() if repair.structured_output else None
     fixer = backend.repairer(math.ceil(backend.sampling.max_tokens * repair.max_tokens_factor), schema)
@@ -50,8 +53,10 @@ def repair_answers(requests: ShardRequests, answers: dict[str, dict], parses: di
     rebuild = partial(_repairs, asked, candidates) if repair.structured_output == "auto" else None
     repairs, _ = requests.run(fixer, again, "repair", rebuild=rebuild)
     improved = 0
+    if read is None:
+        read = lambda rid, entry: pipeline.parse(entry["answer"], entry["generation"].get("finish_reason"))  # noqa: E731
     for rid, entry in repairs.items():
-        parsed = pipeline.parse(entry["answer"], entry["generation"].get("finish_reason"))
+        parsed = read(rid, entry)
         if _rank(parsed) > _rank(parses[rid]):
             answers[rid] = {**entry, "generation": {**entry["generation"], "repaired": True}}
             parses[rid] = parsed

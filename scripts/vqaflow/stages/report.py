@@ -29,8 +29,10 @@ FAILURE_EXAMPLES = 3  # errors shown per kind of failure
 
 
 def collect(refined_paths: list[str | Path], pipeline: Pipeline, columns: Columns) -> dict:
-    """Per-record figures for the plots: pairs, answer and article lengths, latencies."""
-    figures: dict[str, list] = {"qa_pairs": [], "answer_chars": [], "article_chars": [], "latency_s": []}
+    """Per-record figures for the plots: pairs, answer and article lengths, latencies (and
+    ``pipeline``: the name of a pipeline without pairs, else None)."""
+    figures: dict = {"qa_pairs": [], "answer_chars": [], "article_chars": [], "latency_s": [],
+                     "pipeline": None if pipeline.pairs else pipeline.name}
     for path in refined_paths:
         for record in read_jsonl(path):
             figures["qa_pairs"].append(len(pipeline.qas(record, columns)))
@@ -44,15 +46,20 @@ def collect(refined_paths: list[str | Path], pipeline: Pipeline, columns: Column
     return figures
 
 
-def funnel(stats: dict, exported: int, judged: bool) -> list[tuple[str, int, str]]:
+def funnel(stats: dict, exported: int, judged: bool, pairs: bool = True) -> list[tuple[str, int, str]]:
     """The quality funnel as ``(stage, count, unit)``: records, answered, parsed (ok or partial),
     then pairs: all, passing the rule filters (no flag), accepted by the judge (only when it
-    ran) and exported. Every count is stats.json's but ``exported`` (the export's pairs)."""
+    ran) and exported. Every count is stats.json's but ``exported`` (the export's pairs; for a
+    pipeline without ``pairs``, the records it exported: the funnel ends there)."""
     status, quality = stats["parse_status"], stats["quality"]
     stages = [
         ("records", stats["records_in"], "records"),
         ("answered", stats["records_ok"], "records"),
         ("parsed (ok or partial)", status["ok"] + status["partial"], "records"),
+    ]
+    if not pairs:
+        return [*stages, ("exported", exported, "records")]
+    stages += [
         ("QA pairs", stats["qa_pairs"], "pairs"),
         ("passing the rule filters", stats["qa_pairs"] - quality["flagged_pairs"], "pairs"),
     ]
@@ -62,11 +69,14 @@ def funnel(stats: dict, exported: int, judged: bool) -> list[tuple[str, int, str
     return stages
 
 
-def exported_pairs(parquet_path: str | Path) -> int:
-    """The pairs in the export's Parquet table (its ``questions`` lists)."""
+def exported_pairs(parquet_path: str | Path, pairs: bool = True) -> int:
+    """The pairs in the export's Parquet table (its ``questions`` lists); for a pipeline without
+    ``pairs``, its rows (one per exported record)."""
     import polars as pl
 
     scan = pl.scan_parquet(parquet_path)
+    if not pairs:
+        return int(scan.select(pl.len()).collect().item())
     if "questions" not in scan.collect_schema().names():  # an empty export has no columns
         return 0
     return int(scan.select(pl.col("questions").list.len().sum()).collect().item() or 0)
@@ -123,6 +133,7 @@ def summary_html(stats: dict, info: list[tuple[str, str]] | None = None,
         ("records in", stats["records_in"]), ("records ok", stats["records_ok"]),
         ("records failed", failed + (f", {unverified} of them not verified by the judge" if unverified else "")),
         ("QA pairs", stats["qa_pairs"]),
+        *((f"records with {name}", count) for name, count in stats.get("fields", {}).items()),
         *((f"parse status {status}", count) for status, count in stats["parse_status"].items()),
         ("truncated answers", f"{stats['truncated']} ({stats['truncated'] / ok:.1%})"),
     ]
@@ -148,7 +159,7 @@ def plot(figures: dict, stages: list[tuple[str, int, str]], out_dir: str | Path)
     """The PNG plots (funnel, QA pairs, lengths, latency); returns their paths."""
     plots = Plots(out_dir)
     report_plots.funnel_plot(plots, stages)
-    report_plots.qa_pairs_plot(plots, figures["qa_pairs"])
+    report_plots.qa_pairs_plot(plots, figures["qa_pairs"], figures.get("pipeline"))
     report_plots.lengths_plot(plots, figures["answer_chars"], figures["article_chars"])
     report_plots.latency_plot(plots, latency_percentiles(figures["latency_s"]))
     return plots.made
@@ -212,18 +223,26 @@ def _thumbnail(ref: str, image_root: str) -> str:
 
 
 def _card(record: dict, pipeline: Pipeline, columns: Columns, image_root: str) -> str:
-    """One record of the gallery: its thumbnails and image paths, the article (folded) and pairs."""
+    """One record of the gallery: its thumbnails and image paths, the article (folded), its
+    output fields (a caption, ...) and pairs."""
     refs = record_images(record, columns)
     context = pipeline.context(record, columns)
     article = (f"<details><summary>article ({len(context):,} characters)</summary><p>{html.escape(context)}</p>"
                "</details>" if context is not None else "")
+    fields = "".join(f"<p><b>{html.escape(name)}</b>: {html.escape(_shown(value))}</p>"
+                     for name, value in pipeline.values(record).items() if not pipeline.pairs)
     pairs = "".join(f"<li><b>{html.escape(qa['question'])}</b> {html.escape(qa['answer'])}</li>"
                     for qa in pipeline.qas(record, columns))
     named = ", ".join(html.escape(ref if len(ref) < 80 else ref[:40] + "…") for ref in refs)
     return (f"<section><h3>{html.escape(str(record[columns.id]))} "
             f"<small>parse: {record['parse']['status']}</small></h3>"
             f"{''.join(_thumbnail(ref, image_root) for ref in refs)}<p><small>{named}</small></p>"
-            f"{article}<ol>{pairs}</ol></section>")
+            f"{article}{fields}<ol>{pairs}</ol></section>")
+
+
+def _shown(value) -> str:
+    """An output field's value as text (a structure as JSON)."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def samples_html(refined_paths: list[str | Path], pipeline: Pipeline, columns: Columns,

@@ -88,7 +88,11 @@ def funnel_plot(plots: Plots, stages: list[tuple[str, int, str]]) -> Path:
     return plots.save(fig, "funnel.png", about)
 
 
-def qa_pairs_plot(plots: Plots, counts: list[int]) -> Path:
+def qa_pairs_plot(plots: Plots, counts: list[int], without_pairs: str | None = None) -> Path:
+    """QA pairs per record (``without_pairs``: the name of a pipeline that makes none)."""
+    if without_pairs:
+        return plots.sentence("qa_pairs.png", "QA pairs per record",
+                              f"The pipeline {without_pairs} makes no QA pairs: see its output fields in the gallery.")
     if not counts:
         return plots.sentence("qa_pairs.png", "QA pairs per record", "No record was answered: no QA pairs to count.")
     fig, axes = plots.figure()
