@@ -139,7 +139,7 @@ def default_answer(text: str, sizes: list[str], seed: int | None, structured: bo
         return f"{SHOWN_QUESTION}{tag}?"
     if not structured and SHOWN_QUESTION + tag in text:
         return f"{tag} shows {len(sizes)} image(s): {described}."
-    if not structured and (scalecap := scalecap_answer(text)):
+    if not structured and (scalecap := scalecap_answer(text, sizes)):
         return scalecap[1]
     facts = f"The subject of {tag} was recorded with {len(sizes)} image(s): {described}."
     qas = [

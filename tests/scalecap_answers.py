@@ -1,6 +1,7 @@
 """The test server's answers to ScaleCap's prompts (tests/chat_server.py), recognised by their words.
 
-A caption of three sentences, one of them (the dragon) unsupported: its check answers "No.";
+A caption of four sentences, one of them (the dragon) unsupported: its check answers "No.", the
+last naming the image's size (so each image's later requests differ);
 one instruction per known object in the golden sentences; a detail per question, the kitchen's
 position a generic one whose check answers "No."; a fixed fused caption. Deterministic, so a
 test knows what every record must end with.
@@ -33,11 +34,12 @@ def _instructions(text: str) -> str:
     return "\n".join(f"Describe more details about the {name}." for name in named)
 
 
-def scalecap_answer(text: str) -> tuple[str, str] | None:
+def scalecap_answer(text: str, sizes: list[str]) -> tuple[str, str] | None:
     """The kind of a ScaleCap request (``caption``, ``sentence_check``, ``questions``, ``detail``,
-    ``detail_check``, ``fusion``) and its answer, from all its text; None for any other request."""
+    ``detail_check``, ``fusion``) and its answer, from all its text and the sizes of the images it
+    carried; None for any other request."""
     if "Describe the fine-grained content of the image" in text:
-        return "caption", CAPTION
+        return "caption", f"{CAPTION} The photo measures {', '.join(sizes) or 'nothing'}."
     if "directly supported by visual evidence?" in text:
         return "sentence_check", "No." if "dragon" in QUOTED.search(text).group(1) else "Yes."
     if "convert each Object mentioned in a given sentence" in text:

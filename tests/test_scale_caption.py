@@ -1,24 +1,21 @@
 """ScaleCap's pure parts: sentences, yes/no verdicts, detail questions, the prompts of each step
-and what a record's replies become (outputs, status, issues)."""
+and what a record's answers become (outputs, status, issues)."""
 
 from __future__ import annotations
 
 import pytest
 
-from vqaflow.scale_caption import (
+from vqaflow.pipelines import PIPELINES, Answer
+from vqaflow.pipelines.scale_caption import STEP_IMAGES, STEPS, read, step_texts
+from vqaflow.pipelines.scalecap_text import (
     CAPTION_PROMPT,
     DETAIL_CHECK_PROMPT,
     SENTENCE_CHECK_PROMPT,
-    STEP_IMAGES,
-    STEPS,
-    Reply,
-    assemble,
     detail_questions,
     fusion_prompt,
     questions_prompt,
     read_verdict,
     split_sentences,
-    step_prompts,
 )
 
 CAPTION = "A man stands in a kitchen. A dragon flies above him. A red sign reads EXIT."
@@ -105,8 +102,8 @@ def test_the_text_prompts_carry_the_golden_sentences_and_split_details():
         "Position Information:\nHe is on the left.\n\nFollowing the logic")
 
 
-def _replies(**steps: list[str]) -> dict[str, list[Reply]]:
-    return {name: [Reply(text) for text in texts] for name, texts in steps.items()}
+def _answers(**steps: list[str]) -> dict[str, list[Answer]]:
+    return {name: [Answer(text) for text in texts] for name, texts in steps.items()}
 
 
 FULL = dict(caption=[CAPTION], sentence_checks=["Yes.", "No.", "yes"], questions=[INSTRUCTIONS],
@@ -114,10 +111,9 @@ FULL = dict(caption=[CAPTION], sentence_checks=["Yes.", "No.", "yes"], questions
             detail_checks=["Yes", "Yes", "No", "Yes"], fusion=["A man in a blue apron stands left; a red EXIT sign."])
 
 
-def test_each_step_is_asked_from_the_replies_before_it():
-    replies = _replies(**FULL)
-    asked = {step: step_prompts(step, replies, 20) for step in STEPS}
-    assert asked["caption"] == [CAPTION_PROMPT]
+def test_each_step_is_asked_from_the_answers_before_it():
+    answers = _answers(**FULL)
+    asked = {step: step_texts(step, answers, 20) for step in STEPS[1:]}
     assert asked["sentence_checks"][1] == SENTENCE_CHECK_PROMPT.format(text="A dragon flies above him.")
     assert "A dragon" not in asked["questions"][0] and "A red sign reads EXIT." in asked["questions"][0]
     assert asked["details"][3] == "Describe more details about the position of the sign."
@@ -126,73 +122,81 @@ def test_each_step_is_asked_from_the_replies_before_it():
     assert [STEP_IMAGES[step] for step in STEPS] == [True, True, False, True, True, False]
 
 
+def test_the_pipeline_declares_its_steps_fields_and_pairs():
+    pipeline = PIPELINES["scale_caption"]
+    assert [step.name for step in pipeline.steps] == list(STEPS)
+    assert [step.images for step in pipeline.steps] == [STEP_IMAGES[step] for step in STEPS]
+    assert (pipeline.prompt, pipeline.steps[0].single, pipeline.pairs, pipeline.repairs) == (
+        CAPTION_PROMPT, True, True, False)
+    assert pipeline.fields == ("init_caption", "sentences", "golden_sentences", "questions", "details",
+                               "final_caption")
+
+
 def test_a_record_whose_every_step_answered_clearly_is_ok():
-    done = assemble(_replies(**FULL), 20)
-    assert done.init_caption == CAPTION
-    assert done.golden_sentences == ["A man stands in a kitchen.", "A red sign reads EXIT."]
-    assert done.sentences[1] == {"text": "A dragon flies above him.", "verdict": "no"}
-    assert done.questions[1] == "Describe more details about the sign."
-    assert [d["verdict"] for d in done.details] == ["yes", "yes", "no", "yes"]
-    assert done.parse.qas == [
+    done = read(_answers(**FULL), 20)
+    assert done.fields["init_caption"] == CAPTION
+    assert done.fields["golden_sentences"] == ["A man stands in a kitchen.", "A red sign reads EXIT."]
+    assert done.fields["sentences"][1] == {"text": "A dragon flies above him.", "verdict": "no"}
+    assert done.fields["questions"][1] == "Describe more details about the sign."
+    assert [d["verdict"] for d in done.fields["details"]] == ["yes", "yes", "no", "yes"]
+    assert done.qas == [
         {"question": "Describe more details about the man.", "answer": "He wears a blue apron."},
         {"question": "Describe more details about the sign.", "answer": "It is red with white letters."},
         {"question": "Describe more details about the position of the sign.", "answer": "Above the door."}]
-    assert done.final_caption == FULL["fusion"][0]
-    assert (done.parse.status, done.parse.issues, done.parse.truncated) == ("ok", (), False)
+    assert done.fields["final_caption"] == FULL["fusion"][0]
+    assert (done.status, done.issues, done.truncated) == ("ok", (), False)
 
 
 def test_an_unclear_verdict_drops_its_sentence_and_is_recorded():
-    done = assemble(_replies(**{**FULL, "sentence_checks": ["Yes", "No", "Yes, but it is orange."]}), 20)
-    assert done.golden_sentences == ["A man stands in a kitchen."]
-    assert done.sentences[2]["verdict"] == "unclear"
-    assert (done.parse.status, done.parse.issues) == ("partial", ("unclear_verdict",))
+    done = read(_answers(**{**FULL, "sentence_checks": ["Yes", "No", "Yes, but it is orange."]}), 20)
+    assert done.fields["golden_sentences"] == ["A man stands in a kitchen."]
+    assert done.fields["sentences"][2]["verdict"] == "unclear"
+    assert (done.status, done.issues) == ("partial", ("unclear_verdict",))
 
 
 def test_a_cut_caption_loses_its_unfinished_sentence():
-    replies = {"caption": [Reply("A man stands in a kitchen. A dragon fl", "length")]}
-    assert step_prompts("sentence_checks", replies, 20) == [
+    answers = {"caption": Answer("A man stands in a kitchen. A dragon fl", "length")}  # a one-request step's result
+    assert step_texts("sentence_checks", answers, 20) == [
         SENTENCE_CHECK_PROMPT.format(text="A man stands in a kitchen.")]
 
 
 def test_empty_and_cut_details_are_not_checked():
-    replies = _replies(**{**FULL, "details": ["He wears a blue apron.", "", "He is on the left.", "Above"]})
-    replies["details"][3] = Reply("Above", "length")
-    assert step_prompts("detail_checks", replies, 20) == [
+    answers = _answers(**{**FULL, "details": ["He wears a blue apron.", "", "He is on the left.", "Above"]})
+    answers["details"][3] = Answer("Above", "length")
+    assert step_texts("detail_checks", answers, 20) == [
         DETAIL_CHECK_PROMPT.format(text=t) for t in ("He wears a blue apron.", "He is on the left.")]
-    done = assemble({**replies, "detail_checks": [Reply("Yes"), Reply("Yes")], "fusion": [Reply("Fused.")]}, 20)
-    assert [d["verdict"] for d in done.details] == ["yes", "unchecked", "yes", "unchecked"]
-    assert (done.parse.status, done.parse.issues, done.parse.truncated) == (
+    done = read({**answers, "detail_checks": [Answer("Yes"), Answer("Yes")], "fusion": [Answer("Fused.")]}, 20)
+    assert [d["verdict"] for d in done.fields["details"]] == ["yes", "unchecked", "yes", "unchecked"]
+    assert (done.status, done.issues, done.truncated) == (
         "partial", ("truncated", "empty_answer"), True)
 
 
 def test_no_supported_sentence_stops_the_record():
-    replies = _replies(caption=[CAPTION], sentence_checks=["No", "No", "Maybe"])
-    assert step_prompts("questions", replies, 20) == []
-    done = assemble(replies, 20)
-    assert (done.golden_sentences, done.final_caption, done.parse.qas) == ([], "", [])
-    assert (done.parse.status, done.parse.issues) == ("none", ("unclear_verdict", "no_golden_sentences"))
+    answers = _answers(caption=[CAPTION], sentence_checks=["No", "No", "Maybe"])
+    assert step_texts("questions", answers, 20) == []
+    done = read(answers, 20)
+    assert (done.fields["golden_sentences"], done.fields["final_caption"], done.qas) == ([], "", [])
+    assert (done.status, done.issues) == ("none", ("unclear_verdict", "no_golden_sentences"))
 
 
 def test_no_questions_still_fuses_the_golden_sentences():
-    replies = _replies(caption=[CAPTION], sentence_checks=["Yes", "No", "Yes"], questions=["None."])
-    assert step_prompts("details", replies, 20) == step_prompts("detail_checks", replies, 20) == []
-    assert "Object Information:\n\n" in step_prompts("fusion", replies, 20)[0]
-    done = assemble({**replies, "fusion": [Reply("A man stands under an EXIT sign.")]}, 20)
-    assert (done.parse.status, done.parse.issues) == ("partial", ("no_questions", "no_pairs"))
+    answers = _answers(caption=[CAPTION], sentence_checks=["Yes", "No", "Yes"], questions=["None."])
+    assert step_texts("details", answers, 20) == step_texts("detail_checks", answers, 20) == []
+    assert "Object Information:\n\n" in step_texts("fusion", answers, 20)[0]
+    done = read({**answers, "fusion": [Answer("A man stands under an EXIT sign.")]}, 20)
+    assert (done.status, done.issues) == ("partial", ("no_questions", "no_pairs"))
 
 
 def test_an_empty_caption_and_a_cut_final_caption():
-    done = assemble(_replies(caption=["<think>hm</think>  "]), 20)
-    assert (done.parse.status, done.parse.issues) == ("none", ("empty_caption",))
-    replies = _replies(**FULL)
-    replies["fusion"] = [Reply("A man in a blue", "length")]
-    done = assemble(replies, 20)
-    assert done.final_caption == "A man in a blue"
-    assert (done.parse.status, done.parse.issues, done.parse.truncated) == ("partial", ("truncated",), True)
+    done = read(_answers(caption=["<think>hm</think>  "]), 20)
+    assert (done.status, done.issues) == ("none", ("empty_caption",))
+    answers = _answers(**FULL)
+    answers["fusion"] = [Answer("A man in a blue", "length")]
+    done = read(answers, 20)
+    assert done.fields["final_caption"] == "A man in a blue"
+    assert (done.status, done.issues, done.truncated) == ("partial", ("truncated",), True)
 
 
-def test_replies_that_do_not_match_the_requests_are_an_error():
-    with pytest.raises(ValueError, match="sentence_checks: 2 replies to 3 requests"):
-        assemble(_replies(caption=[CAPTION], sentence_checks=["Yes", "Yes"]), 20)
-    with pytest.raises(ValueError, match="unknown step"):
-        step_prompts("polish", {}, 20)
+def test_answers_that_do_not_match_the_requests_are_an_error():
+    with pytest.raises(ValueError, match="sentence_checks: 2 answers to 3 requests"):
+        read(_answers(caption=[CAPTION], sentence_checks=["Yes", "Yes"]), 20)

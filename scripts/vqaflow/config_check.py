@@ -31,7 +31,7 @@ OVERRIDING = ("verify", "reformat")  # the stages with such overrides
 MAX_PROBLEMS = 8
 # the config section holding a pipeline's own settings, for the pipelines that have one (its steps
 # see it as ``StepInput.settings``; the rules pass it to the request jobs)
-PIPELINE_SECTIONS: dict[str, str] = {}
+PIPELINE_SECTIONS: dict[str, str] = {"scale_caption": "scale_caption"}
 _GLOB_MAGIC = re.compile(r"[*?[]")
 _BOOLEANS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 _NULLS = ("null", "~")

@@ -18,10 +18,11 @@ from .pairs import (
     IMAGE_VQA_PROMPT,
     SKVQA_PROMPT,
 )
+from .scale_caption import SCALE_CAPTION
 
 PIPELINES: dict[str, Pipeline] = {
     pipeline.name: pipeline
-    for pipeline in (CONTEXT_VQA, IMAGE_VQA, IMAGE_QA)
+    for pipeline in (CONTEXT_VQA, IMAGE_VQA, IMAGE_QA, SCALE_CAPTION)
 }
 
 
