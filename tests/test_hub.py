@@ -74,10 +74,11 @@ def make_images(folder: Path) -> list[str]:
 
 
 def build(tmp_path: Path, records: list[dict], inputs: list[dict] | None = None, source: Path | None = None,
-          filters: ExportFilters = KEEP_ALL, max_part_bytes: int = 2**30, **card) -> tuple[Path, object]:
+          filters: ExportFilters = KEEP_ALL, max_part_bytes: int = 2**30, pipeline: str = "context_vqa",
+          **card) -> tuple[Path, object]:
     """The Hub folder of finished ``records``; the input: ``source``, else ``inputs`` (default: the
     records themselves) written as JSONL."""
-    made = config(images={"root": str(tmp_path)})
+    made = config(images={"root": str(tmp_path)}, pipeline=pipeline)
     refined = tmp_path / "refined.jsonl"
     refined.write_text("".join(json.dumps(r) + "\n" for r in records))
     if source is None:
@@ -121,6 +122,24 @@ def test_parts_hold_the_images_as_the_image_feature_and_datasets_reads_them(tmp_
         assert row["qas"] == [{"question": f"What is {n}?", "answer": str(n)}]
         assert row["context"] == "An article." and row["parse_status"] == "ok"
     assert pq.read_table(folder / "data" / parts[0]).column("image")[0]["path"].as_py() == "images/p0.png"
+
+
+def test_a_caption_dataset_has_a_caption_column_and_no_pairs(tmp_path):
+    names = make_images(tmp_path)
+    records = [{"id": f"r{n}", "image": name, "vqa": f"Picture {n}.", "caption": f"Picture {n}.",
+                "parse": {"status": "ok" if n else "none", "issues": [], "truncated": False},
+                "generation": {"backend": "api", "model": "test-vlm"}} for n, name in enumerate(names)]
+    folder, found = build(tmp_path, records, pipeline="image_caption")
+    loaded = datasets.load_dataset(str(folder), split="train")
+    assert loaded.features == datasets.Features({
+        "id": datasets.Value("string"), "image": datasets.Image(), "caption": datasets.Value("string"),
+        "parse_status": datasets.Value("string")})
+    assert loaded["id"] == ["r1", "r2", "r3", "r4"], "drop_unparsed: r0's caption is none"
+    assert loaded["caption"] == [f"Picture {n}." for n in range(1, 5)]
+    header, body = front_matter(folder)
+    assert header["task_categories"] == ["image-to-text"]
+    assert '`image_caption`: a caption of the image' in body and 'row["caption"]' in body
+    assert 'row["qas"]' not in body
 
 
 def test_only_what_the_export_keeps(tmp_path):

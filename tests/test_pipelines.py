@@ -12,9 +12,10 @@ import pytest
 from chat_server import OVERFLOW, ChatServer
 from vqaflow.backends._factory import build_backend
 from vqaflow.jsonl import read_jsonl, write_jsonl
-from vqaflow.pipelines import PIPELINES, Ask, Outputs, Pipeline, Step, StepError, StepInput, qa_schema
+from vqaflow.pipelines import ONE, PIPELINES, Answer, Ask, Outputs, Pipeline, Step, StepError, StepInput, qa_schema
+from vqaflow.requests import fingerprint
 from vqaflow.settings import prompt_settings
-from vqaflow.stages.generate import generate_shard
+from vqaflow.stages.generate import generate_shard, prepare
 from vqaflow.stages.repair import RepairSettings
 from workflow_helpers import DEMO_IMAGES, api_settings_for, sampling, schema_defaults
 
@@ -52,6 +53,21 @@ def test_one_step_pipelines_ask_as_before():
         (step,) = pipeline.steps
         assert step.images and step.schema == qa_schema(pipeline.want_article)
         assert (pipeline.prompt, pipeline.system_prompt) == (step.prompt, step.system_prompt)
+
+
+# the first request of each seed pipeline for one demo image, as every version before the
+# pipelines as steps fingerprinted and seeded it: their journals stay valid
+SEED_FINGERPRINTS = {"context_vqa": ("698e4eeab07e42a7bd1e4b11679adfad", 305843559),
+                     "image_vqa": ("2e84f124eec968312635d0a3038222e8", 3510306749),
+                     "image_qa": ("922aad5cfcc890b1bfa1854ace438747", 1995171540)}
+
+
+@pytest.mark.parametrize("name", sorted(SEED_FINGERPRINTS))
+def test_the_seed_pipelines_fingerprint_their_requests_as_before(name):
+    image = str(sorted(DEMO_IMAGES.iterdir())[0])
+    settings = prompt_settings({**schema_defaults(), "pipeline": name})
+    task, digests = prepare({"id": "r0", "index": 0, "record": {"id": "r0", "image": [image]}}, settings)
+    assert (fingerprint({"model": "m"}, task, digests, settings.max_pixels), task.seed) == SEED_FINGERPRINTS[name]
 
 
 @pytest.mark.parametrize("structured", [False, "auto"])
@@ -164,3 +180,42 @@ def test_a_fan_out_step_asks_each_request_once_fails_records_alone_and_resumes(t
         before = server.stats["requests"]
         generate()
         assert server.stats["requests"] == before, "a rerun asks nothing"
+
+
+def _read(pipeline: str, **answers: Answer):
+    return PIPELINES[pipeline].read(StepInput("r0", answers, {}))
+
+
+def test_a_caption_is_ok_only_when_checked():
+    ok = _read("image_caption", caption=Answer("<think>a dog?</think>\nA brown dog on a red sofa.\n", "stop"))
+    assert (ok.status, ok.fields, ok.qas, ok.issues) == ("ok", {"caption": "A brown dog on a red sofa."}, [], ())
+    cut = _read("image_caption", caption=Answer("A brown dog on a red", "length"))
+    assert (cut.status, cut.issues, cut.truncated) == ("partial", ("truncated",), True)
+    assert _read("image_caption", caption=Answer("Sure! Here is a caption: a dog.")).issues == ("chatter",)
+    assert _read("image_caption", caption=Answer("**A dog** on a sofa.")).issues == ("markup_in_text",)
+    assert "refusal" in _read("image_caption", caption=Answer("I'm sorry, I cannot see the image.")).issues
+    empty = _read("image_caption", caption=Answer("<think>hm</think>"))
+    assert (empty.status, empty.issues, empty.fields) == ("none", ("no_caption",), {"caption": ""})
+    assert PIPELINES["image_caption"].training({"caption": "A dog."}) == [
+        {"question": "Describe the image.", "answer": "A dog."}]
+
+
+def test_a_two_step_pair_is_ok_only_when_checked():
+    pair = {"question": "What colour is the sofa?", "answer": "Red."}
+    ok = _read("image_vqa_two_step", question=Answer(pair["question"]), answer=Answer("Red.", "stop"))
+    assert (ok.status, ok.fields, ok.qas, ok.issues) == ("ok", pair, [pair], ())
+    cut = _read("image_vqa_two_step", question=Answer(pair["question"]), answer=Answer("The sofa is", "length"))
+    assert (cut.status, cut.issues, cut.truncated) == ("partial", ("truncated",), True)
+    two = _read("image_vqa_two_step", question=Answer("What colour is the sofa?\nIt tests colour."), answer=Answer("Red."))
+    assert two.issues == ("joined_lines",)
+    statement = _read("image_vqa_two_step", question=Answer("The sofa is red."), answer=Answer("Yes."))
+    assert (statement.status, statement.issues) == ("partial", ("not_a_question",))
+    none = _read("image_vqa_two_step", question=Answer(""), answer=Answer("Red."))
+    assert (none.status, none.qas, none.issues) == ("none", [], ("no_question",))
+
+
+def test_the_second_step_quotes_the_question_as_read():
+    step = PIPELINES["image_vqa_two_step"].steps[1]
+    question = PIPELINES["image_vqa_two_step"].steps[0].result(
+        StepInput("r0", {}, {}), {ONE: Answer("<think>hm</think> What is on the sofa? ")})
+    assert step.requests(StepInput("r0", {"question": question}, {})) == {ONE: Ask("What is on the sofa?", True)}

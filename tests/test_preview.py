@@ -186,6 +186,18 @@ def test_wall_time_spreads_latencies_over_the_requests_in_flight():
     assert wall["value"] == pytest.approx(10_000 * 2.0 / 256) and "256 in all" in note
 
 
+def test_wall_time_of_several_steps_spreads_each_over_its_own_requests_in_flight():
+    plan = {**PLAN, "shards": 1, "shard_size": 4, "max_concurrency": 8, "max_total_concurrency": 8}
+    assert in_flight(plan) == (1, 4) and in_flight(plan, 40) == (1, 8) and in_flight(plan, 0.1) == (1, 1)
+    many = [{**row, "requests": 41, "latency_s": 41.0,
+             "phases": {"generate": {"requests": 1, "latency_s": 1.0}, "rotations": {"requests": 40, "latency_s": 40.0}}}
+            for row in rows([(1, 1)] * 5)]
+    wall, note = wall_time(many, 100, plan)
+    assert wall["value"] == pytest.approx(100 * (1.0 / 4 + 40.0 / 8)), "a step of 4 requests, then one of 160"
+    assert "generate: 4 in flight, rotations: 8 in flight" in note
+    assert estimate(many, refined(5), [], 100, plan)["projected"]["requests"]["value"] == pytest.approx(4100)
+
+
 def test_wall_time_respects_the_rate_limits():
     plan = {**PLAN, "requests_per_minute": 60}  # 1 request a second per job, 4 jobs
     wall, _ = wall_time(rows([(1, 1)] * 5, latency=0.1), 10_000, plan)

@@ -197,6 +197,11 @@ def test_an_empty_caption_and_a_cut_final_caption():
     assert (done.status, done.issues, done.truncated) == ("partial", ("truncated",), True)
 
 
+def test_the_fused_caption_passes_the_plain_text_checks():
+    done = read(_answers(**{**FULL, "fusion": ["Sure! Here is the description: **A man** stands left."]}), 20)
+    assert (done.status, done.issues) == ("partial", ("chatter", "markup_in_text"))
+
+
 def test_answers_that_do_not_match_the_requests_are_an_error():
     with pytest.raises(ValueError, match="sentence_checks: 2 answers to 3 requests"):
         read(_answers(caption=[CAPTION], sentence_checks=["Yes", "Yes"]), 20)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from workflow_helpers import (
     ENGINE_ENV,
     SNAKEFILE,
     job_environment,
+    prompted_records,
     read_output,
     snakemake,
     tagged_records,
@@ -98,3 +100,22 @@ def test_verify_rule_runs_on_vllm(workdir, tiny_model):
     failed = read_output(workdir, "verify_failed.jsonl")
     assert [f["id"] for f in failed] == unverified and all(f["kind"] == "unusable_verdicts" for f in failed)
     assert read_output(workdir, "stats.json")["verify_failed"] == len(unverified)
+
+
+def test_a_two_step_pipeline_asks_both_steps_on_one_engine(workdir, tiny_model):
+    write_records(workdir, prompted_records(workdir, 3, "Write one question about this image (rec-{n})."))
+    vllm_config(workdir, tiny_model, pipeline="image_vqa_two_step", max_failed_fraction=1.0, repair={"enabled": False})
+    snakemake(workdir, "--cores", "2", key=None, env=ENGINE_ENV, timeout=900)
+    run = workdir / "results/test"
+    journal = [json.loads(line) for line in (run / "journal/shard-00000.jsonl").read_text().splitlines()]
+    generated = {line["id"]: line for line in map(json.loads, (run / "generated/shard-00000.jsonl").read_text().splitlines())}
+    assert sorted(generated) == ["r000", "r001", "r002"]
+    for record_id, line in generated.items():
+        asked = [entry for entry in journal if entry["id"] == record_id]
+        assert [entry["answer"] for entry in asked] == [line["steps"]["question"], line["answer"]]
+        assert line["generation"]["paid"]["requests"] == 2 and line["generation"]["backend"] == "vllm"
+    log = (run / "logs/generate_vllm/shard-00000.log").read_text()
+    assert "shard-00000 answer: 3 requests for 3 records, 0 stored, 3 to ask" in log
+    assert log.count("Initializing a V1 LLM engine") == 1, "the second step asks the first step's engine"
+    dataset = read_output(workdir, "dataset.jsonl")
+    assert all(set(record) >= {"question", "answer", "qas"} for record in dataset)

@@ -154,6 +154,13 @@ def tagged_records(workdir, count: int, images_per_record: int = 1) -> list[dict
     ]
 
 
+def prompted_records(workdir, count: int, prompt: str) -> list[dict]:
+    """Records whose user turn is ``prompt`` (``{n}``: the record's number, for its rec-<n> tag)."""
+    names = image_names(workdir)
+    return [{"id": f"r{n:03d}", "image": [f"images/{names[n % len(names)]}"],
+             "conversation": [{"from": "human", "value": "<image>\n" + prompt.format(n=n)}]} for n in range(count)]
+
+
 def vllm_config(workdir, model: str, **overrides):
     """A config for the vLLM backend on the tiny model, small enough for 2 CPUs."""
     settings = {

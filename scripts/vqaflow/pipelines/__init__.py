@@ -1,13 +1,15 @@
 """The pipelines: one :class:`Pipeline` object each, holding everything that differs between them.
 
 :mod:`.base` says what a pipeline is (its request steps, its outputs); each family lives in a
-module of its own (:mod:`.pairs`: the seed pipelines). Adding a pipeline is one module and one
-entry in :data:`PIPELINES`; nothing else compares pipeline names.
+module of its own (:mod:`.pairs`: the seed pipelines; :mod:`.caption`: ``image_caption``;
+:mod:`.two_step`: ``image_vqa_two_step``; :mod:`.scale_caption`: ``scale_caption``). Adding a
+pipeline is one module and one entry in :data:`PIPELINES`; nothing else compares pipeline names.
 """
 
 from __future__ import annotations
 
 from .base import ONE, Answer, Ask, Outputs, Pipeline, Step, StepError, StepInput, qa_schema
+from .caption import CAPTION_PROMPT, CAPTION_SYSTEM_PROMPT, IMAGE_CAPTION
 from .pairs import (
     ASSISTANT_SYSTEM_PROMPT,
     CONTEXT_VQA,
@@ -19,10 +21,11 @@ from .pairs import (
     SKVQA_PROMPT,
 )
 from .scale_caption import SCALE_CAPTION
+from .two_step import IMAGE_VQA_TWO_STEP, QUESTION_PROMPT, QUESTION_SYSTEM_PROMPT
 
 PIPELINES: dict[str, Pipeline] = {
     pipeline.name: pipeline
-    for pipeline in (CONTEXT_VQA, IMAGE_VQA, IMAGE_QA, SCALE_CAPTION)
+    for pipeline in (CONTEXT_VQA, IMAGE_VQA, IMAGE_QA, IMAGE_CAPTION, IMAGE_VQA_TWO_STEP, SCALE_CAPTION)
 }
 
 
@@ -35,6 +38,8 @@ def pipeline(name: str) -> Pipeline:
 
 
 __all__ = [
-    "ASSISTANT_SYSTEM_PROMPT", "IMAGE_QA_PROMPT", "IMAGE_QA_SYSTEM_PROMPT", "IMAGE_VQA_PROMPT", "ONE", "PIPELINES",
-    "SKVQA_PROMPT", "Answer", "Ask", "Outputs", "Pipeline", "Step", "StepError", "StepInput", "pipeline", "qa_schema",
+    "ASSISTANT_SYSTEM_PROMPT", "CAPTION_PROMPT", "CAPTION_SYSTEM_PROMPT", "IMAGE_QA_PROMPT",
+    "IMAGE_QA_SYSTEM_PROMPT", "IMAGE_VQA_PROMPT", "ONE", "PIPELINES", "QUESTION_PROMPT",
+    "QUESTION_SYSTEM_PROMPT", "SKVQA_PROMPT", "Answer", "Ask", "Outputs", "Pipeline", "Step", "StepError",
+    "StepInput", "pipeline", "qa_schema",
 ]

@@ -17,6 +17,8 @@ Issue codes, besides the pair checks every pipeline shares (:func:`..quality.par
   a question step's unfinished last instruction are dropped, a cut check counts as ``unclear``,
   a cut detail is not checked, a cut final caption is kept.
 - ``empty_caption`` / ``empty_final_caption``: the caption or the fused caption is empty.
+- ``chatter``, ``markup_in_text``, ``refusal``: the fused caption's plain-text checks
+  (:func:`..quality.parse.plain_issues`, as ``image_caption``'s caption).
 - ``unclear_verdict``: a yes/no answer neither clearly yes nor clearly no.
 - ``no_golden_sentences``: no sentence of the caption was supported (nothing more is asked).
 - ``no_questions``: the question step named no object.
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from ..quality.parse import Parse, check_pairs, strip_template
+from ..quality.parse import Parse, check_pairs, plain_issues, read_plain
 from .base import Answer, Ask, Outputs, Pipeline, Step, StepInput
 from .scalecap_text import (
     CAPTION_PROMPT,
@@ -52,11 +54,6 @@ STEPS = ("caption", "sentence_checks", "questions", "details", "detail_checks", 
 STEP_IMAGES = {"caption": True, "sentence_checks": True, "questions": False, "details": True,
                "detail_checks": True, "fusion": False}  # whether the record's images go with the step
 FIELDS = ("init_caption", "sentences", "golden_sentences", "questions", "details", "final_caption")
-
-
-def _clean(answer: Answer) -> str:
-    """An answer's text without chat-template tokens and reasoning, stripped."""
-    return strip_template(answer.text).strip()
 
 
 @dataclass
@@ -96,7 +93,7 @@ def _answers(results: Mapping[str, Any], step: str, asked: int) -> list[Answer] 
 
 
 def _read_caption(record: _Record, caption: Answer) -> None:
-    record.caption = _clean(caption)
+    record.caption = read_plain(caption.text)
     if caption.cut_off:
         record.issues.append("truncated")
     if not record.caption:
@@ -118,7 +115,7 @@ def _read_checks(answers: list[Answer], issues: list[str]) -> list[str]:
 
 
 def _read_details(record: _Record, answers: list[Answer]) -> None:
-    record.answers = [_clean(answer) for answer in answers]
+    record.answers = [read_plain(answer.text) for answer in answers]
     record.checked = [i for i, (text, answer) in enumerate(zip(record.answers, answers)) if text and not answer.cut_off]
     if any(answer.cut_off for answer in answers):
         record.issues.append("truncated")
@@ -180,12 +177,13 @@ def read(results: Mapping[str, Any], max_questions: int) -> Parse:
     with the status and issues of the module docstring."""
     record = _derive(results, max_questions)
     final = _answers(results, "fusion", 1) if record.detail_verdicts is not None else None
-    final_caption = _clean(final[0]) if final else ""
+    final_caption = read_plain(final[0].text) if final else ""
     issues = record.issues
     if final and final[0].cut_off:
         issues.append("truncated")
     if final and not final_caption:
         issues.append("empty_final_caption")
+    issues.extend(plain_issues(final_caption))
     qas = check_pairs(record.kept(), issues)
     if record.detail_verdicts is not None and not qas:
         issues.append("no_pairs")

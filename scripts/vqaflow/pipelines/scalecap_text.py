@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ..quality.parse import strip_template
+from ..quality.parse import read_plain
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 CAPTION_PROMPT = (
@@ -102,7 +102,7 @@ def split_sentences(text: str) -> list[str]:
     abbreviation, an initial, or before a lowercase word), after ``。！？``, and at line breaks;
     list markers and bold marks removed, headings dropped."""
     sentences = []
-    for line in strip_template(text).splitlines():
+    for line in read_plain(text).splitlines():
         line = line.strip()
         bare = _EMPHASIS.sub("", _MARKER.sub("", line)).strip()
         if bare and not _heading(line, bare):
@@ -134,7 +134,7 @@ def read_verdict(text: str, finish_reason: str | None = None) -> str:
     answer cut off at ``max_tokens`` is ``unclear``."""
     if finish_reason == "length":
         return "unclear"
-    text = strip_template(text).strip()
+    text = read_plain(text)
     text = text[_LEAD.match(text).end():]
     verdict = _VERDICT.match(text)
     if verdict is None:
@@ -167,7 +167,7 @@ def detail_questions(text: str, max_questions: int, finish_reason: str | None = 
     each object X it names (first mention kept, at most ``max_questions``), then each one's twin
     "Describe more details about the position of X."; an unfinished last instruction of an
     answer cut off at ``max_tokens`` is dropped."""
-    segments = _DETAIL.split(strip_template(text))[1:]
+    segments = _DETAIL.split(read_plain(text))[1:]
     objects: dict[str, str] = {}
     for n, segment in enumerate(segments):
         name, ended = _object(segment)

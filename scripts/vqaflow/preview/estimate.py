@@ -1,5 +1,6 @@
 """The preview's projection of the full run from its sample: per record, the tokens of every
-request it took (the first answer, a repair and a reformat), its latency and its cost; the full input's
+request it took (every step's requests, several per record for a fan-out step, a repair and a
+reformat), its latency and its cost; the full input's
 totals with their intervals (:mod:`vqaflow.preview.stats`). Cost is a per-record quantity
 too (its prompt and completion tokens at their prices), so its interval accounts for how
 the two vary together. Shares (parse statuses, repairs, reformats, failures) get Wilson score intervals.
@@ -7,6 +8,7 @@ the two vary together. Shares (parse statuses, repairs, reformats, failures) get
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 from ..costs import Prices
@@ -122,19 +124,35 @@ def _rounded(value):
     return value
 
 
-def in_flight(plan: dict) -> tuple[int, int]:
+def in_flight(plan: dict, requests_per_record: float = 1.0) -> tuple[int, int]:
     """``(parallel jobs, requests in flight)`` of the full run: each generate job holds
     ``min(max_concurrency, max_total_concurrency)`` of the run's ``api_slots``, no more
-    jobs than shards, and a job has no more requests in flight than its shard has records."""
+    jobs than shards, and a job has no more requests in flight than its shard's records ask at
+    once (``requests_per_record``: of one step, on average)."""
     per_job = min(plan["max_concurrency"], plan["max_total_concurrency"])
     jobs = max(1, min(plan["shards"], plan["max_total_concurrency"] // per_job))
-    return jobs, jobs * min(per_job, plan["shard_size"])
+    return jobs, jobs * min(per_job, max(1, math.ceil(plan["shard_size"] * requests_per_record)))
+
+
+def _phases(rows: list[dict]) -> dict[str, float]:
+    """The mean requests per record of each phase (a pipeline's steps, the repair, the reformat:
+    a job asks each after the one before)."""
+    totals: dict[str, int] = {}
+    for row in rows:
+        for what, phase in _row_phases(row).items():
+            totals[what] = totals.get(what, 0) + phase["requests"]
+    return {what: total / len(rows) for what, total in totals.items()}
+
+
+def _row_phases(row: dict) -> dict[str, dict]:
+    return row.get("phases") or {"generate": {"requests": row["requests"], "latency_s": row["latency_s"]}}
 
 
 def wall_time(rows: list[dict], n_records: int, plan: dict) -> tuple[dict | None, str]:
-    """The generation wall time of the full run through the online API: the total of the
-    per-record latencies spread over the requests in flight, or the configured rate limits
-    when they are slower; with its interval from the latencies' and the tokens'."""
+    """The generation wall time of the full run through the online API: per phase (each step of
+    the pipeline, the repair, the reformat) the total of the per-record latencies spread over
+    the requests in flight in that phase, or the configured rate limits when they are slower;
+    with its interval from the latencies' and the tokens'."""
     if plan["backend"] == "vllm":
         return None, ("not projected for vllm: a preview of a few records measures model loading "
                       "and one small chunk, not the throughput of full shards")
@@ -142,8 +160,9 @@ def wall_time(rows: list[dict], n_records: int, plan: dict) -> tuple[dict | None
     if len(latencies) < 1:
         return None, "not projected: no record of the sample was answered"
     jobs, flying = in_flight(plan)
-    total = total_interval([r["latency_s"] for r in rows], n_records)
-    result = {key: None if v is None else v / flying for key, v in total.items()}
+    phases = {what: in_flight(plan, mean)[1] for what, mean in _phases(rows).items()}
+    spread = [sum(phase["latency_s"] / phases[what] for what, phase in _row_phases(r).items()) for r in rows]
+    result = total_interval(spread, n_records)
     limits = []
     if plan.get("requests_per_minute"):
         requests = total_interval([r["requests"] for r in rows], n_records)
@@ -155,8 +174,10 @@ def wall_time(rows: list[dict], n_records: int, plan: dict) -> tuple[dict | None
                        for key, v in tokens.items()})
     for limit in limits:
         result = {key: _max(result[key], limit[key]) for key in result}
+    steps = "" if len(phases) < 2 else " ({})".format(", ".join(
+        f"{what}: {count} in flight" for what, count in phases.items()))
     note = (f"online API, {jobs} generate job(s) in parallel x {flying // jobs} requests in flight "
-            f"({flying} in all, api.max_concurrency and api.max_total_concurrency), from the measured "
+            f"({flying} in all, api.max_concurrency and api.max_total_concurrency){steps}, from the measured "
             "latencies; assumes --cores/--jobs allow that many jobs, and excludes retries and job start-up")
     if plan["backend"] == "batch":
         note += "; with backend: batch the answers come within batch.completion_window instead"

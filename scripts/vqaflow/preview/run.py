@@ -108,17 +108,19 @@ def judge_rows(verified: list[dict]) -> list[dict]:
 
 def request_rows(lines: list[dict], shard_of: dict[str, str], done: dict[str, Generated]) -> list[dict]:
     """Per sampled record, what its requests took (``done``: each shard's :class:`Generated`):
-    ``requests`` (its answers: the first request's, a repair's and a reformat's), prompt and completion
-    tokens and latency summed over them, ``asked`` (requests this preview sent; the others
-    were in the journal already), ``images`` and ``text_tokens`` (for the image tokens), and the
-    reformat's tokens apart (it asks online, also with backend: batch)."""
+    ``requests`` (its answers: every step's requests, a repair's and a reformat's), prompt and
+    completion tokens and latency summed over them, ``phases`` (requests and latency per step, the
+    repair and the reformat: each is asked after the one before, for the wall time), ``asked``
+    (requests this preview sent; the others were in the journal already), ``images`` and
+    ``text_tokens`` of its first request (for the image tokens), and the reformat's tokens apart
+    (it asks online, also with backend: batch)."""
     rows = []
     for line in lines:
         shard = shard_of[line["id"]]
         row = {"id": line["id"], "index": line["index"], "shard": shard, "requests": 0, "asked": 0,
                "prompt_tokens": 0, "completion_tokens": 0, "latency_s": 0.0, "images": 0,
                "text_tokens": None, "image_prompt_tokens": None, "reformat_prompt_tokens": 0,
-               "reformat_completion_tokens": 0}
+               "reformat_completion_tokens": 0, "phases": {}}
         task = done[shard].tasks[line["id"]]
         if task is not None:  # else the record failed before asking: no request, no tokens
             row["images"], row["text_tokens"] = len(task.prompt.images), text_tokens(task)
@@ -129,6 +131,9 @@ def request_rows(lines: list[dict], shard_of: dict[str, str], done: dict[str, Ge
                 row["prompt_tokens"] += generation.get("prompt_tokens") or 0
                 row["completion_tokens"] += generation.get("completion_tokens") or 0
                 row["latency_s"] += generation.get("latency_s") or 0.0
+                phase = row["phases"].setdefault(used.what, {"requests": 0, "latency_s": 0.0})
+                phase["requests"] += 1
+                phase["latency_s"] += generation.get("latency_s") or 0.0
                 if used.what == "reformat":  # asked online also with backend: batch
                     row["reformat_prompt_tokens"] += generation.get("prompt_tokens") or 0
                     row["reformat_completion_tokens"] += generation.get("completion_tokens") or 0

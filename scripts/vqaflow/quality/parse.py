@@ -96,7 +96,7 @@ class Parse:
     fields: dict = dataclasses.field(default_factory=dict)  # a pipeline's output fields (``caption``, ...), by name
 
 
-def strip_template(text: str) -> str:
+def _strip_template(text: str) -> str:
     """Line ends unified; chat-template tokens and reasoning (``<think>…</think>``, or never
     closed) removed."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -115,7 +115,7 @@ def read_json(text: str) -> object | None:
     """The first JSON object or array in an answer (fenced, bare, after chatter or cut off), else None."""
     if "{" not in text and "[" not in text:
         return None
-    return next((value for value, _, _, _ in json_values(strip_template(text))), None)
+    return next((value for value, _, _, _ in json_values(_strip_template(text))), None)
 
 
 # -- self-checks -----------------------------------------------------------------------------------
@@ -198,10 +198,29 @@ def _article_issue(article: str) -> bool:
 
 # -- public API ------------------------------------------------------------------------------------
 
+def read_plain(text: str) -> str:
+    """A free-text output (a caption, one question, one answer) without chat-template tokens or
+    reasoning, stripped."""
+    return _strip_template(text).strip()
+
+
+def plain_issues(text: str) -> list[str]:
+    """What the checks find in a free-text output: ``chatter`` (it opens with the model's chatter,
+    "Sure! Here is …"), ``markup_in_text`` (markdown, tags, JSON quoting), ``refusal``."""
+    issues = []
+    if chatty(text):
+        issues.append("chatter")
+    if any(MARKUP.search(line.strip()) for line in text.splitlines()):
+        issues.append("markup_in_text")
+    if REFUSAL.search(text.lower().replace("’", "'")):
+        issues.append("refusal")
+    return issues
+
+
 def parse_answer(text: str, want_article: bool, finish_reason: str | None = None) -> Parse:
     """Read a model's answer: the article (when ``want_article``) and the question-answer pairs,
     with an honest status and the issues found (see the module docstring)."""
-    text = strip_template(text)
+    text = _strip_template(text)
     parsed = pairs_from_json(text) if ("{" in text or "[" in text) else None
     accounted = text  # the answer as accounted: a JSON value by its strings
     if parsed is not None:
