@@ -1,6 +1,7 @@
 """``pipeline: scale_caption`` end to end against the test server (tests/scalecap_answers.py): the
 unsupported sentence and the generic detail are dropped, the kept detail pairs are the records'
-pairs (judged and exported like any), the text-only steps send no image, a rerun asks nothing."""
+pairs (judged and exported like any), the text-only steps send no image, a rerun asks nothing; a
+run stopped at the last step asks only that step again; on the Batch API, one batch per step."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from chat_server import JUDGE_MARK
-from scalecap_answers import FINAL, GENERIC, scalecap_answer
+from chat_server import JUDGE_MARK, ChatServer
+from scalecap_answers import CAPTION, FINAL, GENERIC, scalecap_answer
 from vqaflow.pipelines.scale_caption import FIELDS
 from workflow_helpers import read_output, snakemake, write_config, write_records
 
@@ -33,7 +34,7 @@ def _kinds(seen: list[dict]) -> Counter:
 
 
 def test_scale_caption_keeps_grounded_sentences_and_details_and_a_rerun_asks_nothing(workdir, server):
-    write_records(workdir, [{"id": f"r{n}", "image": [f"images/{name}"]} for n, name in enumerate(IMAGES)])
+    _records(workdir, 3)
     write_config(workdir, server.base_url, pipeline="scale_caption", shard_size=2,
                  scale_caption={"max_questions": 2}, verify={"enabled": True})
     snakemake(workdir)
@@ -70,3 +71,42 @@ def test_scale_caption_keeps_grounded_sentences_and_details_and_a_rerun_asks_not
     rerun = snakemake(workdir)
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
     assert server.stats["requests"] == requests
+
+
+def _records(workdir, count: int) -> None:
+    write_records(workdir, [{"id": f"r{n}", "image": [f"images/{name}"]} for n, name in enumerate(IMAGES[:count])])
+
+
+def test_a_run_stopped_before_the_fusion_asks_only_the_fusion_again(workdir):
+    _records(workdir, 2)
+    with ChatServer(faults={"500": 1.0}, fault_match="Basic Context:\n") as server:
+        write_config(workdir, server.base_url, pipeline="scale_caption", scale_caption={"max_questions": 2},
+                     api={"max_retries": 0})
+        assert snakemake(workdir, check=False).returncode != 0, "every record failed at its fusion"
+        failed = read_output(workdir, "failed.jsonl")
+        assert len(failed) == 2 and all(f["transient"] and "of step fusion" in f["error"] for f in failed)
+
+        server.faults["500"] = 0.0
+        asked = len(server.stats["seen"])
+        snakemake(workdir)
+        assert [kind for kind, _ in _kinds(server.stats["seen"][asked:])] == ["fusion"], "only the fusion again"
+        assert sum(_kinds(server.stats["seen"][asked:]).values()) == 2
+        dataset = read_output(workdir, "dataset.jsonl")
+        assert [r["final_caption"] for r in dataset] == [FINAL, FINAL]
+        assert all(r["parse"]["status"] == "ok" for r in dataset)
+
+
+def test_scale_caption_on_the_batch_api_makes_one_batch_per_step(workdir):
+    _records(workdir, 2)
+    with ChatServer() as server:
+        write_config(workdir, server.base_url, pipeline="scale_caption", backend="batch",
+                     scale_caption={"max_questions": 2}, batch={"poll_s": 0.05, "max_poll_s": 0.1})
+        snakemake(workdir)
+        assert server.batch_stats["lines_per_batch"] == [2, 8, 2, 8, 8, 2], \
+            "captions, sentence checks, questions, details, detail checks, fusions"
+        assert server.stats["requests"] == 0, "nothing asked online"
+        dataset = read_output(workdir, "dataset.jsonl")
+        assert all(r["init_caption"].startswith(CAPTION) and r["final_caption"] == FINAL for r in dataset)
+        assert all([(qa["question"], qa["answer"]) for qa in r["qas"]] == KEPT for r in dataset)
+        snakemake(workdir, "--forcerun", "generate_batch")
+        assert server.batch_stats["batches_created"] == 6, "a rerun submits nothing"
