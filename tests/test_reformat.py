@@ -134,7 +134,7 @@ def test_a_cut_off_answer_stays_partial_without_its_cut_pair():
 
 
 def test_the_reformat_prompt_carries_the_raw_answer_and_the_schema():
-    for pipeline in PIPELINES.values():
+    for pipeline in (p for p in PIPELINES.values() if p.reformats):
         system, text = pipeline.reformat_prompt(CAR)
         assert "copy" in system.lower() and f"<<<ANSWER\n{CAR}\nANSWER>>>" in text
         assert json.dumps(pipeline.answer_schema()) in text
