@@ -53,6 +53,8 @@ requests per raw answer, ``stats["reformat_images"]`` the images they carried an
 ``stats["reformat_schemas"]`` those that asked for a JSON schema; they are not counted
 as answers of a tag.
 
+ScaleCap's requests are answered by :func:`scalecap_answers.scalecap_answer`.
+
 In a test::
 
     with ChatServer(latency=0.01, faults={"429": 0.1}) as server:
@@ -81,6 +83,8 @@ from pathlib import Path
 
 from aiohttp import web
 from PIL import Image
+
+from scalecap_answers import scalecap_answer
 
 TEST_KEY = "test-key"
 MODEL = "test-vlm"
@@ -179,6 +183,8 @@ def default_answer(text: str, sizes: list[str], seed: int | None, structured: bo
         return f"{SHOWN_QUESTION}{tag}?"
     if not structured and SHOWN_QUESTION + tag in text:
         return f"{tag} shows {len(sizes)} image(s): {described}."
+    if not structured and (scalecap := scalecap_answer(text, sizes)):
+        return scalecap[1]
     facts = f"The subject of {tag} was recorded with {len(sizes)} image(s): {described}."
     qas = [
         {"question": f"How many images does {tag} have?", "answer": str(len(sizes))},

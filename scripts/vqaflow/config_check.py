@@ -31,7 +31,7 @@ OVERRIDING = ("verify", "reformat")  # the stages with such overrides
 MAX_PROBLEMS = 8
 # the config section holding a pipeline's own settings, for the pipelines that have one (its steps
 # see it as ``StepInput.settings``; the rules pass it to the request jobs)
-PIPELINE_SECTIONS: dict[str, str] = {"visual_mcq": "mcq"}
+PIPELINE_SECTIONS: dict[str, str] = {"visual_mcq": "mcq", "scale_caption": "scale_caption"}
 # a pipeline's side fields (``Pipeline.side``), each merged into results/<run>/<field>.jsonl
 PIPELINE_SIDE_FIELDS: dict[str, tuple[str, ...]] = {"visual_mcq": ("mcq_dropped",)}
 _GLOB_MAGIC = re.compile(r"[*?[]")

@@ -2,8 +2,9 @@
 
 :mod:`.base` says what a pipeline is (its request steps, its outputs); each family lives in a
 module of its own (:mod:`.pairs`: the seed pipelines; :mod:`.caption`: ``image_caption``;
-:mod:`.two_step`: ``image_vqa_two_step``; :mod:`.mcq`: ``visual_mcq``). Adding a pipeline is one
-module and one entry in :data:`PIPELINES`; nothing else compares pipeline names.
+:mod:`.two_step`: ``image_vqa_two_step``; :mod:`.mcq`: ``visual_mcq``; :mod:`.scale_caption`:
+``scale_caption``). Adding a pipeline is one module and one entry in :data:`PIPELINES`; nothing
+else compares pipeline names.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from .pairs import (
     IMAGE_VQA_PROMPT,
     SKVQA_PROMPT,
 )
+from .scale_caption import SCALE_CAPTION
 from .two_step import IMAGE_VQA_TWO_STEP, QUESTION_PROMPT, QUESTION_SYSTEM_PROMPT
 
 PIPELINES: dict[str, Pipeline] = {
     pipeline.name: pipeline
-    for pipeline in (CONTEXT_VQA, IMAGE_VQA, IMAGE_QA, IMAGE_CAPTION, IMAGE_VQA_TWO_STEP, VISUAL_MCQ)
+    for pipeline in (
+        CONTEXT_VQA, IMAGE_VQA, IMAGE_QA, IMAGE_CAPTION, IMAGE_VQA_TWO_STEP, VISUAL_MCQ, SCALE_CAPTION,
+    )
 }
 
 
