@@ -4,19 +4,13 @@ Every record once in the dataset, none answered twice, nothing stuck."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 
 import pytest
 
 from chat_server import ChatServer
 from workflow_helpers import (
-    SNAKEFILE,
-    job_environment,
+    killed_when,
     read_output,
     snakemake,
     tagged_records,
@@ -32,19 +26,8 @@ def killed_with_batches_in_flight(workdir, server: ChatServer, batches: int) -> 
     """Run the workflow until ``batches`` batches exist and are being polled, then SIGKILL it
     (the whole process group, as a lost node or an impatient user would)."""
     server.batch["retrieves_per_step"] = 10**6  # the batches stay validating
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
-               "--configfile", str(workdir / "config.yaml"), "--cores", "4"]
-    run = subprocess.Popen(command, env=job_environment(), start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while server.batch_stats["batches_created"] < batches or server.batch_stats["retrieves"] < 2 * batches:
-            assert run.poll() is None, "the workflow ended before its batches were in flight"
-            assert time.monotonic() < deadline, server.batch_stats
-            time.sleep(0.05)
-    finally:
-        os.killpg(run.pid, signal.SIGKILL)
-        run.wait()
+    killed_when(workdir, lambda: server.batch_stats["batches_created"] >= batches
+                and server.batch_stats["retrieves"] >= 2 * batches)
     server.batch["retrieves_per_step"] = 1
     snakemake(workdir, "--unlock")
 

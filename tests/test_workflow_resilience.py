@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,8 +11,7 @@ from PIL import Image
 
 from chat_server import ChatServer
 from workflow_helpers import (
-    SNAKEFILE,
-    job_environment,
+    killed_when,
     read_output,
     snakemake,
     tagged_records,
@@ -54,19 +49,8 @@ def test_killed_shard_resumes_asking_only_in_flight_requests(workdir):
     with ChatServer(latency=0.2) as server:
         write_records(workdir, tagged_records(workdir, 60))
         write_config(workdir, server.base_url, shard_size=60, api={"max_concurrency": concurrency})
-        command = [
-            sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
-            "--configfile", str(workdir / "config.yaml"), "--cores", "2",
-        ]
-        env = job_environment()
-        run = subprocess.Popen(command, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         journal = workdir / "results/test/journal/shard-00000.jsonl"
-        deadline = time.monotonic() + 120
-        while _journal_lines(journal) < 20 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os.killpg(run.pid, signal.SIGKILL)
-        run.wait()
+        killed_when(workdir, lambda: _journal_lines(journal) >= 20, cores=2)
         time.sleep(0.5)  # let the server finish answering what was in flight
         journaled = _journal_lines(journal)
         assert 20 <= journaled < 60

@@ -11,7 +11,15 @@ import polars as pl
 import pytest
 
 from chat_server import SHOWN_QUESTION, ChatServer
-from workflow_helpers import prompted_records, read_output, snakemake, write_config, write_records
+from workflow_helpers import (
+    journal_entries,
+    killed_when,
+    prompted_records,
+    read_output,
+    snakemake,
+    write_config,
+    write_records,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -107,6 +115,34 @@ def test_a_run_stopped_between_the_steps_asks_only_the_second_step_again(workdir
         dataset = read_output(workdir, "dataset.jsonl")
         assert len(dataset) == 6 and all(r["answer"] and r["parse"]["status"] == "ok" for r in dataset)
         assert read_output(workdir, "failed.jsonl") == []
+
+
+def test_a_kill_between_the_steps_asks_only_the_unfinished_requests(workdir):
+    count = 12
+    write_records(workdir, prompted_records(workdir, count, QUESTION_TURN))
+    with ChatServer(latency=0.3) as server:
+        write_config(workdir, server.base_url, pipeline="image_vqa_two_step", shard_size=count,
+                     api={"max_concurrency": 2})
+
+        def questions(entries) -> int:
+            return sum(SHOWN_QUESTION in entry.get("answer", "") for entry in entries)
+
+        killed_when(workdir, lambda: questions(journal_entries(workdir)) == count)
+        before = journal_entries(workdir)
+        answered_before = len(before) - questions(before)
+        assert answered_before < count, "killed in the second step"
+        assert not (workdir / "results/test/dataset.jsonl").exists()
+
+        asked = len(server.stats["seen"])
+        snakemake(workdir, "--unlock")
+        snakemake(workdir, "--rerun-incomplete")
+        again = server.stats["seen"][asked:]
+        assert not [s for s in again if "Only output the question content" in s["text"]], \
+            "no question is asked again"
+        assert len(again) == count - answered_before, "every answer journaled before the kill is kept"
+        dataset = read_output(workdir, "dataset.jsonl")
+        assert [r["id"] for r in dataset] == [f"r{n:03d}" for n in range(count)]
+        assert all(r["parse"]["status"] == "ok" and r["generation"]["paid"]["requests"] == 2 for r in dataset)
 
 
 def test_the_preview_prices_two_requests_per_record_and_the_run_reuses_them(workdir):

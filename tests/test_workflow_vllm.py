@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from workflow_helpers import (
     ENGINE_ENV,
-    SNAKEFILE,
-    job_environment,
+    killed_when,
     prompted_records,
     read_output,
     snakemake,
@@ -61,16 +55,9 @@ def test_vllm_workflow_runs_and_resumes_from_the_journal(workdir, tiny_model):
 def test_killed_vllm_job_resumes_at_the_last_finished_chunk(workdir, tiny_model):
     write_records(workdir, tagged_records(workdir, 8))
     vllm_config(workdir, tiny_model, shard_size=8, generation={"max_tokens": 160})
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
-               "--configfile", str(workdir / "config.yaml"), "--cores", "2"]
-    run = subprocess.Popen(command, env=job_environment(None, ENGINE_ENV), start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = workdir / "results/test/journal/shard-00000.jsonl"
-    deadline = time.monotonic() + 600
-    while not (journal.exists() and journal.read_text().count("\n") >= 2) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait()
+    killed_when(workdir, lambda: journal.exists() and journal.read_text().count("\n") >= 2, 600,
+                key=None, env=ENGINE_ENV, cores=2)
     kept = journal.read_text().count("\n")
     assert 2 <= kept < 8, "killed after a chunk and before the last one"
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
+import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -127,6 +130,37 @@ def snakemake(
             f"snakemake failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
         )
     return result
+
+
+def killed_when(workdir: Path, ready: Callable[[], bool], timeout: float = 120, *, key: str | None = TEST_KEY,
+                env: dict | None = None, cores: int = 4) -> None:
+    """Run snakemake on the workflow until ``ready()`` holds, then SIGKILL its whole process group
+    (as a lost node or an impatient user would); fails when it ends first or ``timeout`` passes."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
+               "--configfile", str(workdir / "config.yaml"), "--cores", str(cores)]
+    run = subprocess.Popen(command, env=job_environment(key, env), start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert run.poll() is None, "the workflow ended before the moment to kill it"
+            assert time.monotonic() < deadline, "the moment to kill the workflow never came"
+            time.sleep(0.05)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+
+
+def journal_entries(workdir: Path, run: str = "test") -> list[dict]:
+    """Every whole line of the run's journals (a line torn by a kill is left out)."""
+    entries = []
+    for path in sorted((workdir / "results" / run / "journal").glob("shard-*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return entries
 
 
 def read_output(workdir: Path, name: str, run: str = "test") -> list[dict]:
