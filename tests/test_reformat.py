@@ -120,7 +120,7 @@ def test_the_article_is_copied_line_by_line():
            "Q) What colour is the car? >> red\nQ) How many wheels does it have? >> four")
     copy = {"context": "The Car\n\nThe car is a red sedan with four wheels.", **CAR_COPY}
     verdict = check(raw, copy, want_article=True)
-    assert verdict.parse.status == "ok" and verdict.parse.context == "The Car The car is a red sedan with four wheels."
+    assert verdict.parse.status == "ok" and verdict.parse.context == copy["context"]
     assert check(raw, {**copy, "context": "The car is a blue sedan."}, want_article=True).reason.startswith("invented")
     assert check(raw, {**copy, "context": ""}, want_article=True).reason == "no_article"
 

@@ -190,6 +190,12 @@ def _is_title(line: str) -> bool:
     return 0 < len(plain) <= 80 and not _SENTENCE_END.search(plain) and not is_question(plain)
 
 
+def _opens_article(piece: str) -> bool:
+    """An article or title label ("Content:", "Article (continued)"): between the article's title
+    and its text, or its two parts, it opens article text."""
+    return read_label(strip_emphasis(piece).strip())[0] in ("article", "title")
+
+
 def _plain(piece: str) -> str:
     return strip_emphasis(piece).strip(" \t-*#>•:：(（[【")
 
@@ -276,7 +282,7 @@ class _Pieces:
             return  # numbering: a list inside an article
         before = next((field for _, stop, field in reversed(self.runs) if stop <= start), -1)
         after = next((field for begin, _, field in self.runs if begin >= end), -2)
-        if before == after:
+        if before == after and not (before == self.article and _opens_article(self.masked[start:end])):
             self.labelled.add(before)
 
     def _kind(self, start: int, end: int) -> str | None:

@@ -21,7 +21,9 @@ CONTEXT_KEYS = ("context", "article", "wikipedia_article", "wikipedia", "passage
                 "wikipedia_style_article", "content", "background", "document", "文章", "维基百科文章",
                 "背景", "上下文", "正文", "内容")
 CONTEXT_ROOTS = ("article", "context", "passage", "wiki", "文章", "背景", "上下文", "正文")
-ARTICLE_BODY_KEYS = ("text", "content", "body", "article", "正文", "内容")
+ARTICLE_BODY_KEYS = ("text", "content", "body", "article", "paragraphs", "sections", "正文", "内容", "段落")
+TITLE_KEYS = ("title", "heading", "headline", "标题", "题目")
+PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 JSON_STARTS = re.compile(r"[{\[]")
 TRAILING_COMMA = re.compile(r",(\s*[}\]])")
 JSON_TRIES = 8  # "{" or "[" positions tried before giving up on JSON
@@ -88,6 +90,23 @@ def _text(value: object) -> str:
     if isinstance(value, dict):
         return _text(pick(value, ARTICLE_BODY_KEYS) or "")
     return "" if value is None else clean(str(value))
+
+
+def _article(value: object, title: object = None) -> str:
+    """An article given as JSON as text: a string keeps its paragraphs, a list is one paragraph
+    per item, an object is its title and its body (``text``, ``paragraphs``, ``sections`` …);
+    ``title`` (a sibling key of the article) opens it. Paragraphs are separated by a blank line."""
+    if isinstance(value, dict):
+        value, title = pick(value, ARTICLE_BODY_KEYS), pick(value, TITLE_KEYS) or title
+    parts = [title] if isinstance(title, str) else []
+    parts += value if isinstance(value, list) else [value]
+    paragraphs = []
+    for part in parts:
+        if isinstance(part, (dict, list)):
+            paragraphs.append(_article(part))
+        elif part is not None:
+            paragraphs += [clean(paragraph) for paragraph in PARAGRAPH_BREAK.split(str(part))]
+    return "\n\n".join(paragraph for paragraph in paragraphs if paragraph)
 
 
 def _json_pairs(items: object, cut: bool = False) -> tuple[list[dict], int]:
@@ -171,7 +190,7 @@ def pairs_from_json(text: str) -> JsonRead | None:
         cut = cut if complete else start
         context = ""
         if isinstance(data, dict):
-            context = _text(pick(data, CONTEXT_KEYS) or _context_like(data))
+            context = _article(pick(data, CONTEXT_KEYS) or _context_like(data), pick(data, TITLE_KEYS))
             items = _pairs_value(data)
             if items is None and pick(data, QUESTION_KEYS) is not None:
                 items = [data]

@@ -194,12 +194,32 @@ def join_lines(lines: list[str]) -> str:
     return clean(text)
 
 
+def join_paragraphs(lines: list[str]) -> str:
+    """Lines joined into paragraphs (:func:`join_lines`), an empty line between two paragraphs;
+    paragraphs separated by a blank line (``\n\n``)."""
+    paragraphs, current = [], []
+    for line in [*lines, ""]:
+        if line.strip():
+            current.append(line)
+        elif current:
+            paragraphs.append(join_lines(current))
+            current = []
+    return "\n\n".join(paragraph for paragraph in paragraphs if paragraph)
+
+
+def names_article(text: str) -> bool:
+    """Whether a heading names the article itself ("A Wikipedia-style article about …"), not its
+    subject: it is a section label, not the article's title."""
+    lowered = text.lower()
+    return re.search(r"\b(?:article|wikipedia|wiki|passage)\b|文章|百科|维基", lowered) is not None
+
+
 class Line(NamedTuple):
     """A classified line: its kind, its text and an extra (a question's inline answer, a section)."""
 
     kind: str  # blank separator section title heading qlabel question answer item text table chatter
     text: str = ""
-    extra: str = ""
+    extra: str = ""  # a question's inline answer; a section's kind; "article" on a title its label opens
 
 
 def _questionish(text: str) -> bool:
@@ -255,9 +275,9 @@ def _labelled(stripped: str, plain: str) -> Line | None:
     if kind == "answer":
         return Line("answer", rest)
     if kind == "title":
-        return Line("title")
+        return Line("title", clean(rest))
     if kind == "article" and rest and _is_title(stripped, rest):
-        rest = ""
+        return Line("title", clean(rest), "article")
     return Line("section", rest, kind)
 
 

@@ -1,11 +1,15 @@
 """The reader of a free-text answer: a small state machine that takes the classified lines
-(:func:`.answer_lines.classify_line`) one by one and assembles the article and the pairs."""
+(:func:`.answer_lines.classify_line`) one by one and assembles the article and the pairs.
+
+The article keeps its paragraphs (a blank line between two), its sub-headings as paragraphs of
+their own, and its title: a heading, a title label (``Title: …``, ``Wikipedia Article: The
+Eiffel Tower``) or a short line above its first paragraph becomes its first paragraph."""
 
 from __future__ import annotations
 
 import re
 
-from .answer_lines import BULLET, Line, classify_line, clean, join_lines, label_kind
+from .answer_lines import BULLET, Line, classify_line, clean, join_lines, join_paragraphs, label_kind, names_article
 
 REMARK = re.compile(r"(?:explanation|reason|reasoning|rationale|evidence|source|note|difficulty|type|"
                     r"category|hint|解释|解析|理由|说明|提示|难度|类型)\b\s*[:：]", re.IGNORECASE)
@@ -29,6 +33,7 @@ class _Reader:
         self.blank_since_question = False
         self.table_columns: tuple[int, int] | None = None
         self.subheading = ""  # a heading inside the article, kept when article text follows it
+        self.title = ""  # a title above the article, kept when article text follows it
 
     def _finish(self) -> None:
         if self.question is not None:
@@ -90,6 +95,10 @@ class _Reader:
                 self.article.append("")
         elif kind == "heading":
             self.subheading = line.text if self.section == "article" and self.article else ""
+            if self.section in ("start", "article") and not self.article and not names_article(line.text):
+                self.title = line.text
+        elif kind == "title":
+            self._titled(line)
         elif kind == "section":
             self._section(line)
         elif kind == "table":
@@ -109,9 +118,17 @@ class _Reader:
         self.subheading = ""
         self.section = line.extra
         if line.text and line.extra == "article":
-            self.article.append(line.text)
+            self._article_text(line.text)
         elif line.text and line.extra == "qa":
             self.feed(classify_line(line.text))
+
+    def _titled(self, line: Line) -> None:
+        """A title label (``Title: …``), or an article label carrying a title: the title is kept
+        for the article that follows."""
+        if line.extra:
+            self._section(Line("section", "", line.extra))
+        if not self.article and not names_article(line.text):
+            self.title = line.text
 
     def _content(self, line: Line) -> None:
         """An unlabelled line: an expected question, an answer, or article text."""
@@ -127,10 +144,17 @@ class _Reader:
             if self.section == "start" and text.rstrip().endswith((":", "：")):
                 return  # an introduction above the article
             self.section = "article"
-            if self.subheading:
-                self.article.extend((self.subheading, ""))
-                self.subheading = ""
-            self.article.append(text)
+            self._article_text(text)
+
+    def _article_text(self, text: str) -> None:
+        """A line of the article, after the title or sub-heading waiting above it."""
+        if self.title and not self.article:
+            self.article.extend((self.title, ""))
+        self.title = ""
+        if self.subheading:
+            self.article.extend((self.subheading, ""))
+            self.subheading = ""
+        self.article.append(text)
 
     def _qa_text(self, line: Line) -> None:
         """Plain text inside the QA section: an answer, its continuation, or an unmarked question."""
@@ -156,7 +180,7 @@ class _Reader:
             issues.append("unanswered_question")
         if self.orphans:
             issues.append("orphan_answer")
-        return join_lines(self.article), self.qas, issues
+        return join_paragraphs(self.article), self.qas, issues
 
 
 def read_text(text: str, want_article: bool) -> tuple[str, list[dict], list[str]]:
