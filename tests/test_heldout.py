@@ -118,6 +118,28 @@ def test_labels_markup_or_refusals_left_in_a_field_are_not_ok(text, issue):
     assert parsed.status != "ok" and issue in parsed.issues
 
 
+@pytest.mark.parametrize("answer", [
+    "1999 (according to the article)", "1999 — as stated in the second paragraph", "1999, as the text says.",
+    "1999. According to the passage, it was built in 1999.", "1999 [source: the article]",
+])
+def test_a_remark_citing_the_source_closes_the_answer_and_is_no_part_of_it(answer):
+    parsed = parse_answer(f"The car was built in 1999.\n\nQ: When was the car built?\nA: {answer}", True)
+    assert (parsed.status, parsed.qas[0]["answer"], parsed.unread) == ("ok", "1999", ()), parsed.issues
+    chinese = parse_answer("问题：汽车是哪一年造的？\n答案：1999年（根据文章，汽车造于1999年）", False)
+    assert (chinese.status, chinese.qas[0]["answer"]) == ("ok", "1999年")
+
+
+@pytest.mark.parametrize("answer", ["According to the article, 1999", "文中提到是1999年", "the article says 1999"])
+def test_an_answer_that_still_cites_its_source_is_not_ok(answer):
+    parsed = parse_answer(f"Q: When was the car built?\nA: {answer}", want_article=False)
+    assert parsed.status == "partial" and "explanation_in_answer" in parsed.issues
+
+
+def test_a_bracket_that_is_part_of_the_answer_stays():
+    parsed = parse_answer("Q: How long is the span?\nA: 4,200 feet (1,280 m)", want_article=False)
+    assert (parsed.status, parsed.qas[0]["answer"]) == ("ok", "4,200 feet (1,280 m)")
+
+
 def test_labels_in_other_languages_are_read_as_labels():
     parsed = parse_answer("Frage: Welche Farbe hat das Auto?\nAntwort: Rot", want_article=False)
     assert (parsed.status, parsed.qas) == ("ok", [{"question": "Welche Farbe hat das Auto?", "answer": "Rot"}])

@@ -73,7 +73,9 @@ def test_chinese_is_copied_character_for_character():
     ({"pairs": CAR_COPY["qas"]}, "not_schema"),
     ({"qas": []}, "no_pairs"),
     ({"qas": [{"question": "What colour is the car?", "answer": ""}]}, "empty_field"),
-    ({"qas": [{"question": "Q) What colour is the car?", "answer": "red"}]}, "not_clean: label_in_question"),
+    ({"qas": [{"question": "Q) What colour is the car?", "answer": "red"}, CAR_COPY["qas"][1]]},
+     "not_clean: label_in_question"),
+    ({"qas": CAR_COPY["qas"][:1]}, "left_out: Q) How many wheels does it have? >> four"),
 ])
 def test_a_reformat_that_is_not_a_copy_is_rejected(reply, reason):
     verdict = check(CAR, reply)
@@ -88,6 +90,18 @@ def test_a_question_left_out_between_pairs_is_seen():
     raw = CAR.replace("\nQ) How", "\nQ) Who drives it? >> a woman\nQ) How")
     verdict = check(raw, CAR_COPY)
     assert verdict.reason == "left_out: Q) Who drives it? >> a woman"
+
+
+@pytest.mark.parametrize("raw", [
+    CAR + "\nQ) Who drives it?\n\nHope this helps!",
+    "## Article\nThe car is a red sedan.\n\nWhat does its badge say?\n\n" + CAR,
+])
+def test_a_question_left_out_after_the_pairs_or_before_them_is_seen(raw):
+    copy = {"context": "The car is a red sedan.", **CAR_COPY} if "Article" in raw else CAR_COPY
+    verdict = check(raw, copy, want_article="Article" in raw)
+    assert verdict.parse is None and verdict.reason.startswith("left_out: ")
+    chatter = raw.replace("Q) Who drives it?", "Let me know if you want more questions?")
+    assert check(chatter.replace("What does its badge say?", ""), copy, want_article="Article" in raw).reason is None
 
 
 def test_pairs_written_in_prose_are_not_accounted_for():
@@ -111,7 +125,9 @@ def test_headings_and_remarks_between_pairs_are_free_chatter_around_them_too():
 
 def test_a_reformat_never_has_fewer_pairs_than_the_parser_read():
     parsed = Parse(None, CAR_COPY["qas"], "partial", ("not_a_question",))
-    verdict = check(CAR, {"qas": CAR_COPY["qas"][:1]}, parsed)
+    raw = CAR.replace("\nQ) How many wheels does it have? >> four", " How many wheels does it have? >> four")
+    verdict = check(raw, {"qas": [{"question": "What colour is the car?", "answer": "red How many wheels does it "
+                                   "have? >> four"}]}, parsed)
     assert verdict.reason == "fewer_pairs"
 
 

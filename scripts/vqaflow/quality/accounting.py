@@ -10,6 +10,7 @@ must be recognised as something that is not content:
   (continued)``, ``Frage``, ``Antwort`` ... (any run of label words and numbers);
 - headings outside the fields: a short markdown heading, a bold line or a line ending in a colon
   that does not read as a question; a short title line just above the article;
+- remarks: an explanation, a source (``Explanation: …``, ``(according to the article)``);
 - chatter: a line opening like the model's chatter ("Sure!", "Here are", "以下是", "Note:"), or
   any text before the first or after the last field that opens like chatter or closes like it
   ("Let me know ...", "Hope this helps", "如有...").
@@ -29,7 +30,7 @@ from typing import NamedTuple
 
 from .answer_lines import CHATTER, header_kind, read_label, strip_emphasis
 from .answer_reader import REMARK
-from .text import CJK_LETTERS, is_question, nfkc
+from .text import CJK_LETTERS, is_question, nfkc, opens_with_citation
 
 UNREAD_SHOWN = 3  # unread spans kept in a parse
 UNREAD_CHARS = 60  # characters shown of each
@@ -295,7 +296,7 @@ class _Pieces:
             return None  # inside a field only labels and markup may be skipped
         if _is_chatter(piece, outside):
             return "chatter"
-        if REMARK.match(_plain(piece)):
+        if REMARK.match(_plain(piece)) or opens_with_citation(piece):
             return "remark"
         whole_line = (start == 0 or self.masked[start - 1] == "\n") and (
             end == len(self.masked) or self.masked[end] == "\n")

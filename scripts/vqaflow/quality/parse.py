@@ -39,6 +39,11 @@ Issue codes:
 - ``joined_lines``: a question or answer runs on to a next line that neither continues its
   sentence nor is a list item.
 - ``refusal``: an answer that declines to answer (``I cannot …``, ``抱歉 …``).
+- ``explanation_in_answer``: an answer still cites its source (``According to the article,
+  1420``, ``文中提到…``) once a closing remark that cites it (``1420 (according to the
+  article)``, ``1889 — as stated in the second paragraph``) is taken off: which words are the
+  answer is a guess. A closing remark is not part of the answer (:func:`.text.split_citation`)
+  and the accounting reads it as a remark.
 
 The label checks (``label_in_question``, ``label_in_answer``, ``article_chatter``) also fire for a
 label inside a field (``Explanation:``, ``Antwort:``) or between two parts of one field.
@@ -54,7 +59,7 @@ from .accounting import account
 from .answer_json import json_strings, json_values, pairs_from_json
 from .answer_lines import ANSWER_ROOTS, QUESTION_ROOTS, chatty, label_kind, read_label
 from .answer_reader import read_text
-from .text import has_cjk, is_question
+from .text import cites_source, has_cjk, is_question, split_citation
 
 LABEL_WORDS = frozenset(root for root in QUESTION_ROOTS | ANSWER_ROOTS if not has_cjk(root))  # any alphabet
 LABEL_INITIALS = frozenset(word[0] for word in LABEL_WORDS)
@@ -147,7 +152,8 @@ def check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
     """The pairs with empty or label-only answers dropped; issues found added."""
     kept = []
     for qa in qas:
-        question, answer = qa["question"], qa["answer"]
+        question, answer = qa["question"], split_citation(qa["answer"])[0]
+        qa = {"question": question, "answer": answer}
         if _label_only(answer):
             issues.append("empty_answer")
             continue
@@ -161,6 +167,8 @@ def check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
             issues.append("refusal")
         if not is_question(question):
             issues.append("not_a_question")
+        if cites_source(answer):
+            issues.append("explanation_in_answer")
         kept.append(qa)
     return kept
 

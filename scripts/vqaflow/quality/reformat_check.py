@@ -18,7 +18,8 @@ A reformat is accepted only when all of this holds (else the reason is returned)
   around an answer, a refusal beside a question); a line between pairs that holds no field
   may be a heading or a remark (``Explanation: …``), never a question (``left_out``: a
   question the reformat left out). Chatter before the pairs (after the article too) and after
-  them is free;
+  them is free, but a line there that asks a question and holds no field is ``left_out`` too
+  (a question the answer never answered, left out of the copy);
 - ``unmarked_split``: two answers are copied from one run of text (one line, nothing but
   punctuation between them, e.g. one comma list): the boundary is the model's guess;
 - ``fewer_pairs``: it holds at least as many pairs as the parser read from the same answer
@@ -38,7 +39,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from .answer_lines import ANSWER_ROOTS, QA_WORDS, QUESTION_ROOTS
+from .answer_lines import ANSWER_ROOTS, QA_WORDS, QUESTION_ROOTS, chatty
 from .parse import Parse, parse_answer
 from .text import CJK_LETTERS, is_question, normalise
 
@@ -176,6 +177,20 @@ def _unread(raw: list[str], line_of: list[int], lines: list[str], spans: list[tu
     return None
 
 
+def _left_out_around(line_of: list[int], lines: list[str], spans: list[tuple[int, int]],
+                     taken: list[bool]) -> str | None:
+    """A question on a line of its own after the first field, outside the pairs (after the
+    last one, or between the article and the first), that the copy left out."""
+    first_line = line_of[taken.index(True)]
+    inside = range(line_of[min(s for s, _ in spans)], line_of[max(e for _, e in spans) - 1] + 1)
+    holding = {line_of[i] for i, was in enumerate(taken) if was}
+    for number in range(first_line, len(lines)):
+        line = lines[number]
+        if number not in inside and number not in holding and is_question(line) and not chatty(line.strip()):
+            return f"left_out: {_shown(line)}"
+    return None
+
+
 def _unmarked_split(line_of: list[int], lines: list[str], spans: list[tuple[int, int]]) -> str | None:
     """Two answers copied from one run of text (one line, nothing but punctuation between
     them): where one ends and the next begins is the model's guess, not the writer's."""
@@ -204,7 +219,8 @@ def check_reformat(raw: str, reply: str, finish_reason: str | None, want_article
     if isinstance(located, str):
         return Verdict(None, located)
     spans, taken = located
-    unread = _unread(words, line_of, lines, spans, taken) or _unmarked_split(line_of, lines, spans)
+    unread = (_unread(words, line_of, lines, spans, taken) or _left_out_around(line_of, lines, spans, taken)
+              or _unmarked_split(line_of, lines, spans))
     if unread is not None:
         return Verdict(None, unread)
     if raw_truncated and spans[-1][1] == len(words):  # the last answer ran into the cut

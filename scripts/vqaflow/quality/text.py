@@ -1,6 +1,7 @@
 """The one text module of quality, used by the parser, the rule filters and the judge:
 normalisation (NFKC, case, spacing), CJK detection, word counts, what counts as a question,
-question dedup keys and tokens, and values of model-written objects by key name.
+question dedup keys and tokens, citations of the source in an answer, and values of
+model-written objects by key name.
 
 What counts as a question (:func:`is_question`, the parser's and the filters' ``not_a_question``):
 a question mark (``?`` or ``？``); a clause opening with an interrogative or auxiliary word, a
@@ -42,6 +43,25 @@ _ZH_QUESTION = re.compile(
 _ZH_REQUESTS = ("请", "列出", "列举", "说出", "写出", "指出", "找出", "给出", "描述", "解释", "识别", "比较", "估计")
 _CLAUSE = re.compile(r"[,:;，：；]\s*")
 _CLAUSE_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
+# A citation of the source: "according to the article", "as stated in the second paragraph",
+# "(see paragraph 2)", "the passage says", "根据文章", "文中提到". An answer is a phrase from the
+# article, never a reference to it.
+_SOURCE = (r"(?:(?:the|this|that)\s+)?(?:(?:first|second|third|fourth|fifth|last|final|opening|same|previous|"
+           r"above|\d{1,2}(?:st|nd|rd|th)?)\s+)?(?:article|passage|paragraph|wikipedia(?:\s+article)?|context|"
+           r"text|entry|section|source|document)s?\b")
+_CITATION = (
+    rf"(?:(?:according to|as\s+(?:\w+\s+){{0,2}}(?:in|by)|(?:stated|mentioned|noted|described|given|found|cited|"
+    rf"written|said|explained|shown|listed|indicated|reported|named|specified|taken|quoted)\s+(?:in|by|from))\s+|"
+    rf"(?:from|see|per|cf\.?|based on|in)\s+(?=(?:the\s+)?(?:\w+\s+)?(?:article|passage|paragraph|wikipedia)))"
+    rf"{_SOURCE}|(?:as\s+)?(?:the|this)\s+(?:article|passage|text|paragraph|context)\s+(?:says|said|states|stated|mentions|"
+    r"mentioned|notes|noted|describes|indicates|explains|reports|names|lists)\b|sources?\s*[:：]|"
+    r"(?:根据|依据|据|按照)(?:文章|文中|原文|上文|材料|文本|段落|第.{1,3}段|百科)|(?:文中|文章中?|原文|上文)(?:提到|所述|指出|称|写道|"
+    r"记载|说明)|如文中|见(?:第.{1,3}段|文章|原文)|参见|出自|来源\s*[:：]")
+_CITES = re.compile(_CITATION, re.IGNORECASE)
+_OPENS_CITATION = re.compile(rf"[\s\W_]*(?:{_CITATION})", re.IGNORECASE)
+_REMARK_OPENS = re.compile(r"[\s(（\[【;；,，.。:：\-–—]")  # where a closing remark may begin
+_TRAILING_REMARK = re.compile(  # "(根据文章，…)", "— as stated in the second paragraph", ", according to the text."
+    r"\s*(?:[(（\[【]([^()（）\[\]【】]+)[)）\]】]|(?:[-–—]+|[;；,，.。:：])?\s*([^\n]+?))\s*[.。]?\s*$")
 
 
 def nfkc(text: str) -> str:
@@ -106,6 +126,34 @@ def is_question(text: str) -> bool:
         if any(word in _INTERROGATIVES for word in words[1:4]):
             return True
     return False
+
+
+def cites_source(text: str) -> bool:
+    """Whether ``text`` cites the article or the text it comes from (``according to the
+    article``, ``as stated in the second paragraph``, ``根据文章``)."""
+    return _CITES.search(nfkc(text)) is not None
+
+
+def opens_with_citation(text: str) -> bool:
+    """Whether ``text`` (after punctuation and brackets) opens with a citation of the source:
+    a remark, not content."""
+    return _OPENS_CITATION.match(nfkc(text)) is not None
+
+
+def split_citation(answer: str) -> tuple[str, str]:
+    """An answer and the remark citing its source that closes it (``1420 (according to the
+    article)``, ``1889 — as stated in the second paragraph``), else ``(answer, "")``."""
+    if not cites_source(answer):
+        return answer, ""
+    for opening in _REMARK_OPENS.finditer(answer):
+        match = _TRAILING_REMARK.match(answer, opening.start())
+        kept = answer[:opening.start()].rstrip()
+        if match is None or not kept:
+            continue
+        remark = match.group(1) or match.group(2)
+        if _CITES.search(nfkc(remark)) if match.group(1) else opens_with_citation(remark):
+            return kept, answer[opening.start():].strip()
+    return answer, ""
 
 
 def _word(word: str) -> str:
