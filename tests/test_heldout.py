@@ -110,7 +110,6 @@ def test_chatter_before_and_after_the_content_is_accounted(before, after):
     ("Q: What colour is the car? Question: And the wheels?\nA: Red", "label_in_question"),
     ("1. What colour is the car?\nA) Red  B) Blue\nAnswer: B", "label_in_answer"),  # two labelled parts
     ("Q: What colour is the car?\nA: <b>Red</b>", "markup_in_text"),
-    ('Q: What colour is the car?\nA: "Red"', "markup_in_text"),
     ("Q: Who is this person?\nA: I'm sorry, I cannot identify people.", "refusal"),
 ])
 def test_labels_markup_or_refusals_left_in_a_field_are_not_ok(text, issue):
@@ -135,6 +134,15 @@ def test_an_answer_that_still_cites_its_source_is_not_ok(answer):
     assert parsed.status == "partial" and "explanation_in_answer" in parsed.issues
 
 
+@pytest.mark.parametrize("question, two", [
+    ("What is on the table? / 桌子上有什么？", True), ("What is it? What colour is it?", True),
+    ("Is the car red?", False), ("What does the sign say? (top left)", False),
+])
+def test_a_question_holding_two_questions_is_not_ok(question, two):
+    parsed = parse_answer(f"Q: {question}\nA: A red car.", want_article=False)
+    assert ("two_questions" in parsed.issues) is two and (parsed.status == "ok") is not two
+
+
 def test_a_bracket_that_is_part_of_the_answer_stays():
     parsed = parse_answer("Q: How long is the span?\nA: 4,200 feet (1,280 m)", want_article=False)
     assert (parsed.status, parsed.qas[0]["answer"]) == ("ok", "4,200 feet (1,280 m)")
@@ -151,8 +159,18 @@ def test_json_keys_and_syntax_are_markup_but_its_strings_are_accounted():
     assert (clean.status, clean.unread) == ("ok", ())
     numbered = parse_answer(json.dumps([{"id": 1, **pairs[0], "valid": True}]), want_article=False)
     assert numbered.status == "ok"
-    extra = parse_answer(json.dumps([{**pairs[0], "evidence": "The body is painted a bright red."}]), False)
+    remark = parse_answer(json.dumps([{**pairs[0], "evidence": "The body is red.", "difficulty": "easy"}]), False)
+    assert (remark.status, remark.qas) == ("ok", pairs), "a pair's remarks and metadata are labels"
+    extra = parse_answer(json.dumps([{**pairs[0], "caption": "The body is painted a bright red."}]), False)
     assert (extra.status, extra.qas, extra.unread) == ("partial", pairs, ("The body is painted a bright red.",))
+
+
+@pytest.mark.parametrize("answer", ['"Trattoria da Mario"', "“Trattoria da Mario”", "「Trattoria da Mario」"])
+def test_quotes_around_a_whole_answer_are_taken_off(answer):
+    parsed = parse_answer(f"Q: What is written on the sign?\nA: {answer}", want_article=False)
+    assert (parsed.status, parsed.qas[0]["answer"]) == ("ok", "Trattoria da Mario")
+    inside = parse_answer('Q: What is written on the sign?\nA: "Open" and "Closed"', want_article=False)
+    assert inside.qas[0]["answer"] == '"Open" and "Closed"'
 
 
 def test_an_article_keeps_its_title_subheadings_and_paragraphs():

@@ -24,6 +24,13 @@ CONTEXT_ROOTS = ("article", "context", "passage", "wiki", "文章", "背景", "�
 ARTICLE_BODY_KEYS = ("text", "content", "body", "article", "paragraphs", "sections", "正文", "内容", "段落")
 TITLE_KEYS = ("title", "heading", "headline", "标题", "题目")
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+# keys whose values say something about a pair, not the pair: metadata and remarks (as the
+# free-text reader's remarks, ``Difficulty: easy``, ``Explanation: …``)
+SIDE_KEYS = frozenset({
+    "id", "idx", "index", "no", "number", "num", "type", "category", "difficulty", "level", "tag", "tags", "topic",
+    "skill", "kind", "question_type", "answer_type", "qtype", "confidence", "score", "explanation", "evidence",
+    "reason", "reasoning", "rationale", "source", "sources", "note", "notes", "hint", "编号", "序号", "类型",
+    "类别", "难度", "解释", "解析", "理由", "说明", "来源", "依据", "提示"})
 JSON_STARTS = re.compile(r"[{\[]")
 TRAILING_COMMA = re.compile(r",(\s*[}\]])")
 JSON_TRIES = 8  # "{" or "[" positions tried before giving up on JSON
@@ -171,13 +178,14 @@ class JsonRead(NamedTuple):
 
 def json_strings(value: object) -> list[str]:
     """The strings and numbers of a JSON value, in order: what a JSON answer says (its syntax,
-    keys, booleans and nulls are markup)."""
+    keys, booleans and nulls are markup; the values of :data:`SIDE_KEYS`, a pair's metadata and
+    remarks, are labels)."""
     if isinstance(value, str):
         return [value]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return [str(value)]
     if isinstance(value, dict):
-        value = list(value.values())
+        value = [item for key, item in value.items() if key_name(key) not in SIDE_KEYS]
     if isinstance(value, (list, tuple, set)):
         return [text for item in value for text in json_strings(item)]
     return []

@@ -38,6 +38,8 @@ Issue codes:
   quoting, a leading bullet or number, quotes around it) or words not in the answer as accounted.
 - ``joined_lines``: a question or answer runs on to a next line that neither continues its
   sentence nor is a list item.
+- ``two_questions``: a question holds two questions, each with its own question mark (``What
+  is on the table? / 桌子上有什么？``): one pair or two is a guess.
 - ``refusal``: an answer that declines to answer (``I cannot …``, ``抱歉 …``).
 - ``explanation_in_answer``: an answer still cites its source (``According to the article,
   1420``, ``文中提到…``) once a closing remark that cites it (``1420 (according to the
@@ -56,7 +58,7 @@ import re
 from dataclasses import dataclass
 
 from .accounting import account
-from .answer_json import json_strings, json_values, pairs_from_json
+from .answer_json import JsonRead, json_strings, json_values, pairs_from_json
 from .answer_lines import ANSWER_ROOTS, QUESTION_ROOTS, chatty, label_kind, read_label
 from .answer_reader import read_text
 from .text import cites_source, has_cjk, is_question, split_citation
@@ -85,6 +87,8 @@ SPECIAL_TOKEN = re.compile(  # <|im_start|>assistant, <|eot_id|>, </s>
 MARKUP = re.compile(  # markup left in a field: emphasis, code, headings, tags, JSON, table rules, bullets, links
     r"\*\*|__|`|^#{1,6}\s|</?[A-Za-z][\w-]*>|^[{\[]\s*[\"']|[\"']\s*:\s*[\"'{\[]|\|\s*:?-{3,}|^[-•+>*]\s|"
     r"^\(?\d{1,3}[.)]\s|^\"[^\"]*\"$|^'[^']*'$|\]\([^)\s]+\)")
+QUESTION_MARK = re.compile(r"[?？]")
+QUOTES = {'"': '"', "“": "”", "„": "“", "'": "'", "‘": "’", "「": "」", "『": "』", "«": "»"}  # opening: closing
 THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 
 
@@ -148,11 +152,28 @@ def _label_only(text: str) -> bool:
     return not key or (len(key) <= 8 and label_kind(key) in ("question", "answer", "answers"))
 
 
+def _two_questions(question: str) -> bool:
+    """Whether a question holds two questions, each closed by its own question mark ("What is on
+    the table? / 桌子上有什么？", "What is it? What colour is it?"): one pair or two is a guess."""
+    first = QUESTION_MARK.search(question)
+    rest = question[first.end():].strip(" /|-–—") if first else ""
+    return bool(rest) and QUESTION_MARK.search(rest) is not None and is_question(rest)
+
+
+def _unquoted(answer: str) -> str:
+    """An answer without the quotes around all of it (``"Trattoria da Mario"``, ``「出口」``)."""
+    if len(answer) > 2 and QUOTES.get(answer[0]) == answer[-1] and answer[0] not in answer[1:-1] \
+            and answer[-1] not in answer[1:-1]:
+        return answer[1:-1].strip()
+    return answer
+
+
 def check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
-    """The pairs with empty or label-only answers dropped; issues found added."""
+    """The pairs with empty or label-only answers dropped, a closing remark citing the source and
+    quotes around a whole answer taken off; issues found added."""
     kept = []
     for qa in qas:
-        question, answer = qa["question"], split_citation(qa["answer"])[0]
+        question, answer = qa["question"], _unquoted(split_citation(qa["answer"])[0])
         qa = {"question": question, "answer": answer}
         if _label_only(answer):
             issues.append("empty_answer")
@@ -167,6 +188,8 @@ def check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
             issues.append("refusal")
         if not is_question(question):
             issues.append("not_a_question")
+        elif _two_questions(question):
+            issues.append("two_questions")
         if cites_source(answer):
             issues.append("explanation_in_answer")
         kept.append(qa)
@@ -225,19 +248,32 @@ def plain_issues(text: str) -> list[str]:
     return issues
 
 
+def _accounted(text: str, parsed: JsonRead | None) -> str:
+    """The answer as its words are accounted: a JSON value by its strings, one a line."""
+    if parsed is None or parsed.value is None:
+        return text
+    strings = "\n".join(json_strings(parsed.value))
+    return f"{text[:parsed.start]}\n{strings}\n{text[parsed.end:]}"
+
+
+def accounted_text(text: str) -> str:
+    """An answer as the parser accounts for its words: chat-template tokens and reasoning
+    removed, a JSON value by its strings, one a line (keys, syntax and a pair's metadata are
+    markup)."""
+    text = _strip_template(text)
+    return _accounted(text, pairs_from_json(text) if ("{" in text or "[" in text) else None)
+
+
 def parse_answer(text: str, want_article: bool, finish_reason: str | None = None) -> Parse:
     """Read a model's answer: the article (when ``want_article``) and the question-answer pairs,
     with an honest status and the issues found (see the module docstring)."""
     text = _strip_template(text)
     parsed = pairs_from_json(text) if ("{" in text or "[" in text) else None
-    accounted = text  # the answer as accounted: a JSON value by its strings
+    accounted = _accounted(text, parsed)
     if parsed is not None:
         context, qas, issues = parsed.context, parsed.qas, parsed.issues
         if want_article and not context:
             context = read_text(text[:parsed.start], True)[0]
-        if parsed.value is not None:
-            strings = "\n".join(json_strings(parsed.value))
-            accounted = f"{text[:parsed.start]}\n{strings}\n{text[parsed.end:]}"
     else:
         context, qas, issues = read_text(text, want_article)
     truncated = finish_reason == "length"

@@ -10,7 +10,8 @@ A reformat is accepted only when all of this holds (else the reason is returned)
 - ``no_pairs`` / ``no_article`` / ``empty_field``: at least one pair, an article when one is
   wanted, no empty question or answer;
 - ``invented``: the article (each of its lines) and every question and answer are found in
-  the raw answer, normalised by :func:`.text.normalise` (case, whitespace, quotes and other
+  the raw answer as the parser accounts for it (:func:`.parse.accounted_text`: reasoning
+  removed, a JSON answer by its strings, one a line, without a pair's metadata and remarks), normalised by :func:`.text.normalise` (case, whitespace, quotes and other
   punctuation, markdown markers), each at a place of its own;
 - ``unread_text`` / ``left_out``: between the first and the last pair, every line of the raw
   answer that holds a copied field holds nothing else but labels (``Question``, ``A2``,
@@ -40,7 +41,7 @@ import re
 from dataclasses import dataclass
 
 from .answer_lines import ANSWER_ROOTS, QA_WORDS, QUESTION_ROOTS, chatty
-from .parse import Parse, parse_answer
+from .parse import Parse, accounted_text, parse_answer
 from .text import CJK_LETTERS, is_question, normalise
 
 _TOKEN = re.compile(rf"[{CJK_LETTERS}]|[^{CJK_LETTERS}\s]+")
@@ -214,7 +215,7 @@ def check_reformat(raw: str, reply: str, finish_reason: str | None, want_article
     if isinstance(fields, str):
         return Verdict(None, fields)
     context, qas = fields
-    words, line_of, lines = raw_tokens(raw)
+    words, line_of, lines = raw_tokens(accounted_text(raw))
     located = _locate(words, context, qas)
     if isinstance(located, str):
         return Verdict(None, located)
