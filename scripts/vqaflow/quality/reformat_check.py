@@ -11,8 +11,9 @@ A reformat is accepted only when all of this holds (else the reason is returned)
   wanted, no empty question or answer;
 - ``invented``: the article (each of its lines) and every question and answer are found in
   the raw answer as the parser accounts for it (:func:`.parse.accounted_text`: reasoning
-  removed, a JSON answer by its strings, one a line, without a pair's metadata and remarks), normalised by :func:`.text.normalise` (case, whitespace, quotes and other
-  punctuation, markdown markers), each at a place of its own;
+  removed, a JSON answer by its strings, one a line, without a pair's metadata and remarks),
+  normalised by :func:`.text.normalise` (case, whitespace, quotes and other punctuation,
+  markdown markers), each at a place of its own;
 - ``unread_text`` / ``left_out``: between the first and the last pair, every line of the raw
   answer that holds a copied field holds nothing else but labels (``Question``, ``A2``,
   ``答案``), numbering and markup (``unread_text``: e.g. a pair written in prose, options
