@@ -74,6 +74,7 @@ def test_read_answers_from_the_schema_and_its_variants():
     assert blind.read_answers(fenced, 2) == (["4", "red, white"], [])
     assert blind.read_answers('["Paris", "blue"]', 2) == (["Paris", "blue"], ["missing_index"])
     assert blind.read_answers('{"1": "Paris", "2": "blue"}', 2) == (["Paris", "blue"], [])
+    assert blind.read_answers('{"q1": "Paris", "#2": "blue"}', 2) == (["Paris", "blue"], []), "indices as the judge reads them"
     assert blind.read_answers('{"index": 1, "answer": "Paris"}', 1) == (["Paris"], [])
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 from .parse import read_json
-from .text import normalise, pick
+from .text import normalise, pick, read_index
 
 FLAG = "answerable_without_image"  # the pair flag of a pair the blind request answered right
 
@@ -139,18 +139,6 @@ def matches(blind: str, answer: str) -> bool:
     return bool(guessed) and guessed <= _items(answer)
 
 
-def _index(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
-
-
 def _text(value: object) -> str | None:
     """An answer value as text: a string, a number, or a list of strings (joined by commas)."""
     if isinstance(value, str):
@@ -170,8 +158,8 @@ def _json_items(data: object) -> list[tuple[int | None, bool, str | None]] | Non
             return _json_items(found)
         if found is not None and pick(data, _INDEX_KEYS) is not None:  # one answer, bare
             return _json_items([data])
-        if data and all(_index(key) is not None for key in data):  # {"1": "Paris", "2": "4"}
-            return [(_index(key), True, _text(value)) for key, value in data.items()]
+        if data and all(read_index(key) is not None for key in data):  # {"1": "Paris", "2": "4"}
+            return [(read_index(key), True, _text(value)) for key, value in data.items()]
         return None
     if not isinstance(data, list):
         return None
@@ -179,7 +167,7 @@ def _json_items(data: object) -> list[tuple[int | None, bool, str | None]] | Non
     for item in data:
         if isinstance(item, dict):
             has_index = pick(item, _INDEX_KEYS) is not None
-            read.append((_index(pick(item, _INDEX_KEYS)), has_index, _text(pick(item, _ANSWER_KEYS))))
+            read.append((read_index(pick(item, _INDEX_KEYS)), has_index, _text(pick(item, _ANSWER_KEYS))))
         else:
             read.append((None, False, _text(item)))
     return read

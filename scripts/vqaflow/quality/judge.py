@@ -17,9 +17,7 @@ prompt, so a custom ``verify.prompt`` only has to state the criteria.
 
 from __future__ import annotations
 
-import re
-
-from .text import pick
+from .text import pick, read_index
 
 JUDGE_SYSTEM_PROMPT = (
     "You are a meticulous annotator who checks visual question-answering training data. "
@@ -135,7 +133,6 @@ _REASON_KEYS = ("reason", "reasoning", "rationale", "explanation", "justificatio
 _TRUE = {"true", "yes", "y", "1", "t"}
 _FALSE = {"false", "no", "n", "0", "f"}
 _MISSING = object()
-_INDEX_TEXT = re.compile(r"^\s*(?:#|no\.?|q|qa|pair|question)?\s*(\d+)\s*[.):]?\s*$", re.IGNORECASE)
 
 
 def judge_text(prompt: str, qas: list[dict], context: str | None) -> str:
@@ -174,20 +171,6 @@ def _boolean(value) -> bool | None:
     return None
 
 
-def _index(value) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        match = _INDEX_TEXT.match(value)
-        if match:
-            return int(match.group(1))
-    return None
-
-
 def _verdict_list(data) -> list | None:
     """The list of verdicts in a decoded answer, or None when there is none."""
     if isinstance(data, list):
@@ -203,7 +186,7 @@ def _verdict_list(data) -> list | None:
         return None
     if _has(data, _ANSWERABLE_KEYS) or _has(data, _CORRECT_KEYS):
         return [data]  # a single verdict, bare
-    if data and all(_index(key) is not None and isinstance(value, dict) for key, value in data.items()):
+    if data and all(read_index(key) is not None and isinstance(value, dict) for key, value in data.items()):
         return [{**value, "index": key} for key, value in data.items()]  # {"1": {...}, "2": {...}}
     return None
 
@@ -241,7 +224,7 @@ def _read_items(items: list, issues: list[str]) -> list[tuple[int | None, bool, 
             continue
         raw_index = pick(item, _INDEX_KEYS, _MISSING)
         has_index = raw_index is not _MISSING
-        index = _index(raw_index) if has_index else None
+        index = read_index(raw_index) if has_index else None
         if has_index and index is None:
             issues.append("bad_index")
             continue

@@ -42,6 +42,7 @@ _ZH_QUESTION = re.compile(
 )
 _ZH_REQUESTS = ("请", "列出", "列举", "说出", "写出", "指出", "找出", "给出", "描述", "解释", "识别", "比较", "估计")
 _CLAUSE = re.compile(r"[,:;，：；]\s*")
+_INDEX_TEXT = re.compile(r"^\s*(?:#|no\.?|q|qa|pair|question)?\s*(\d+)\s*[.):]?\s*$", re.IGNORECASE)
 _CLAUSE_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
 # A citation of the source: "according to the article", "as stated in the second paragraph",
 # "(see paragraph 2)", "the passage says", "根据文章", "文中提到". An answer is a phrase from the
@@ -186,3 +187,19 @@ def pick(mapping: dict, names: tuple[str, ...], default: object = None) -> objec
     ``default``."""
     keyed = {key_name(key): value for key, value in mapping.items()}
     return next((keyed[name] for name in names if name in keyed), default)
+
+
+def read_index(value: object) -> int | None:
+    """A pair's index as a model wrote it: an integer, a whole float, or text such as ``"2"``,
+    ``"q2"``, ``"#2"``, ``"Pair 2:"``; else None (booleans are not indices)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        match = _INDEX_TEXT.match(value)
+        if match:
+            return int(match.group(1))
+    return None
