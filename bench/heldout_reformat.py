@@ -23,7 +23,7 @@ reformat, so the figure is what the reformat adds once the parser never claims `
 
     python bench/heldout_reformat.py            # prints the table, writes bench/results-heldout-reformat.json
     python bench/heldout_reformat.py --honest   # ... bench/results-heldout-reformat-honest.json
-    python bench/heldout_reformat.py --set2     # the second blind set, tests/data/heldout_answers_2.json
+    python bench/heldout_reformat.py --set N    # blind set N (2, 3, 4): tests/data/heldout_answers_N.json
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from vqaflow.requests import ShardRequests  # noqa: E402
 from vqaflow.stages.reformat import reformat_answers  # noqa: E402
 from workflow_helpers import api_settings_for  # noqa: E402
 
-SETS = {"1": "tests/data/heldout_answers.json", "2": "tests/data/heldout_answers_2.json"}
+SETS = {"1": "tests/data/heldout_answers.json", **{n: f"tests/data/heldout_answers_{n}.json" for n in "234"}}
 
 
 def fields(context, qas) -> tuple:
@@ -104,7 +104,7 @@ def measure(items: list[dict], honest: bool = False) -> dict:
 
 def main() -> None:
     honest = "--honest" in sys.argv[1:]
-    chosen = "2" if "--set2" in sys.argv[1:] else "1"
+    chosen = sys.argv[sys.argv.index("--set") + 1] if "--set" in sys.argv else "1"
     found = measure(json.loads((REPO / SETS[chosen]).read_text()), honest)
     for row in found["rows"]:
         mark = "right" if row["final"]["right"] else "WRONG OK" if row["final"]["wrong_ok"] else "wrong"
@@ -117,7 +117,7 @@ def main() -> None:
     print(f"reformat requests: {found['reformat_requests']} (images: {found['reformat_images']}), "
           f"accepted: {found['accepted']}")
     name = "results-heldout-reformat-honest.json" if honest else "results-heldout-reformat.json"
-    name = name.replace("reformat", "reformat-set2") if chosen == "2" else name
+    name = name.replace("reformat", f"reformat-set{chosen}") if chosen != "1" else name
     (REPO / "bench" / name).write_text(json.dumps(found, indent=1, ensure_ascii=False) + "\n")
 
 

@@ -16,7 +16,7 @@ from .answer_lines import clean
 from .text import key_name, pick
 
 QUESTION_KEYS = ("question", "q", "query", "prompt", "问题", "问", "提问")
-ANSWER_KEYS = ("answer", "a", "ans", "response", "答案", "答", "回答")
+ANSWER_KEYS = ("answer", "a", "ans", "response", "reply", "答案", "答", "回答")
 CONTEXT_KEYS = ("context", "article", "wikipedia_article", "wikipedia", "passage", "text", "wiki_article",
                 "wikipedia_style_article", "content", "background", "document", "文章", "维基百科文章",
                 "背景", "上下文", "正文", "内容")

@@ -26,7 +26,9 @@ ANSWERS_SECTION = frozenset({"answers", "answer key", "answers key", "答案如�
 FIRST_WORD = re.compile(r"[A-Za-z]+")
 TITLE_ROOTS = frozenset({"title", "标题", "题目名称"})
 ARTICLE_HEADS = frozenset({"article", "context", "passage", "text", "entry", "background", "document",
-                           "content", "wikipedia", "wiki", "description", "summary", "overview", "essay"})
+                           "content", "wikipedia", "wiki", "description", "summary", "overview", "essay",
+                           "artículo", "articulo", "artikel", "articolo", "artigo", "texto", "testo", "contexto",
+                           "contesto", "kontext", "статья", "текст", "記事", "기사", "본문"})
 ARTICLE_HEADS_ZH = ("文章", "背景", "上下文", "正文", "短文", "段落", "百科", "条目", "内容", "描述", "介绍", "简介")
 QA_WORDS = frozenset({"qa", "q&a", "qas", "q/a", "faq", "quiz", "pairs", "questions"})
 
@@ -53,6 +55,8 @@ CHATTER = re.compile(
 CHATTER_WORDS = frozenset({"sure", "certainly", "of", "absolutely", "okay", "ok", "alright", "great", "here",
                            "below", "i", "hope", "let", "feel", "happy", "glad", "these", "as", "note", "please"})
 CHATTER_INITIALS = frozenset(word[0] for word in CHATTER_WORDS)
+QA_NAMED = re.compile(r"\bq\s*&\s*a\b|\bqa\b|question|问答|问题")  # a prose header naming the pairs
+ARTICLE_NAMED = re.compile(r"\b(?:article|passage|entry|context)\b|文章|百科|背景")  # ... the article
 QA_PHRASE = re.compile(r"question[- ]answer|questions? and answers?|\bq\s*&\s*a\b|\bqa pairs|问答")
 NUMBERED = re.compile(r"(?:[(（]?\d{1,3}[.)、）]|[一二三四五六七八九十]{1,3}、)\s*")
 BULLET = re.compile(r"(?:[-•+>]|\*(?=\s))\s*")
@@ -127,16 +131,19 @@ def _head_kind(head: str) -> str | None:
 
 
 def header_kind(plain: str) -> str | None:
-    """A prose section header ("Here is a Wikipedia-style article about the tower:")."""
+    """A prose section header ("Here is a Wikipedia-style article about the tower:"): the kind of
+    section it opens; ``both`` when it names the article and the pairs (the answer's own
+    introduction before any text, else the pairs' header)."""
     if len(plain) > 200 or "?" in plain or "？" in plain:
         return None
     lowered = plain.lower()
     if not plain.endswith((":", "：")):  # "Next, the question-answer pairs."
-        short = len(plain) < 80 and QA_PHRASE.search(lowered)
-        return "qa" if short else None
-    if re.search(r"\bq\s*&\s*a\b|\bqa\b|question|问答|问题", lowered):
-        return "qa"
-    if re.search(r"\b(?:article|passage|entry|context)\b|文章|百科|背景", lowered):
+        if not (len(plain) < 100 and QA_PHRASE.search(lowered)):
+            return None
+        return "both" if ARTICLE_NAMED.search(lowered) else "qa" if len(plain) < 80 else None
+    if QA_NAMED.search(lowered):  # "an article followed by question-answer pairs", "pairs based on the article"
+        return "both" if ARTICLE_NAMED.search(lowered) else "qa"
+    if ARTICLE_NAMED.search(lowered):
         return "article"
     if re.search(r"\banswers\b|答案", lowered):
         return "answers"

@@ -32,6 +32,8 @@ class _Reader:
         self.blank_since_answer = False
         self.blank_since_question = False
         self.table_columns: tuple[int, int] | None = None
+        self.table_rows = 0  # rows of the table being read
+        self.header_pair: dict | None = None  # the pair read from a table's first row
         self.subheading = ""  # a heading inside the article, kept when article text follows it
         self.title = ""  # a title above the article, kept when article text follows it
 
@@ -73,7 +75,10 @@ class _Reader:
 
     def _table(self, row: str) -> None:
         cells = [clean(c) for c in row.strip().strip("|").split("|")]
+        self.table_rows += 1
         if all(TABLE_RULE.fullmatch(c) or not c for c in cells):
+            if self.table_rows == 2 and self.header_pair is not None:  # the row above the rule is a header
+                self.qas.remove(self.header_pair)
             return
         kinds = [label_kind(c) if c and len(c) < 20 else None for c in cells]
         if "question" in kinds:
@@ -84,9 +89,12 @@ class _Reader:
         if len(cells) > max(q, a):
             self._ask(cells[q], cells[a])
             self._finish()
+            self.header_pair = self.qas[-1] if self.table_rows == 1 and self.qas else None
 
     def feed(self, line: Line) -> None:
         kind = line.kind
+        if kind != "table":
+            self.table_rows, self.header_pair = 0, None
         if kind in ("blank", "separator"):
             if self.question is not None:
                 self.blank_since_answer = bool(self.answer)
@@ -114,6 +122,10 @@ class _Reader:
             self._content(line)
 
     def _section(self, line: Line) -> None:
+        if line.extra == "both":  # names the article and the pairs
+            if self.section == "start" and self.want_article:
+                return  # the answer's introduction
+            line = line._replace(extra="qa")
         self._finish()
         self.subheading = ""
         self.section = line.extra

@@ -38,6 +38,8 @@ Issue codes:
   quoting, a leading bullet or number, quotes around it) or words not in the answer as accounted.
 - ``joined_lines``: a question or answer runs on to a next line that neither continues its
   sentence nor is a list item.
+- ``question_in_answer``: an answer holds a question mark (``three people. what are they
+  wearing? orange life jackets``): a pair run into the answer, or a question in the answer.
 - ``two_questions``: a question holds two questions, each with its own question mark (``What
   is on the table? / 桌子上有什么？``): one pair or two is a guess.
 - ``refusal``: an answer that declines to answer (``I cannot …``, ``抱歉 …``).
@@ -192,6 +194,8 @@ def check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
             issues.append("two_questions")
         if cites_source(answer):
             issues.append("explanation_in_answer")
+        if QUESTION_MARK.search(answer):
+            issues.append("question_in_answer")
         kept.append(qa)
     return kept
 
