@@ -100,6 +100,9 @@ def test_a_question_left_out_after_the_pairs_or_before_them_is_seen(raw):
     copy = {"context": "The car is a red sedan.", **CAR_COPY} if "Article" in raw else CAR_COPY
     verdict = check(raw, copy, want_article="Article" in raw)
     assert verdict.parse is None and verdict.reason.startswith("left_out: ")
+    if "Article" not in raw:
+        cut = check(raw.replace("\n\nHope this helps!", ""), copy, raw_truncated=True).parse
+        assert (cut.status, cut.qas) == ("partial", copy["qas"]), "after the pairs of a cut-off answer: the cut pair"
     chatter = raw.replace("Q) Who drives it?", "Let me know if you want more questions?")
     assert check(chatter.replace("What does its badge say?", ""), copy, want_article="Article" in raw).reason is None
 

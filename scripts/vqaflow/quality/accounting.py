@@ -10,7 +10,8 @@ must be recognised as something that is not content:
   (continued)``, ``Frage``, ``Antwort`` ... (any run of label words and numbers);
 - headings outside the fields: a short markdown heading, a bold line or a line ending in a colon
   that does not read as a question; a short title line just above the article;
-- remarks: an explanation, a source (``Explanation: …``, ``(according to the article)``);
+- remarks: an explanation, a source (``Explanation: …``, ``(according to the article)``); a
+  list of sources under a ``References`` / ``See also`` / ``参考文献`` heading; a table's header row;
 - chatter: a line opening like the model's chatter ("Sure!", "Here are", "以下是", "Note:"), or
   any text before the first or after the last field that opens like chatter or closes like it
   ("Let me know ...", "Hope this helps", "如有...").
@@ -28,9 +29,9 @@ from functools import lru_cache
 from itertools import accumulate
 from typing import NamedTuple
 
-from .answer_lines import CHATTER, header_kind, read_label, strip_emphasis
+from .answer_lines import CHATTER, header_kind, is_sources_heading, read_label, strip_emphasis
 from .answer_reader import REMARK
-from .text import CJK_LETTERS, is_question, nfkc, opens_with_citation
+from .text import CJK_LETTERS, is_question, nfkc, opens_with_remark
 
 UNREAD_SHOWN = 3  # unread spans kept in a parse
 UNREAD_CHARS = 60  # characters shown of each
@@ -69,6 +70,7 @@ _LIST_ITEM = re.compile(r"\s*(?:[-•*+>]|\d{1,3}[.)、]|[(（]\d{1,3}[)）]|[A-
 _CONTINUES = frozenset(",，、;；:：(（-–—&/")  # a line ending in one of these goes on
 _HEADING = re.compile(r"\s*(?:#{1,6}\s|(\*\*|__).+(\*\*|__)\s*$)")
 _SENTENCE_END = re.compile(r"[.!。！]\s*$")
+TABLE_RULE_LINE = re.compile(r"\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?")
 
 
 def _comparable(text: str) -> str:
@@ -298,15 +300,36 @@ class _Pieces:
             return None  # inside a field only labels and markup may be skipped
         if _is_chatter(piece, outside):
             return "chatter"
-        if REMARK.match(_plain(piece)) or opens_with_citation(piece):
+        if REMARK.match(_plain(piece)) or opens_with_remark(piece):
             return "remark"
         whole_line = (start == 0 or self.masked[start - 1] == "\n") and (
             end == len(self.masked) or self.masked[end] == "\n")
         if not whole_line:
             return None
-        if _is_heading(piece):
+        if _is_heading(piece) or self._table_header(end):
             return "heading"
+        if self._in_sources(start):
+            return "source"
         return "title" if self._title_of_article(end, piece) else None
+
+    def _table_header(self, end: int) -> bool:
+        """A table row just above the table's rule line (``|---|---|``): the header."""
+        following = self.text[end + 1:self.text.find("\n", end + 1) % (len(self.text) + 1)]
+        return end < len(self.text) and TABLE_RULE_LINE.fullmatch(following.strip()) is not None
+
+    def _in_sources(self, start: int) -> bool:
+        """Whether a line is an item of a list of sources (under ``References``, ``See also``,
+        ``参考文献`` …): the lines above it up to that heading are list items or blank."""
+        at = start
+        while at > 0:
+            line_start = self.text.rfind("\n", 0, at - 1) + 1
+            line = strip_emphasis(self.text[line_start:at]).strip()
+            if is_sources_heading(line):
+                return True
+            if line and not _LIST_ITEM.match(line):
+                return False
+            at = line_start
+        return False
 
     def _title_of_article(self, end: int, line: str) -> bool:
         """A short title line just above the article's first word."""

@@ -55,6 +55,9 @@ CHATTER = re.compile(
 CHATTER_WORDS = frozenset({"sure", "certainly", "of", "absolutely", "okay", "ok", "alright", "great", "here",
                            "below", "i", "hope", "let", "feel", "happy", "glad", "these", "as", "note", "please"})
 CHATTER_INITIALS = frozenset(word[0] for word in CHATTER_WORDS)
+SOURCES_HEADING = re.compile(
+    r"(?i:references?|sources?|see also|external links|further reading|bibliography|citations?|notes and references)"
+    r"|参考文献|参考资料|参考来源|延伸阅读|相关条目|来源|出处")
 QA_NAMED = re.compile(r"\bq\s*&\s*a\b|\bqa\b|question|问答|问题")  # a prose header naming the pairs
 ARTICLE_NAMED = re.compile(r"\b(?:article|passage|entry|context)\b|文章|百科|背景")  # ... the article
 QA_PHRASE = re.compile(r"question[- ]answer|questions? and answers?|\bq\s*&\s*a\b|\bqa pairs|问答")
@@ -212,6 +215,12 @@ def join_paragraphs(lines: list[str]) -> str:
             paragraphs.append(join_lines(current))
             current = []
     return "\n\n".join(paragraph for paragraph in paragraphs if paragraph)
+
+
+def is_sources_heading(text: str) -> bool:
+    """Whether a line heads a list of sources after an article (``### References``, ``See
+    also:``, ``参考文献``): the list is no part of the article."""
+    return SOURCES_HEADING.fullmatch(strip_emphasis(text).strip(" \t#:：")) is not None
 
 
 def names_article(text: str) -> bool:

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import re
 
-from .answer_lines import BULLET, Line, classify_line, clean, join_lines, join_paragraphs, label_kind, names_article
+from .answer_lines import (
+    BULLET,
+    Line,
+    classify_line,
+    clean,
+    is_sources_heading,
+    join_lines,
+    join_paragraphs,
+    label_kind,
+    names_article,
+)
 
 REMARK = re.compile(r"(?:explanation|reason|reasoning|rationale|evidence|source|note|difficulty|type|"
                     r"category|hint|解释|解析|理由|说明|提示|难度|类型)\b\s*[:：]", re.IGNORECASE)
@@ -95,6 +105,10 @@ class _Reader:
         kind = line.kind
         if kind != "table":
             self.table_rows, self.header_pair = 0, None
+        if kind in ("heading", "text") and self.section in ("start", "article") and is_sources_heading(line.text):
+            self._finish()
+            self.section = "sources"  # a list of sources below the article: no part of it
+            return
         if kind in ("blank", "separator"):
             if self.question is not None:
                 self.blank_since_answer = bool(self.answer)

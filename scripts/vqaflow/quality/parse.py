@@ -46,7 +46,7 @@ Issue codes:
 - ``explanation_in_answer``: an answer still cites its source (``According to the article,
   1420``, ``文中提到…``) once a closing remark that cites it (``1420 (according to the
   article)``, ``1889 — as stated in the second paragraph``) is taken off: which words are the
-  answer is a guess. A closing remark is not part of the answer (:func:`.text.split_citation`)
+  answer is a guess. A closing remark is not part of the answer (:func:`.text.split_remark`)
   and the accounting reads it as a remark.
 
 The label checks (``label_in_question``, ``label_in_answer``, ``article_chatter``) also fire for a
@@ -63,7 +63,7 @@ from .accounting import account
 from .answer_json import JsonRead, json_strings, json_values, pairs_from_json
 from .answer_lines import ANSWER_ROOTS, QUESTION_ROOTS, chatty, label_kind, read_label
 from .answer_reader import read_text
-from .text import cites_source, has_cjk, is_question, split_citation
+from .text import cites_source, has_cjk, is_question, split_remark
 
 LABEL_WORDS = frozenset(root for root in QUESTION_ROOTS | ANSWER_ROOTS if not has_cjk(root))  # any alphabet
 LABEL_INITIALS = frozenset(word[0] for word in LABEL_WORDS)
@@ -175,7 +175,7 @@ def check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
     quotes around a whole answer taken off; issues found added."""
     kept = []
     for qa in qas:
-        question, answer = qa["question"], _unquoted(split_citation(qa["answer"])[0])
+        question, answer = qa["question"], _unquoted(split_remark(qa["answer"])[0])
         qa = {"question": question, "answer": answer}
         if _label_only(answer):
             issues.append("empty_answer")

@@ -21,7 +21,8 @@ A reformat is accepted only when all of this holds (else the reason is returned)
   may be a heading or a remark (``Explanation: …``), never a question (``left_out``: a
   question the reformat left out). Chatter before the pairs (after the article too) and after
   them is free, but a line there that asks a question and holds no field is ``left_out`` too
-  (a question the answer never answered, left out of the copy);
+  (a question the answer never answered, left out of the copy; after the pairs of an answer
+  that was cut off, it is the cut pair);
 - ``unmarked_split``: two answers are copied from one run of text (one line, nothing but
   punctuation between them, e.g. one comma list): the boundary is the model's guess;
 - ``fewer_pairs``: it holds at least as many pairs as the parser read from the same answer
@@ -180,13 +181,14 @@ def _unread(raw: list[str], line_of: list[int], lines: list[str], spans: list[tu
 
 
 def _left_out_around(line_of: list[int], lines: list[str], spans: list[tuple[int, int]],
-                     taken: list[bool]) -> str | None:
+                     taken: list[bool], raw_truncated: bool) -> str | None:
     """A question on a line of its own after the first field, outside the pairs (after the
-    last one, or between the article and the first), that the copy left out."""
+    last one, unless the answer was cut off there, or between the article and the first), that
+    the copy left out."""
     first_line = line_of[taken.index(True)]
     inside = range(line_of[min(s for s, _ in spans)], line_of[max(e for _, e in spans) - 1] + 1)
     holding = {line_of[i] for i, was in enumerate(taken) if was}
-    for number in range(first_line, len(lines)):
+    for number in range(first_line, inside.stop if raw_truncated else len(lines)):
         line = lines[number]
         if number not in inside and number not in holding and is_question(line) and not chatty(line.strip()):
             return f"left_out: {_shown(line)}"
@@ -221,7 +223,7 @@ def check_reformat(raw: str, reply: str, finish_reason: str | None, want_article
     if isinstance(located, str):
         return Verdict(None, located)
     spans, taken = located
-    unread = (_unread(words, line_of, lines, spans, taken) or _left_out_around(line_of, lines, spans, taken)
+    unread = (_unread(words, line_of, lines, spans, taken) or _left_out_around(line_of, lines, spans, taken, raw_truncated)
               or _unmarked_split(line_of, lines, spans))
     if unread is not None:
         return Verdict(None, unread)

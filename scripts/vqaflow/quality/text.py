@@ -60,6 +60,13 @@ _CITATION = (
     r"记载|说明)|如文中|见(?:第.{1,3}段|文章|原文)|参见|出自|来源\s*[:：]")
 _CITES = re.compile(_CITATION, re.IGNORECASE)
 _OPENS_CITATION = re.compile(rf"[\s\W_]*(?:{_CITATION})", re.IGNORECASE)
+_SPACED_DASH = re.compile(r"\s+(?:--|[-–—])\s+")
+_JUSTIFICATION = re.compile(  # a clause with its own subject and verb: why the answer is right
+    r"(?:he|she|it|they|this|that|these|those|which|who)\s+(?:\w+\s+)?(?:is|was|are|were|has|had|have|"
+    r"represents|depicts|shows|says|means|refers|appears|holds|carries|stands|\w+ed)\b|"
+    r"(?:because|since|given that|as shown|as seen)\b|"
+    r"the\s+(?:\w+\s+){1,2}(?:is|was|are|were|represents|depicts|shows|says|states|mentions|notes|holds|"
+    r"carries|stands|refers)\b", re.IGNORECASE)
 _REMARK_OPENS = re.compile(r"[\s(（\[【;；,，.。:：\-–—]")  # where a closing remark may begin
 _TRAILING_REMARK = re.compile(  # "(根据文章，…)", "— as stated in the second paragraph", ", according to the text."
     r"\s*(?:[(（\[【]([^()（）\[\]【】]+)[)）\]】]|(?:[-–—]+|[;；,，.。:：])?\s*([^\n]+?))\s*[.。]?\s*$")
@@ -135,15 +142,26 @@ def cites_source(text: str) -> bool:
     return _CITES.search(nfkc(text)) is not None
 
 
-def opens_with_citation(text: str) -> bool:
-    """Whether ``text`` (after punctuation and brackets) opens with a citation of the source:
-    a remark, not content."""
-    return _OPENS_CITATION.match(nfkc(text)) is not None
+def opens_with_remark(text: str) -> bool:
+    """Whether ``text`` (after punctuation and brackets) opens a closing remark, not content: a
+    citation of the source, or after a spaced dash a justification (``— he is named as the
+    sculptor``)."""
+    text = nfkc(text)
+    if _OPENS_CITATION.match(text) is not None:
+        return True
+    bare = text.lstrip()
+    return bare[:1] in "-–—" and _JUSTIFICATION.match(bare.lstrip("-–— ")) is not None
 
 
-def split_citation(answer: str) -> tuple[str, str]:
-    """An answer and the remark citing its source that closes it (``1420 (according to the
-    article)``, ``1889 — as stated in the second paragraph``), else ``(answer, "")``."""
+def split_remark(answer: str) -> tuple[str, str]:
+    """An answer and the remark that closes it, else ``(answer, "")``: a remark citing the source
+    (``1420 (according to the article)``, ``1889 — as stated in the second paragraph``), or a
+    justification after a spaced dash (``Bartholdi — he is named as the sculptor``, ``Libertas —
+    the statue represents her``)."""
+    for dash in _SPACED_DASH.finditer(answer):
+        kept = answer[:dash.start()].rstrip()
+        if kept and _JUSTIFICATION.match(answer, dash.end()):
+            return kept, answer[dash.start():].strip()
     if not cites_source(answer):
         return answer, ""
     for opening in _REMARK_OPENS.finditer(answer):
@@ -152,7 +170,7 @@ def split_citation(answer: str) -> tuple[str, str]:
         if match is None or not kept:
             continue
         remark = match.group(1) or match.group(2)
-        if _CITES.search(nfkc(remark)) if match.group(1) else opens_with_citation(remark):
+        if _CITES.search(nfkc(remark)) if match.group(1) else _OPENS_CITATION.match(nfkc(remark)):
             return kept, answer[opening.start():].strip()
     return answer, ""
 
