@@ -107,6 +107,16 @@ def test_a_question_left_out_after_the_pairs_or_before_them_is_seen(raw):
     assert check(chatter.replace("What does its badge say?", ""), copy, want_article="Article" in raw).reason is None
 
 
+def test_a_remark_closing_an_answer_is_free_but_an_answer_run_into_the_next_question_is_a_guess():
+    raw = "Q) What colour is the car? >> red — the paint is described as red\nQ) How many wheels does it have? >> four"
+    assert check(raw, CAR_COPY).parse.status == "ok"
+    assert check(raw.replace("the paint is", "glossy paint"), CAR_COPY).reason.startswith("unread_text: ")
+    run_on = "Q. what colour is the car\nA. red. how many wheels does it have? four"
+    copy = {"qas": [{"question": "what colour is the car", "answer": "red"},
+                    {"question": "how many wheels does it have?", "answer": "four"}]}
+    assert check(run_on, copy).reason == "unmarked_split: A. red. how many wheels does it have? four"
+
+
 def test_pairs_written_in_prose_are_not_accounted_for():
     raw = "One might ask what colour the car is; the answer is red. Another: how many wheels does it have? four."
     copy = {"qas": [{"question": "what colour the car is", "answer": "red"},

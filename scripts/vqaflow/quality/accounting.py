@@ -29,7 +29,7 @@ from functools import lru_cache
 from itertools import accumulate
 from typing import NamedTuple
 
-from .answer_lines import CHATTER, header_kind, is_sources_heading, read_label, strip_emphasis
+from .answer_lines import CHATTER, header_kind, is_sources_heading, offers_alternative, read_label, strip_emphasis
 from .answer_reader import REMARK
 from .text import CJK_LETTERS, is_question, nfkc, opens_with_remark
 
@@ -180,9 +180,9 @@ def _labels_only(piece: str) -> bool:
 
 def _is_heading(line: str) -> bool:
     """A short heading: markdown heading, bold line, a line ending in a colon or a prose section
-    header ("Next, the question-answer pairs."), not a question."""
+    header ("Next, the question-answer pairs."), not a question nor an alternative offered."""
     plain = line.strip()
-    if len(plain) > 100:
+    if len(plain) > 100 or offers_alternative(plain):
         return False
     bare = strip_emphasis(plain).strip("#:： \t")
     if not (_HEADING.match(plain) or plain.endswith((":", "：")) or header_kind(bare)):
@@ -323,7 +323,7 @@ class _Pieces:
         at = start
         while at > 0:
             line_start = self.text.rfind("\n", 0, at - 1) + 1
-            line = strip_emphasis(self.text[line_start:at]).strip()
+            line = self.text[line_start:at].strip()
             if is_sources_heading(line):
                 return True
             if line and not _LIST_ITEM.match(line):

@@ -123,7 +123,7 @@ def _json_pairs(items: object, cut: bool = False) -> tuple[list[dict], int]:
     pairs, incomplete = [], 0
     for position, item in enumerate(items, 1):
         if isinstance(item, dict):
-            question, answer = pick(item, QUESTION_KEYS), pick(item, ANSWER_KEYS)
+            question, answer = _question_of(item), _answer_of(item)
         elif isinstance(item, list) and len(item) == 2:
             question, answer = item
         else:
@@ -159,9 +159,27 @@ def _zipped(data: dict) -> list | None:
     return None
 
 
+def _named(item: dict, keys: tuple[str, ...], root: str) -> object:
+    """The value of one of ``keys``, else the text of the one key naming ``root`` in other words
+    (``question_text``, ``answer_en``)."""
+    value = pick(item, keys)
+    if value is None:
+        named = [v for key, v in item.items() if root in key_name(key) and isinstance(v, str)]
+        value = named[0] if len(named) == 1 else None
+    return value
+
+
+def _question_of(item: dict) -> object:
+    return _named(item, QUESTION_KEYS, "question")
+
+
+def _answer_of(item: dict) -> object:
+    return _named(item, ANSWER_KEYS, "answer")
+
+
 def _is_pair(item: object) -> bool:
     if isinstance(item, dict):
-        return pick(item, QUESTION_KEYS) is not None
+        return _question_of(item) is not None
     return isinstance(item, list) and len(item) == 2 and all(isinstance(part, str) for part in item)
 
 
@@ -200,7 +218,7 @@ def pairs_from_json(text: str) -> JsonRead | None:
         if isinstance(data, dict):
             context = _article(pick(data, CONTEXT_KEYS) or _context_like(data), pick(data, TITLE_KEYS))
             items = _pairs_value(data)
-            if items is None and pick(data, QUESTION_KEYS) is not None:
+            if items is None and _question_of(data) is not None:
                 items = [data]
             if items is None:
                 items = _zipped(data)

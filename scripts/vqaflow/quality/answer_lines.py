@@ -55,6 +55,9 @@ CHATTER = re.compile(
 CHATTER_WORDS = frozenset({"sure", "certainly", "of", "absolutely", "okay", "ok", "alright", "great", "here",
                            "below", "i", "hope", "let", "feel", "happy", "glad", "these", "as", "note", "please"})
 CHATTER_INITIALS = frozenset(word[0] for word in CHATTER_WORDS)
+ALTERNATIVE = re.compile(
+    r"[\W_]*(?:(?i:alternatively|alternative(?:\s+(?:question|pair|version|answer))?\s*[:：]|or\s*[,:：]|"
+    r"another\s+(?:option|possibility|possible|alternative|version|way)|other\s+options?)|或者|另一种|另外也可以|也可以问)")
 SOURCES_HEADING = re.compile(
     r"(?i:references?|sources?|see also|external links|further reading|bibliography|citations?|notes and references)"
     r"|参考文献|参考资料|参考来源|延伸阅读|相关条目|来源|出处")
@@ -215,6 +218,12 @@ def join_paragraphs(lines: list[str]) -> str:
             paragraphs.append(join_lines(current))
             current = []
     return "\n\n".join(paragraph for paragraph in paragraphs if paragraph)
+
+
+def offers_alternative(text: str) -> bool:
+    """Whether a line offers an alternative ("Alternatively:", "Or, another question:", "或者："):
+    which of the pairs is the answer is a guess."""
+    return ALTERNATIVE.match(strip_emphasis(text)) is not None
 
 
 def is_sources_heading(text: str) -> bool:

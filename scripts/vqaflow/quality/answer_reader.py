@@ -24,6 +24,7 @@ from .answer_lines import (
 REMARK = re.compile(r"(?:explanation|reason|reasoning|rationale|evidence|source|note|difficulty|type|"
                     r"category|hint|解释|解析|理由|说明|提示|难度|类型)\b\s*[:：]", re.IGNORECASE)
 TABLE_RULE = re.compile(r":?-{2,}:?")
+WORDS = re.compile(r"[^\W_]")  # a title holds a word (not YAML's "|")
 
 
 class _Reader:
@@ -153,7 +154,7 @@ class _Reader:
         for the article that follows."""
         if line.extra:
             self._section(Line("section", "", line.extra))
-        if not self.article and not names_article(line.text):
+        if not self.article and WORDS.search(line.text) and not names_article(line.text):
             self.title = line.text
 
     def _content(self, line: Line) -> None:

@@ -16,15 +16,17 @@ A reformat is accepted only when all of this holds (else the reason is returned)
   markdown markers), each at a place of its own;
 - ``unread_text`` / ``left_out``: between the first and the last pair, every line of the raw
   answer that holds a copied field holds nothing else but labels (``Question``, ``A2``,
-  ``答案``), numbering and markup (``unread_text``: e.g. a pair written in prose, options
+  ``答案``), numbering, markup and a remark closing an answer (``— the article says …``,
+  :func:`.text.split_remark`) (``unread_text``: e.g. a pair written in prose, options
   around an answer, a refusal beside a question); a line between pairs that holds no field
   may be a heading or a remark (``Explanation: …``), never a question (``left_out``: a
-  question the reformat left out). Chatter before the pairs (after the article too) and after
+  question the reformat left out) nor an alternative offered (``Alternatively:``, ``unread_text``). Chatter before the pairs (after the article too) and after
   them is free, but a line there that asks a question and holds no field is ``left_out`` too
   (a question the answer never answered, left out of the copy; after the pairs of an answer
   that was cut off, it is the cut pair);
-- ``unmarked_split``: two answers are copied from one run of text (one line, nothing but
-  punctuation between them, e.g. one comma list): the boundary is the model's guess;
+- ``unmarked_split``: two answers, or an answer and the next question, are copied from one
+  run of text (one line, nothing but punctuation between them, e.g. one comma list, ``A.
+  three people. what are they wearing? …``): the boundary is the model's guess;
 - ``fewer_pairs``: it holds at least as many pairs as the parser read from the same answer
   (a reformat never loses pairs);
 - ``not_clean``: the parser, reading the reformat's JSON, finds it ``ok``: the fields pass the
@@ -42,9 +44,9 @@ import json
 import re
 from dataclasses import dataclass
 
-from .answer_lines import ANSWER_ROOTS, QA_WORDS, QUESTION_ROOTS, chatty
+from .answer_lines import ANSWER_ROOTS, QA_WORDS, QUESTION_ROOTS, chatty, offers_alternative
 from .parse import Parse, accounted_text, parse_answer
-from .text import CJK_LETTERS, is_question, normalise
+from .text import CJK_LETTERS, is_question, normalise, split_remark
 
 _TOKEN = re.compile(rf"[{CJK_LETTERS}]|[^{CJK_LETTERS}\s]+")
 _FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```$", re.DOTALL)
@@ -173,11 +175,26 @@ def _unread(raw: list[str], line_of: list[int], lines: list[str], spans: list[tu
         if not any(taken[i] for i in positions) and line_of.count(number) == len(positions):
             if is_question(lines[number]):
                 return f"left_out: {_shown(lines[number])}"
+            if offers_alternative(lines[number]):
+                return f"unread_text: {_shown(lines[number])}"
             continue  # a heading or a remark between pairs
         left = [raw[i] for i in positions if not taken[i]]
-        if any(token not in _LABEL_TOKENS and not _NUMBERING.fullmatch(token) for token in left):
+        if any(token not in _LABEL_TOKENS and not _NUMBERING.fullmatch(token) for token in left) \
+                and not _closing_remark(raw, positions, taken, lines[number]):
             return f"unread_text: {_shown(' '.join(left))}"
     return None
+
+
+def _closing_remark(raw: list[str], positions: list[int], taken: list[bool], line: str) -> bool:
+    """Whether what a line holds after its last copied field is the remark that closes an answer
+    (:func:`.text.split_remark`: a citation of the source, a justification after a dash), with
+    only labels before it."""
+    last = max(i for i in positions if taken[i])
+    if any(not taken[i] and raw[i] not in _LABEL_TOKENS and not _NUMBERING.fullmatch(raw[i])
+           for i in positions if i < last):
+        return False
+    remark = tokens(split_remark(line)[1])
+    return bool(remark) and [raw[i] for i in positions if i > last] == remark
 
 
 def _left_out_around(line_of: list[int], lines: list[str], spans: list[tuple[int, int]],
@@ -196,10 +213,12 @@ def _left_out_around(line_of: list[int], lines: list[str], spans: list[tuple[int
 
 
 def _unmarked_split(line_of: list[int], lines: list[str], spans: list[tuple[int, int]]) -> str | None:
-    """Two answers copied from one run of text (one line, nothing but punctuation between
-    them): where one ends and the next begins is the model's guess, not the writer's."""
+    """Two answers, or an answer and the next question, copied from one run of text (one line,
+    nothing but punctuation between them): where one ends and the next begins is the model's
+    guess, not the writer's."""
     answers = sorted(spans[1::2])
-    for (_, end), (start, _) in zip(answers, answers[1:]):
+    follows = list(zip(answers, answers[1:])) + list(zip(spans[1::2], spans[2::2]))
+    for (_, end), (start, _) in follows:
         if end == start and line_of[end - 1] == line_of[start]:
             return f"unmarked_split: {_shown(lines[line_of[start]])}"
     return None

@@ -54,7 +54,8 @@ _CITATION = (
     rf"(?:(?:according to|as\s+(?:\w+\s+){{0,2}}(?:in|by)|(?:stated|mentioned|noted|described|given|found|cited|"
     rf"written|said|explained|shown|listed|indicated|reported|named|specified|taken|quoted)\s+(?:in|by|from))\s+|"
     rf"(?:from|see|per|cf\.?|based on|in)\s+(?=(?:the\s+)?(?:\w+\s+)?(?:article|passage|paragraph|wikipedia)))"
-    rf"{_SOURCE}|(?:as\s+)?(?:the|this)\s+(?:article|passage|text|paragraph|context)\s+(?:says|said|states|stated|mentions|"
+    rf"{_SOURCE}|(?:as\s+)?(?:the|this)\s+(?:article|passage|paragraph)\s+[a-z]+s\b|"
+    rf"(?:as\s+)?(?:the|this)\s+(?:article|passage|text|paragraph|context)\s+(?:says|said|states|stated|mentions|"
     r"mentioned|notes|noted|describes|indicates|explains|reports|names|lists)\b|sources?\s*[:：]|"
     r"(?:根据|依据|据|按照)(?:文章|文中|原文|上文|材料|文本|段落|第.{1,3}段|百科)|(?:文中|文章中?|原文|上文)(?:提到|所述|指出|称|写道|"
     r"记载|说明)|如文中|见(?:第.{1,3}段|文章|原文)|参见|出自|来源\s*[:：]")
@@ -64,7 +65,8 @@ _SPACED_DASH = re.compile(r"\s+(?:--|[-–—])\s+")
 _JUSTIFICATION = re.compile(  # a clause with its own subject and verb: why the answer is right
     r"(?:he|she|it|they|this|that|these|those|which|who)\s+(?:\w+\s+)?(?:is|was|are|were|has|had|have|"
     r"represents|depicts|shows|says|means|refers|appears|holds|carries|stands|\w+ed)\b|"
-    r"(?:because|since|given that|as shown|as seen)\b|"
+    r"(?:because|since|given that|as shown|as seen)\b|there\s+(?:is|are|was|were)\b|"
+    r"(?:i|we|you)\s+(?:can\s+)?(?:see|count|think|believe|notice)\b|"
     r"the\s+(?:\w+\s+){1,2}(?:is|was|are|were|represents|depicts|shows|says|states|mentions|notes|holds|"
     r"carries|stands|refers)\b", re.IGNORECASE)
 _REMARK_OPENS = re.compile(r"[\s(（\[【;；,，.。:：\-–—]")  # where a closing remark may begin
