@@ -20,8 +20,8 @@ A reformat is accepted only when all of this holds (else the reason is returned)
   :func:`.text.split_remark`) (``unread_text``: e.g. a pair written in prose, options
   around an answer, a refusal beside a question); a line between pairs that holds no field
   may be a heading or a remark (``Explanation: …``), never a question (``left_out``: a
-  question the reformat left out) nor an alternative offered (``Alternatively:``, ``unread_text``). Chatter before the pairs (after the article too) and after
-  them is free, but a line there that asks a question and holds no field is ``left_out`` too
+  question the reformat left out) nor an alternative offered (``Alternatively:``,
+  ``unread_text``). Chatter before the pairs (after the article too) and after them is free, but a line there that asks a question and holds no field is ``left_out`` too
   (a question the answer never answered, left out of the copy; after the pairs of an answer
   that was cut off, it is the cut pair);
 - ``unmarked_split``: two answers, or an answer and the next question, are copied from one
