@@ -21,9 +21,10 @@ A reformat is accepted only when all of this holds (else the reason is returned)
   around an answer, a refusal beside a question); a line between pairs that holds no field
   may be a heading or a remark (``Explanation: …``), never a question (``left_out``: a
   question the reformat left out) nor an alternative offered (``Alternatively:``,
-  ``unread_text``). Chatter before the pairs (after the article too) and after them is free, but a line there that asks a question and holds no field is ``left_out`` too
-  (a question the answer never answered, left out of the copy; after the pairs of an answer
-  that was cut off, it is the cut pair);
+  ``unread_text``). Chatter before the pairs (after the article too) and after them is free,
+  but a line there that asks a question and holds no field is ``left_out`` too (a question the
+  answer never answered, left out of the copy; after the pairs of an answer that was cut off,
+  it is the cut pair);
 - ``unmarked_split``: two answers, or an answer and the next question, are copied from one
   run of text (one line, nothing but punctuation between them, e.g. one comma list, ``A.
   three people. what are they wearing? …``): the boundary is the model's guess;
