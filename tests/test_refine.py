@@ -58,10 +58,29 @@ def test_corpus_covers_every_pipeline_and_status():
         ("", "anything", False),
         ("明朝", "长城大部分建于明朝。", True),  # CJK: found within the words around it
         ("清朝", "长城大部分建于明朝。", False),
+        ("陶瓷，书画", "藏品有陶瓷、书画和青铜器。", True),
     ],
 )
 def test_is_grounded(answer, context, grounded):
     assert grounding.is_grounded(answer, context) is grounded
+
+
+ARTICLE = "The tower is 330 metres tall. It was completed in 1889 in Paris."
+
+
+@pytest.mark.parametrize(("answer", "remark"), [
+    ("330 metres — about as tall as an 81-storey building", True),
+    ("1889. That is the year of the World's Fair", True),
+    ("Paris, because the fair was held there", True),
+    ("330 metres", False),  # found whole
+    ("1889 (Paris)", False),  # found whole once punctuation is ignored
+    ("Paris (la Ville Lumière)", False),  # a short gloss
+    ("A steel giant", False),  # not found at all: a paraphrase, not a remark
+])
+def test_an_answer_whose_opening_alone_is_in_the_article_holds_a_remark(answer, remark):
+    assert grounding.opens_grounded(answer, ARTICLE) is remark
+    parsed = parse.parse_answer(f"{ARTICLE}\n\nQ: What about the tower?\nA: {answer}", want_article=True)
+    assert ("explanation_in_answer" in parsed.issues) is remark
 
 
 @pytest.mark.parametrize("pipeline", PARSED.values(), ids=list(PARSED))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
-from .text import contains, normalise
+from .text import contains, normalise, word_count
 
-ANSWER_PARTS = re.compile(r",|;|\band\b")
+ANSWER_PARTS = re.compile(r"[,;，、；]|\band\b")
+REMARK_WORDS = 4  # words after the opening part that make it a remark, not a gloss ("紫禁城（Forbidden City）")
+OPENING_ENDS = re.compile(r"\s+[-–—]+\s+|[.;:。；：]\s|\s*[(（\[]|[,，]\s*")  # where an answer's opening part may end
 
 
 def grounding(qas: list[dict], context: str) -> list[bool]:
@@ -25,3 +27,15 @@ def is_grounded(answer: str, context: str) -> bool:
 def _found(answer: str, haystack: str) -> bool:
     parts = [phrase for part in ANSWER_PARTS.split(answer) if (phrase := normalise(part))]
     return bool(parts) and all(contains(phrase, haystack) for phrase in parts)
+
+
+def opens_grounded(answer: str, context: str) -> bool:
+    """Whether an answer is not found in its article while its opening part is (up to a spaced
+    dash, a bracket, a full stop, a semicolon or a comma: ``330 metres — the article compares
+    it to a building``) and :data:`REMARK_WORDS` words or more follow it: the rest is something
+    else than the answer, a remark."""
+    haystack = normalise(context)
+    if _found(answer, haystack):
+        return False
+    return any(_found(answer[:end.start()], haystack) and word_count(answer[end.end():]) >= REMARK_WORDS
+               for end in OPENING_ENDS.finditer(answer) if end.start())

@@ -45,8 +45,9 @@ Issue codes:
 - ``refusal``: an answer that declines to answer (``I cannot …``, ``抱歉 …``).
 - ``explanation_in_answer``: an answer still cites its source (``According to the article,
   1420``, ``文中提到…``) once a closing remark that cites it (``1420 (according to the
-  article)``, ``1889 — as stated in the second paragraph``) is taken off: which words are the
-  answer is a guess. A closing remark is not part of the answer (:func:`.text.split_remark`)
+  article)``, ``1889 — as stated in the second paragraph``) is taken off; or, with an article,
+  the answer is not found in it while its opening part is (``330 metres — roughly an 81-storey
+  building``, :func:`.grounding.opens_grounded`): which words are the answer is a guess. A closing remark is not part of the answer (:func:`.text.split_remark`)
   and the accounting reads it as a remark.
 
 The label checks (``label_in_question``, ``label_in_answer``, ``article_chatter``) also fire for a
@@ -63,6 +64,7 @@ from .accounting import account
 from .answer_json import JsonRead, json_strings, json_values, pairs_from_json
 from .answer_lines import ANSWER_ROOTS, QUESTION_ROOTS, chatty, label_kind, read_label
 from .answer_reader import read_text
+from .grounding import opens_grounded
 from .text import cites_source, has_cjk, is_question, split_remark
 
 LABEL_WORDS = frozenset(root for root in QUESTION_ROOTS | ANSWER_ROOTS if not has_cjk(root))  # any alphabet
@@ -293,6 +295,8 @@ def parse_answer(text: str, want_article: bool, finish_reason: str | None = None
         issues.append("no_article")
     elif want_article and (_article_issue(context) or MARKUP.search(context)):
         issues.append("article_chatter" if _article_issue(context) else "markup_in_text")
+    if want_article and context and any(opens_grounded(qa["answer"], context) for qa in qas):
+        issues.append("explanation_in_answer")
     unread = _accounting_issues(accounted, context if want_article else None, qas, parsed is not None, issues)
     status = "ok" if not issues else "partial" if (qas or (want_article and context)) else "none"
     truncated = truncated or "partial_json" in issues or "incomplete_pair" in issues
