@@ -47,8 +47,9 @@ Issue codes:
   1420``, ``文中提到…``) once a closing remark that cites it (``1420 (according to the
   article)``, ``1889 — as stated in the second paragraph``) is taken off; or, with an article,
   the answer is not found in it while its opening part is (``330 metres — roughly an 81-storey
-  building``, :func:`.grounding.opens_grounded`): which words are the answer is a guess. A closing remark is not part of the answer (:func:`.text.split_remark`)
-  and the accounting reads it as a remark.
+  building``, :func:`.grounding.opens_grounded`): which words are the answer is a guess. A
+  closing remark is not part of the answer (:func:`.text.split_remark`: a citation, or a
+  justification after a spaced dash) and the accounting reads it as a remark.
 
 The label checks (``label_in_question``, ``label_in_answer``, ``article_chatter``) also fire for a
 label inside a field (``Explanation:``, ``Antwort:``) or between two parts of one field.
