@@ -47,7 +47,7 @@ from vqaflow.requests import ShardRequests  # noqa: E402
 from vqaflow.stages.reformat import reformat_answers  # noqa: E402
 from workflow_helpers import api_settings_for  # noqa: E402
 
-SETS = {"1": "tests/data/heldout_answers.json", **{n: f"tests/data/heldout_answers_{n}.json" for n in "234"}}
+SETS = {"1": "tests/data/heldout_answers.json", **{n: f"tests/data/heldout_answers_{n}.json" for n in "2345"}}
 
 
 def fields(context, qas) -> tuple:
