@@ -45,7 +45,9 @@ Issue codes:
 - ``refusal``: an answer that declines to answer (``I cannot …``, ``抱歉 …``).
 - ``explanation_in_answer``: an answer still cites its source (``According to the article,
   1420``, ``文中提到…``) once a closing remark that cites it (``1420 (according to the
-  article)``, ``1889 — as stated in the second paragraph``) is taken off; or, with an article,
+  article)``, ``1889 — as stated in the second paragraph``) is taken off; or it closes with an
+  aside of four words or more in brackets or after a spaced dash (``three (two on the left and
+  one on the right)``, :func:`.text.closing_aside`); or, with an article,
   the answer is not found in it while its opening part is (``330 metres — roughly an 81-storey
   building``, :func:`.grounding.opens_grounded`): which words are the answer is a guess. A
   closing remark is not part of the answer (:func:`.text.split_remark`: a citation, or a
@@ -66,7 +68,7 @@ from .answer_json import JsonRead, json_strings, json_values, pairs_from_json
 from .answer_lines import ANSWER_ROOTS, QUESTION_ROOTS, chatty, label_kind, read_label
 from .answer_reader import read_text
 from .grounding import opens_grounded
-from .text import cites_source, has_cjk, is_question, split_remark
+from .text import cites_source, closing_aside, has_cjk, is_question, split_remark
 
 LABEL_WORDS = frozenset(root for root in QUESTION_ROOTS | ANSWER_ROOTS if not has_cjk(root))  # any alphabet
 LABEL_INITIALS = frozenset(word[0] for word in LABEL_WORDS)
@@ -195,7 +197,7 @@ def check_pairs(qas: list[dict], issues: list[str]) -> list[dict]:
             issues.append("not_a_question")
         elif _two_questions(question):
             issues.append("two_questions")
-        if cites_source(answer):
+        if cites_source(answer) or closing_aside(answer):
             issues.append("explanation_in_answer")
         if QUESTION_MARK.search(answer):
             issues.append("question_in_answer")

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 from .answer_lines import ANSWER_ROOTS, QA_WORDS, QUESTION_ROOTS, chatty, offers_alternative
 from .parse import Parse, accounted_text, parse_answer
-from .text import CJK_LETTERS, is_question, normalise, split_remark
+from .text import CJK_LETTERS, closing_aside, is_question, normalise, split_remark
 
 _TOKEN = re.compile(rf"[{CJK_LETTERS}]|[^{CJK_LETTERS}\s]+")
 _FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```$", re.DOTALL)
@@ -188,14 +188,14 @@ def _unread(raw: list[str], line_of: list[int], lines: list[str], spans: list[tu
 
 def _closing_remark(raw: list[str], positions: list[int], taken: list[bool], line: str) -> bool:
     """Whether what a line holds after its last copied field is the remark that closes an answer
-    (:func:`.text.split_remark`: a citation of the source, a justification after a dash), with
-    only labels before it."""
+    (:func:`.text.split_remark`: a citation of the source, a justification after a dash), or an
+    aside the copy left out (:func:`.text.closing_aside`), with only labels before it."""
     last = max(i for i in positions if taken[i])
     if any(not taken[i] and raw[i] not in _LABEL_TOKENS and not _NUMBERING.fullmatch(raw[i])
            for i in positions if i < last):
         return False
-    remark = tokens(split_remark(line)[1])
-    return bool(remark) and [raw[i] for i in positions if i > last] == remark
+    tail = [raw[i] for i in positions if i > last]
+    return bool(tail) and tail in (tokens(split_remark(line)[1]), tokens(closing_aside(line)))
 
 
 def _left_out_around(line_of: list[int], lines: list[str], spans: list[tuple[int, int]],

@@ -69,6 +69,8 @@ _JUSTIFICATION = re.compile(  # a clause with its own subject and verb: why the 
     r"(?:i|we|you)\s+(?:can\s+)?(?:see|count|think|believe|notice)\b|"
     r"the\s+(?:\w+\s+){1,2}(?:is|was|are|were|represents|depicts|shows|says|states|mentions|notes|holds|"
     r"carries|stands|refers)\b", re.IGNORECASE)
+_ASIDE = re.compile(r"\s*(?:[(（\[]([^()（）\[\]]+)[)）\]]|\s(?:--|[-–—])\s+(.+))\s*[.。]?\s*$")
+ASIDE_WORDS = 4  # words of a closing aside that make it more than a gloss ("Paris (la Ville Lumière)")
 _REMARK_OPENS = re.compile(r"[\s(（\[【;；,，.。:：\-–—]")  # where a closing remark may begin
 _TRAILING_REMARK = re.compile(  # "(根据文章，…)", "— as stated in the second paragraph", ", according to the text."
     r"\s*(?:[(（\[【]([^()（）\[\]【】]+)[)）\]】]|(?:[-–—]+|[;；,，.。:：])?\s*([^\n]+?))\s*[.。]?\s*$")
@@ -146,24 +148,27 @@ def cites_source(text: str) -> bool:
 
 def opens_with_remark(text: str) -> bool:
     """Whether ``text`` (after punctuation and brackets) opens a closing remark, not content: a
-    citation of the source, or after a spaced dash a justification (``— he is named as the
-    sculptor``)."""
+    citation of the source, or after a spaced dash or a bracket a justification (``— he is named
+    as the sculptor``, ``(it has a basket)``)."""
     text = nfkc(text)
     if _OPENS_CITATION.match(text) is not None:
         return True
     bare = text.lstrip()
-    return bare[:1] in "-–—" and _JUSTIFICATION.match(bare.lstrip("-–— ")) is not None
+    return bare[:1] in "-–—(（[" and _JUSTIFICATION.match(bare.lstrip("-–—(（[ ")) is not None
 
 
 def split_remark(answer: str) -> tuple[str, str]:
     """An answer and the remark that closes it, else ``(answer, "")``: a remark citing the source
     (``1420 (according to the article)``, ``1889 — as stated in the second paragraph``), or a
-    justification after a spaced dash (``Bartholdi — he is named as the sculptor``, ``Libertas —
-    the statue represents her``)."""
+    justification after a spaced dash or in brackets (``Bartholdi — he is named as the
+    sculptor``, ``Libertas — the statue represents her``, ``A scooter (it has a basket)``)."""
     for dash in _SPACED_DASH.finditer(answer):
         kept = answer[:dash.start()].rstrip()
         if kept and _JUSTIFICATION.match(answer, dash.end()):
             return kept, answer[dash.start():].strip()
+    bracket = _ASIDE.search(answer)
+    if bracket and bracket.group(1) and bracket.start() and _JUSTIFICATION.match(bracket.group(1).strip()):
+        return answer[:bracket.start()].rstrip(), answer[bracket.start():].strip()
     if not cites_source(answer):
         return answer, ""
     for opening in _REMARK_OPENS.finditer(answer):
@@ -175,6 +180,16 @@ def split_remark(answer: str) -> tuple[str, str]:
         if _CITES.search(nfkc(remark)) if match.group(1) else _OPENS_CITATION.match(nfkc(remark)):
             return kept, answer[opening.start():].strip()
     return answer, ""
+
+
+def closing_aside(answer: str) -> str:
+    """The aside of :data:`ASIDE_WORDS` words or more, in brackets or after a spaced dash, that
+    closes an answer (``three (two on the left of the door and one on the right)``), else ``""``:
+    part of the answer or a remark, which is a guess."""
+    aside = _ASIDE.search(answer)
+    if aside is None or aside.start() == 0 or word_count(aside.group(1) or aside.group(2)) < ASIDE_WORDS:
+        return ""
+    return answer[aside.start():].strip()
 
 
 def _word(word: str) -> str:
