@@ -176,6 +176,8 @@ def test_a_justification_after_a_dash_closes_the_answer_but_a_description_stays(
     ("Three (two on the left of the door and one on the right)", None, False),  # an aside: a guess
     ("Probably a fox — the ears and the bushy tail suggest one", None, False),
     ("A fox (Vulpes vulpes)", "A fox (Vulpes vulpes)", True),  # a short gloss stays
+    ("Four, i.e. two adults and two children", None, False),
+    ("Yes, that is the shop's scooter", "Yes, that is the shop's scooter", True),
 ])
 def test_an_aside_closing_an_answer_is_a_remark_or_a_guess(answer, read, ok):
     parsed = parse_answer(f"Q: What is in front of the shop?\nA: {answer}", want_article=False)
@@ -212,6 +214,12 @@ def test_an_article_under_an_intro_a_foreign_label_before_sources_or_in_yaml_kee
     parsed = parse_answer(text, want_article=True)
     assert (parsed.status, parsed.context, parsed.qas) == (
         "ok", "The Red Car\n\nThe car is a red sedan.", [{"question": "What colour is the car?", "answer": "red"}])
+
+
+def test_citation_marks_are_no_part_of_the_article():
+    parsed = parse_answer("# The Red Car\n\nThe car was built in 1999.[1] It is red.[2][3][citation needed]\n\n"
+                          "Q: When was the car built?\nA: 1999", want_article=True)
+    assert (parsed.status, parsed.context) == ("ok", "The Red Car\n\nThe car was built in 1999. It is red.")
 
 
 def test_json_keys_that_name_a_question_or_answer_in_other_words():

@@ -29,7 +29,15 @@ from functools import lru_cache
 from itertools import accumulate
 from typing import NamedTuple
 
-from .answer_lines import CHATTER, header_kind, is_sources_heading, offers_alternative, read_label, strip_emphasis
+from .answer_lines import (
+    CHATTER,
+    CITATION_MARK,
+    header_kind,
+    is_sources_heading,
+    offers_alternative,
+    read_label,
+    strip_emphasis,
+)
 from .answer_reader import REMARK
 from .text import CJK_LETTERS, is_question, nfkc, opens_with_remark
 
@@ -170,8 +178,8 @@ class _Ledger:
 
 @lru_cache(maxsize=4096)
 def _labels_only(piece: str) -> bool:
-    """Whether a leftover piece is only markup, labels and numbering."""
-    plain = strip_emphasis(piece)
+    """Whether a leftover piece is only markup (citation marks too), labels and numbering."""
+    plain = CITATION_MARK.sub(" ", strip_emphasis(piece))
     if _WORD.search(_LABEL_RUN.sub(" ", plain)) is None:
         return True
     kind, rest = read_label(plain.strip())  # "Short answer:", "Image description" alone

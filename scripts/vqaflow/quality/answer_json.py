@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import jiter
 
-from .answer_lines import clean
+from .answer_lines import clean, without_citation_marks
 from .text import key_name, pick
 
 QUESTION_KEYS = ("question", "q", "query", "prompt", "问题", "问", "提问")
@@ -112,7 +112,7 @@ def _article(value: object, title: object = None) -> str:
         if isinstance(part, (dict, list)):
             paragraphs.append(_article(part))
         elif part is not None:
-            paragraphs += [clean(paragraph) for paragraph in PARAGRAPH_BREAK.split(str(part))]
+            paragraphs += [without_citation_marks(clean(paragraph)) for paragraph in PARAGRAPH_BREAK.split(str(part))]
     return "\n\n".join(paragraph for paragraph in paragraphs if paragraph)
 
 

@@ -58,6 +58,7 @@ CHATTER_INITIALS = frozenset(word[0] for word in CHATTER_WORDS)
 ALTERNATIVE = re.compile(
     r"[\W_]*(?:(?i:alternatively|alternative(?:\s+(?:question|pair|version|answer))?\s*[:：]|or\s*[,:：]|"
     r"another\s+(?:option|possibility|possible|alternative|version|way)|other\s+options?)|或者|另一种|另外也可以|也可以问)")
+CITATION_MARK = re.compile(r"\[(?:\d{1,3}|[a-z]|citation needed|clarification needed|来源请求|需要来源)\]", re.IGNORECASE)
 SOURCES_HEADING = re.compile(
     r"(?i:references?|sources?|see also|external links|further reading|bibliography|citations?|notes and references)"
     r"|参考文献|参考资料|参考来源|延伸阅读|相关条目|来源|出处")
@@ -208,16 +209,24 @@ def join_lines(lines: list[str]) -> str:
 
 
 def join_paragraphs(lines: list[str]) -> str:
-    """Lines joined into paragraphs (:func:`join_lines`), an empty line between two paragraphs;
-    paragraphs separated by a blank line (``\n\n``)."""
+    """An article's lines joined into paragraphs (:func:`join_lines`), an empty line between two
+    paragraphs; paragraphs separated by a blank line (``\n\n``), citation marks taken out."""
     paragraphs, current = [], []
     for line in [*lines, ""]:
         if line.strip():
             current.append(line)
         elif current:
-            paragraphs.append(join_lines(current))
+            paragraphs.append(without_citation_marks(join_lines(current)))
             current = []
     return "\n\n".join(paragraph for paragraph in paragraphs if paragraph)
+
+
+def without_citation_marks(text: str) -> str:
+    """An article's text without Wikipedia's citation marks (``[1]``, ``[2][3]``, ``[citation
+    needed]``, ``[来源请求]``): markup, not words of the article."""
+    if "[" not in text:
+        return text
+    return " ".join(CITATION_MARK.sub("", text).split())
 
 
 def offers_alternative(text: str) -> bool:

@@ -70,6 +70,8 @@ _JUSTIFICATION = re.compile(  # a clause with its own subject and verb: why the 
     r"the\s+(?:\w+\s+){1,2}(?:is|was|are|were|represents|depicts|shows|says|states|mentions|notes|holds|"
     r"carries|stands|refers)\b", re.IGNORECASE)
 _ASIDE = re.compile(r"\s*(?:[(（\[]([^()（）\[\]]+)[)）\]]|\s(?:--|[-–—])\s+(.+))\s*[.。]?\s*$")
+_SPELLED_OUT = re.compile(r"\s*[,，;；(（—–-]\s*(?:i\.\s?e\.|e\.\s?g\.|namely|that is to say|in other words|specifically|"
+                          r"也就是说?|即)[\s,，:：]+\S.*$", re.IGNORECASE)
 ASIDE_WORDS = 4  # words of a closing aside that make it more than a gloss ("Paris (la Ville Lumière)")
 _REMARK_OPENS = re.compile(r"[\s(（\[【;；,，.。:：\-–—]")  # where a closing remark may begin
 _TRAILING_REMARK = re.compile(  # "(根据文章，…)", "— as stated in the second paragraph", ", according to the text."
@@ -183,9 +185,13 @@ def split_remark(answer: str) -> tuple[str, str]:
 
 
 def closing_aside(answer: str) -> str:
-    """The aside of :data:`ASIDE_WORDS` words or more, in brackets or after a spaced dash, that
-    closes an answer (``three (two on the left of the door and one on the right)``), else ``""``:
-    part of the answer or a remark, which is a guess."""
+    """The aside that closes an answer, else ``""``: :data:`ASIDE_WORDS` words or more in brackets
+    or after a spaced dash (``three (two on the left of the door and one on the right)``), or
+    what follows ``i.e.``, ``e.g.``, ``namely``, ``也就是`` …: part of the answer or a remark,
+    which is a guess."""
+    spelled = _SPELLED_OUT.search(answer)  # "four, i.e. two adults and two children"
+    if spelled is not None and spelled.start() > 0:
+        return answer[spelled.start():].strip()
     aside = _ASIDE.search(answer)
     if aside is None or aside.start() == 0 or word_count(aside.group(1) or aside.group(2)) < ASIDE_WORDS:
         return ""
