@@ -23,7 +23,7 @@ reformat, so the figure is what the reformat adds once the parser never claims `
 
     python bench/heldout_reformat.py            # prints the table, writes bench/results-heldout-reformat.json
     python bench/heldout_reformat.py --honest   # ... bench/results-heldout-reformat-honest.json
-    python bench/heldout_reformat.py --set N    # blind set N (2 to 6): tests/data/heldout_answers_N.json
+    python bench/heldout_reformat.py --set N    # blind set N (2 to 7): tests/data/heldout_answers_N.json
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from vqaflow.requests import ShardRequests  # noqa: E402
 from vqaflow.stages.reformat import reformat_answers  # noqa: E402
 from workflow_helpers import api_settings_for  # noqa: E402
 
-SETS = {"1": "tests/data/heldout_answers.json", **{n: f"tests/data/heldout_answers_{n}.json" for n in "23456"}}
+SETS = {"1": "tests/data/heldout_answers.json", **{n: f"tests/data/heldout_answers_{n}.json" for n in "234567"}}
 
 
 def fields(context, qas) -> tuple:
