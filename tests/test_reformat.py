@@ -147,6 +147,16 @@ def test_a_reformat_never_has_fewer_pairs_than_the_parser_read():
     assert verdict.reason == "fewer_pairs"
 
 
+def test_a_pair_the_parser_read_out_of_the_article_is_no_pair_the_copy_lost():
+    raw = "Why Is the Car Red?\n\nThe car is a red sedan.\n\nQ: What colour is the car?\nA: red"
+    parsed = parse_answer(raw, want_article=True)
+    copy = {"context": "Why Is the Car Red?\n\nThe car is a red sedan.",
+            "qas": [{"question": "What colour is the car?", "answer": "red"}]}
+    assert len(parsed.qas) == 2 and parsed.status != "ok", "the parser read the title as a question"
+    assert check(raw, copy, parsed, want_article=True).parse.status == "ok"
+    assert check(raw, {**copy, "context": "The car is a red sedan."}, parsed, want_article=True).reason == "fewer_pairs"
+
+
 def test_the_article_is_copied_line_by_line():
     raw = ("## Article\n**The Car**\n\nThe car is a red sedan with four wheels.\n\n## Pairs\n"
            "Q) What colour is the car? >> red\nQ) How many wheels does it have? >> four")

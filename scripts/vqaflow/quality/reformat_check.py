@@ -28,8 +28,8 @@ A reformat is accepted only when all of this holds (else the reason is returned)
 - ``unmarked_split``: two answers, or an answer and the next question, are copied from one
   run of text (one line, nothing but punctuation between them, e.g. one comma list, ``A.
   three people. what are they wearing? …``): the boundary is the model's guess;
-- ``fewer_pairs``: it holds at least as many pairs as the parser read from the same answer
-  (a reformat never loses pairs);
+- ``fewer_pairs``: it holds at least as many pairs as the parser read from the same answer,
+  leaving out those whose question is text of the copied article (a reformat never loses pairs);
 - ``not_clean``: the parser, reading the reformat's JSON, finds it ``ok``: the fields pass the
   same self-checks as a parsed answer (no labels left in questions or answers, every question
   a question, no chatter in the article); the parser's reading is the record's parse.
@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 from .answer_lines import ANSWER_ROOTS, QA_WORDS, QUESTION_ROOTS, chatty, offers_alternative
 from .parse import Parse, accounted_text, parse_answer
-from .text import CJK_LETTERS, closing_aside, is_question, normalise, split_remark
+from .text import CJK_LETTERS, closing_aside, contains, is_question, normalise, split_remark
 
 _TOKEN = re.compile(rf"[{CJK_LETTERS}]|[^{CJK_LETTERS}\s]+")
 _FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```$", re.DOTALL)
@@ -225,6 +225,13 @@ def _unmarked_split(line_of: list[int], lines: list[str], spans: list[tuple[int,
     return None
 
 
+def _pairs_outside(qas: list[dict], context: str | None) -> list[dict]:
+    """The parser's pairs whose question is not text of the copied article (a title that reads
+    as a question is no pair the copy lost)."""
+    article = normalise(context or "")
+    return [qa for qa in qas if not (article and contains(normalise(qa["question"]), article))]
+
+
 def check_reformat(raw: str, reply: str, finish_reason: str | None, want_article: bool,
                    parsed: Parse, raw_truncated: bool = False) -> Verdict:
     """Whether ``reply`` (a reformat answer) copies the raw answer ``raw``, whose own parse is
@@ -251,7 +258,7 @@ def check_reformat(raw: str, reply: str, finish_reason: str | None, want_article
         qas = qas[:-1]
     if not qas:
         return Verdict(None, "no_pairs")
-    if len(qas) < len(parsed.qas):
+    if len(qas) < len(_pairs_outside(parsed.qas, context)):
         return Verdict(None, "fewer_pairs")
     copied = {"context": context, "qas": qas} if want_article else {"qas": qas}
     read = parse_answer(json.dumps(copied, ensure_ascii=False), want_article)
