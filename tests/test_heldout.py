@@ -178,6 +178,7 @@ def test_a_justification_after_a_dash_closes_the_answer_but_a_description_stays(
     ("A fox (Vulpes vulpes)", "A fox (Vulpes vulpes)", True),  # a short gloss stays
     ("Four, i.e. two adults and two children", None, False),
     ("Yes, that is the shop's scooter", "Yes, that is the shop's scooter", True),
+    ("Monday - Friday, from 9 am to 5 pm", "Monday - Friday, from 9 am to 5 pm", True),  # a range
 ])
 def test_an_aside_closing_an_answer_is_a_remark_or_a_guess(answer, read, ok):
     parsed = parse_answer(f"Q: What is in front of the shop?\nA: {answer}", want_article=False)

@@ -69,7 +69,7 @@ _JUSTIFICATION = re.compile(  # a clause with its own subject and verb: why the 
     r"(?:i|we|you)\s+(?:can\s+)?(?:see|count|think|believe|notice)\b|"
     r"the\s+(?:\w+\s+){1,2}(?:is|was|are|were|represents|depicts|shows|says|states|mentions|notes|holds|"
     r"carries|stands|refers)\b", re.IGNORECASE)
-_ASIDE = re.compile(r"\s*(?:[(（\[]([^()（）\[\]]+)[)）\]]|\s(?:--|[-–—])\s+(.+))\s*[.。]?\s*$")
+_ASIDE = re.compile(r"\s*(?:[(（\[]([^()（）\[\]]+)[)）\]]|\s(?:--|[–—])\s+(.+))\s*[.。]?\s*$")  # not "-": ranges
 _SPELLED_OUT = re.compile(r"\s*[,，;；(（—–-]\s*(?:i\.\s?e\.|e\.\s?g\.|namely|that is to say|in other words|specifically|"
                           r"也就是说?|即)[\s,，:：]+\S.*$", re.IGNORECASE)
 ASIDE_WORDS = 4  # words of a closing aside that make it more than a gloss ("Paris (la Ville Lumière)")
