@@ -88,8 +88,8 @@ class _Reader:
         cells = [clean(c) for c in row.strip().strip("|").split("|")]
         self.table_rows += 1
         if all(TABLE_RULE.fullmatch(c) or not c for c in cells):
-            if self.table_rows == 2 and self.header_pair is not None:  # the row above the rule is a header
-                self.qas.remove(self.header_pair)
+            if self.table_rows == 2 and self.qas and self.qas[-1] is self.header_pair:  # the row above the rule
+                self.qas.pop()  # is the table's header
             return
         kinds = [label_kind(c) if c and len(c) < 20 else None for c in cells]
         if "question" in kinds:
