@@ -34,6 +34,7 @@ from .answer_lines import (
     CITATION_MARK,
     header_kind,
     is_sources_heading,
+    is_table_rule,
     offers_alternative,
     read_label,
     strip_emphasis,
@@ -78,7 +79,6 @@ _LIST_ITEM = re.compile(r"\s*(?:[-•*+>]|\d{1,3}[.)、]|[(（]\d{1,3}[)）]|[A-
 _CONTINUES = frozenset(",，、;；:：(（-–—&/")  # a line ending in one of these goes on
 _HEADING = re.compile(r"\s*(?:#{1,6}\s|(\*\*|__).+(\*\*|__)\s*$)")
 _SENTENCE_END = re.compile(r"[.!。！]\s*$")
-TABLE_RULE_LINE = re.compile(r"\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?")
 
 
 def _comparable(text: str) -> str:
@@ -323,7 +323,7 @@ class _Pieces:
     def _table_header(self, end: int) -> bool:
         """A table row just above the table's rule line (``|---|---|``): the header."""
         following = self.text[end + 1:self.text.find("\n", end + 1) % (len(self.text) + 1)]
-        return end < len(self.text) and TABLE_RULE_LINE.fullmatch(following.strip()) is not None
+        return end < len(self.text) and is_table_rule(following)
 
     def _in_sources(self, start: int) -> bool:
         """Whether a line is an item of a list of sources (under ``References``, ``See also``,

@@ -62,6 +62,8 @@ CITATION_MARK = re.compile(r"\[(?:\d{1,3}|[a-z]|citation needed|clarification ne
 SOURCES_HEADING = re.compile(
     r"(?i:references?|sources?|see also|external links|further reading|bibliography|citations?|notes and references)"
     r"|参考文献|参考资料|参考来源|延伸阅读|相关条目|来源|出处")
+TABLE_RULE = re.compile(r":?-{2,}:?")  # a cell of a table's rule row
+ARTICLE_ITSELF = re.compile(r"\b(?:article|wikipedia|wiki|passage)\b|文章|百科|维基")  # a heading naming the article
 QA_NAMED = re.compile(r"\bq\s*&\s*a\b|\bqa\b|question|问答|问题")  # a prose header naming the pairs
 ARTICLE_NAMED = re.compile(r"\b(?:article|passage|entry|context)\b|文章|百科|背景")  # ... the article
 QA_PHRASE = re.compile(r"question[- ]answer|questions? and answers?|\bq\s*&\s*a\b|\bqa pairs|问答")
@@ -229,6 +231,12 @@ def without_citation_marks(text: str) -> str:
     return " ".join(CITATION_MARK.sub("", text).split())
 
 
+def is_table_rule(row: str) -> bool:
+    """Whether a table row is its rule (``|---|:--:|``): every cell dashes or empty."""
+    return "-" in row and all(TABLE_RULE.fullmatch(cell.strip()) or not cell.strip()
+                              for cell in row.strip().strip("|").split("|"))
+
+
 def offers_alternative(text: str) -> bool:
     """Whether a line offers an alternative ("Alternatively:", "Or, another question:", "或者："):
     which of the pairs is the answer is a guess."""
@@ -244,8 +252,7 @@ def is_sources_heading(text: str) -> bool:
 def names_article(text: str) -> bool:
     """Whether a heading names the article itself ("A Wikipedia-style article about …"), not its
     subject: it is a section label, not the article's title."""
-    lowered = text.lower()
-    return re.search(r"\b(?:article|wikipedia|wiki|passage)\b|文章|百科|维基", lowered) is not None
+    return ARTICLE_ITSELF.search(text.lower()) is not None
 
 
 class Line(NamedTuple):

@@ -15,6 +15,7 @@ from .answer_lines import (
     classify_line,
     clean,
     is_sources_heading,
+    is_table_rule,
     join_lines,
     join_paragraphs,
     label_kind,
@@ -23,7 +24,6 @@ from .answer_lines import (
 
 REMARK = re.compile(r"(?:explanation|reason|reasoning|rationale|evidence|source|note|difficulty|type|"
                     r"category|hint|解释|解析|理由|说明|提示|难度|类型)\b\s*[:：]", re.IGNORECASE)
-TABLE_RULE = re.compile(r":?-{2,}:?")
 WORDS = re.compile(r"[^\W_]")  # a title holds a word (not YAML's "|")
 
 
@@ -87,7 +87,7 @@ class _Reader:
     def _table(self, row: str) -> None:
         cells = [clean(c) for c in row.strip().strip("|").split("|")]
         self.table_rows += 1
-        if all(TABLE_RULE.fullmatch(c) or not c for c in cells):
+        if is_table_rule(row) or not any(cells):
             if self.table_rows == 2 and self.qas and self.qas[-1] is self.header_pair:  # the row above the rule
                 self.qas.pop()  # is the table's header
             return

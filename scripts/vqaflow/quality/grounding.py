@@ -34,7 +34,16 @@ def opens_grounded(answer: str, context: str) -> bool:
     dash, a bracket, a full stop, a semicolon or a comma: ``330 metres — the article compares
     it to a building``) and :data:`REMARK_WORDS` words or more follow it: the rest is something
     else than the answer, a remark."""
+    return _opens(answer, normalise(context))
+
+
+def openings_grounded(qas: list[dict], context: str) -> list[bool]:
+    """:func:`opens_grounded` for every pair's answer against one context (normalised once)."""
     haystack = normalise(context)
+    return [_opens(qa["answer"], haystack) for qa in qas]
+
+
+def _opens(answer: str, haystack: str) -> bool:
     if _found(answer, haystack):
         return False
     return any(_found(answer[:end.start()], haystack) and word_count(answer[end.end():]) >= REMARK_WORDS

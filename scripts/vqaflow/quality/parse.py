@@ -67,7 +67,7 @@ from .accounting import account
 from .answer_json import JsonRead, json_strings, json_values, pairs_from_json
 from .answer_lines import ANSWER_ROOTS, QUESTION_ROOTS, chatty, label_kind, read_label
 from .answer_reader import read_text
-from .grounding import opens_grounded
+from .grounding import openings_grounded
 from .text import cites_source, closing_aside, has_cjk, is_question, split_remark
 
 LABEL_WORDS = frozenset(root for root in QUESTION_ROOTS | ANSWER_ROOTS if not has_cjk(root))  # any alphabet
@@ -298,7 +298,7 @@ def parse_answer(text: str, want_article: bool, finish_reason: str | None = None
         issues.append("no_article")
     elif want_article and (_article_issue(context) or MARKUP.search(context)):
         issues.append("article_chatter" if _article_issue(context) else "markup_in_text")
-    if want_article and context and any(opens_grounded(qa["answer"], context) for qa in qas):
+    if want_article and context and any(openings_grounded(qas, context)):
         issues.append("explanation_in_answer")
     unread = _accounting_issues(accounted, context if want_article else None, qas, parsed is not None, issues)
     status = "ok" if not issues else "partial" if (qas or (want_article and context)) else "none"
